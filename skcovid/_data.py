@@ -1,0 +1,176 @@
+"""Validation of ``X`` and the torch datasets that feed the network."""
+
+import math
+import os
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from sklearn.utils.validation import check_array, validate_data
+from torchvision.transforms import v2
+
+from ._imageio import array_to_gray, read_gray
+
+
+class PathImages:
+    """Image files decoded lazily, one at a time (never all held in memory)."""
+
+    def __init__(self, paths):
+        self.paths = paths
+
+    def __len__(self):
+        return len(self.paths)
+
+    def __getitem__(self, index):
+        return read_gray(self.paths[index])
+
+
+class ArrayImages:
+    """Images already in memory, as an ``(n, H, W)`` float32 array."""
+
+    def __init__(self, images):
+        self.images = images
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, index):
+        return self.images[index]
+
+
+def _as_paths(X):
+    """Return X as a list of str paths if it is a 1-D (or one-column) sequence of paths."""
+    if isinstance(X, (str, bytes, os.PathLike)):
+        raise ValueError(
+            f"X must be a sequence of image paths or an array of images; got the single "
+            f"path {X!r}. Use skcovid.datasets.load_image_folder to list a folder."
+        )
+    if sp.issparse(X) or not hasattr(X, "__len__"):
+        return None
+    try:
+        array = np.asarray(X, dtype=object)
+    except ValueError:  # ragged nested sequences
+        return None
+    if array.ndim == 2 and array.shape[1] == 1:
+        array = array[:, 0]
+    if array.ndim != 1 or array.size == 0:
+        return None
+    is_path = [isinstance(x, (str, os.PathLike)) for x in array]
+    if not any(is_path):
+        return None
+    if not all(is_path):
+        bad = next(i for i, ok in enumerate(is_path) if not ok)
+        raise ValueError(
+            "X looks like a sequence of image paths, but element "
+            f"{bad} is {array[bad]!r} ({type(array[bad]).__name__}), not a path."
+        )
+    return [os.fspath(x) for x in array]
+
+
+def _tabular_to_images(X):
+    """Read ``(n_samples, n_features)`` rows as flattened single-channel images."""
+    n_samples, n_features = X.shape
+    side = math.isqrt(n_features)
+    shape = (side, side) if side * side == n_features else (1, n_features)
+    return X.reshape(n_samples, *shape)
+
+
+def check_images(estimator, X, *, reset):
+    """Validate ``X`` and return its images.
+
+    Parameters
+    ----------
+    estimator : BaseEstimator
+        Receives ``n_features_in_`` (and ``feature_names_in_``) when ``X`` is
+        2-D numeric and ``reset`` is True; is checked against them otherwise.
+    X : array-like
+        A 1-D sequence (or one column) of image paths, an ``(n, H, W)`` or
+        ``(n, H, W, C)`` image array, or ``(n_samples, n_features)`` numbers.
+    reset : bool
+        True in ``fit``.
+
+    Returns
+    -------
+    images : PathImages or ArrayImages
+    """
+    paths = _as_paths(X)
+    if paths is not None:
+        if reset:
+            for attr in ("n_features_in_", "feature_names_in_"):
+                if hasattr(estimator, attr):
+                    delattr(estimator, attr)
+        return PathImages(paths)
+    ndim = getattr(X, "ndim", None)
+    if ndim is None and not sp.issparse(X):
+        ndim = np.ndim(np.asarray(X, dtype=object)) if hasattr(X, "__len__") else 0
+    if ndim in (3, 4):
+        array = check_array(X, allow_nd=True, dtype="numeric", ensure_min_features=1)
+        if min(array.shape[1:3]) < 1:
+            raise ValueError(f"Images must be at least 1x1 pixel; got shape {array.shape}.")
+        if reset:
+            for attr in ("n_features_in_", "feature_names_in_"):
+                if hasattr(estimator, attr):
+                    delattr(estimator, attr)
+        return ArrayImages(array_to_gray(array))
+    array = validate_data(estimator, X, reset=reset, dtype="numeric")
+    return ArrayImages(array_to_gray(_tabular_to_images(array)))
+
+
+def make_augmentation(augment):
+    """Training-time augmentation on ``(1, H, W)`` float images.
+
+    Parameters
+    ----------
+    augment : {None, "flip", "ct"}
+
+    Returns
+    -------
+    transform : callable or None
+    """
+    if augment is None:
+        return None
+    if augment == "flip":
+        return v2.RandomHorizontalFlip()
+    # "ct": the augmentations of the CT literature.
+    return v2.Compose([
+        v2.RandomAffine(degrees=10, shear=5, scale=(0.9, 1.1)),
+        v2.RandomHorizontalFlip(),
+        v2.RandomVerticalFlip(),
+        v2.ColorJitter(brightness=0.1, contrast=0.1),
+        v2.RandomEqualize(p=0.2),
+    ])
+
+
+class ImageDataset(torch.utils.data.Dataset):
+    """Grayscale images resized to a square, optionally augmented.
+
+    Parameters
+    ----------
+    images : PathImages or ArrayImages
+    y : ndarray of int or None
+        Encoded labels; ``None`` at prediction time.
+    image_size : int
+    transform : callable or None
+        Applied after resizing (training only).
+    indices : ndarray of int or None
+        Subset of ``images`` to use.
+    """
+
+    def __init__(self, images, y, image_size, transform=None, indices=None):
+        self.images = images
+        self.y = y
+        self.image_size = image_size
+        self.transform = transform
+        self.indices = np.arange(len(images)) if indices is None else indices
+
+    def __len__(self):
+        return len(self.indices)
+
+    def __getitem__(self, i):
+        index = self.indices[i]
+        x = torch.from_numpy(np.ascontiguousarray(self.images[index]))[None]
+        x = v2.functional.resize(x, [self.image_size, self.image_size], antialias=True)
+        if self.transform is not None:
+            x = self.transform(x)
+        target = 0 if self.y is None else int(self.y[index])
+        return x, target

@@ -1,0 +1,111 @@
+"""skorch pieces used by the estimators: the net, optimizers, schedules."""
+
+import math
+import numbers
+
+import torch
+from skorch import NeuralNetClassifier
+from skorch.callbacks import EarlyStopping, EpochScoring, LRScheduler, ProgressBar
+
+OPTIMIZERS = {
+    "adam": (torch.optim.Adam, {}),
+    "adamax": (torch.optim.Adamax, {}),
+    "adamw": (torch.optim.AdamW, {}),
+    "sgd": (torch.optim.SGD, {"momentum": 0.9}),
+}
+LR_SCHEDULES = (None, "cyclic", "onecycle", "cosine")
+
+
+class SkorchNet(NeuralNetClassifier):
+    """skorch classifier that hands only trainable parameters to the optimizer."""
+
+    def get_all_learnable_params(self):
+        for name, param in super().get_all_learnable_params():
+            if param.requires_grad:
+                yield name, param
+
+
+def resolve_optimizer(optimizer):
+    """Return ``(optimizer class, extra kwargs)`` for a name or class."""
+    if isinstance(optimizer, str):
+        return OPTIMIZERS[optimizer]
+    return optimizer, {}
+
+
+def resolve_device(device):
+    """Map ``"auto"`` to CUDA when present, else CPU; check other names."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"device={device!r} is not a torch device: {exc}") from exc
+    return device
+
+
+def training_callbacks(*, lr, lr_schedule, max_epochs, batches_per_epoch,
+                       early_stopping, has_validation, verbose):
+    """The callbacks an estimator's hyperparameters ask for.
+
+    Parameters
+    ----------
+    lr : float
+        Peak learning rate of the schedules.
+    lr_schedule : {None, "cyclic", "onecycle", "cosine"}
+    max_epochs, batches_per_epoch : int
+    early_stopping : int or None
+        Patience in epochs on the validation loss; the best weights are restored.
+    has_validation : bool
+    verbose : int
+
+    Returns
+    -------
+    callbacks : list of (str, Callback)
+    """
+    callbacks = [("train_acc", EpochScoring("accuracy", on_train=True, name="train_acc",
+                                            lower_is_better=False))]
+    if lr_schedule == "cyclic":
+        # Triangular cycles between lr/10 and lr, 2 epochs up and 2 down
+        # (Smith 2017 suggests a half cycle of 2 to 10 epochs).
+        callbacks.append(("lr_scheduler", LRScheduler(
+            "CyclicLR", base_lr=lr / 10, max_lr=lr, step_size_up=2 * batches_per_epoch,
+            cycle_momentum=False, step_every="batch")))
+    elif lr_schedule == "onecycle":
+        callbacks.append(("lr_scheduler", LRScheduler(
+            "OneCycleLR", max_lr=lr, total_steps=max_epochs * batches_per_epoch,
+            cycle_momentum=False, step_every="batch")))
+    elif lr_schedule == "cosine":
+        callbacks.append(("lr_scheduler", LRScheduler(
+            "CosineAnnealingLR", T_max=max_epochs, step_every="epoch")))
+    if early_stopping is not None and has_validation:
+        callbacks.append(("early_stopping", EarlyStopping(
+            monitor="valid_loss", patience=early_stopping, load_best=True,
+            sink=print if verbose else _silent)))
+    if verbose:
+        callbacks.append(("progress_bar", ProgressBar()))
+    return callbacks
+
+
+def _silent(*args, **kwargs):
+    """Sink for callbacks' messages when ``verbose=0``."""
+
+
+def batches_per_epoch(n_samples, batch_size):
+    return math.ceil(n_samples / batch_size)
+
+
+def history_records(history):
+    """Per-epoch losses and accuracies of a skorch ``History``.
+
+    Returns
+    -------
+    records : list of dict
+        Keys ``epoch``, ``train_loss``, ``train_acc``, ``dur`` and, when a
+        validation set was held out, ``valid_loss`` and ``valid_acc``.
+    """
+    keys = ("epoch", "train_loss", "train_acc", "valid_loss", "valid_acc", "dur")
+    return [
+        {k: float(row[k]) if not isinstance(row[k], numbers.Integral) else int(row[k])
+         for k in keys if k in row}
+        for row in history
+    ]

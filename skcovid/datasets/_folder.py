@@ -1,0 +1,91 @@
+"""Image collections laid out as one sub-folder per class."""
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from .._imageio import IMAGE_EXTENSIONS
+
+
+def _check_image_header(path):
+    """Return why ``path`` is not a readable image, or None."""
+    try:
+        if path.stat().st_size == 0:
+            return "empty file"
+        with Image.open(path) as image:
+            image.size  # noqa: B018  (reads the header only)
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+        return str(exc)
+    return None
+
+
+def load_image_folder(path, *, extensions=IMAGE_EXTENSIONS, check_images=True):
+    """List the images of a folder with one sub-folder per class.
+
+    ``path/COVID/a.png`` gets label ``"COVID"``; sub-folders of a class folder
+    are searched too. Hidden files and files directly under ``path`` (such as
+    a README) are ignored.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Root folder.
+    extensions : tuple of str, default=skcovid._imageio.IMAGE_EXTENSIONS
+        File extensions (lower case, with the dot) that count as images.
+    check_images : bool, default=True
+        Open every file's header and fail on files that are not images.
+
+    Returns
+    -------
+    X : ndarray of shape (n_images,), dtype object
+        Paths (str), sorted by class then path.
+    y : ndarray of shape (n_images,), dtype object
+        The class folder name of each image.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    NotADirectoryError
+        If ``path`` is not a folder.
+    ValueError
+        If there are no class sub-folders, a class folder holds no image, or
+        some files are not images (all of them are listed).
+    """
+    root = Path(path)
+    if not root.exists():
+        raise FileNotFoundError(f"Image folder not found: {str(root)!r}")
+    if not root.is_dir():
+        raise NotADirectoryError(f"Expected a folder of class sub-folders, got a file: {str(root)!r}")
+    class_dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not class_dirs:
+        raise ValueError(
+            f"Folder {str(root)!r} has no class sub-folders; expected e.g. "
+            f"{str(root / 'COVID')!r} and {str(root / 'non-COVID')!r} holding the images."
+        )
+    paths, labels, not_images = [], [], []
+    for class_dir in class_dirs:
+        files = sorted(
+            f for f in class_dir.rglob("*")
+            if f.is_file() and not any(part.startswith(".") for part in f.relative_to(root).parts)
+        )
+        images = []
+        for f in files:
+            if f.suffix.lower() not in extensions:
+                not_images.append(f"{f} (extension {f.suffix!r} is not one of {list(extensions)})")
+                continue
+            reason = _check_image_header(f) if check_images else None
+            if reason is not None:
+                not_images.append(f"{f} ({reason})")
+                continue
+            images.append(str(f))
+        if not images and not not_images:
+            raise ValueError(f"Class folder {str(class_dir)!r} holds no image files.")
+        paths += images
+        labels += [class_dir.name] * len(images)
+    if not_images:
+        shown = "\n  ".join(not_images[:20])
+        more = f"\n  ... and {len(not_images) - 20} more" if len(not_images) > 20 else ""
+        raise ValueError(f"{len(not_images)} files under {str(root)!r} are not images:\n  {shown}{more}")
+    return np.asarray(paths, dtype=object), np.asarray(labels, dtype=object)
