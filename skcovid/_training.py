@@ -5,6 +5,7 @@ import numbers
 
 import torch
 from skorch import NeuralNetClassifier
+from torch.optim.lr_scheduler import CosineAnnealingLR, CyclicLR, OneCycleLR
 from skorch.callbacks import EarlyStopping, EpochScoring, LRScheduler, ProgressBar
 
 OPTIMIZERS = {
@@ -68,15 +69,15 @@ def training_callbacks(*, lr, lr_schedule, max_epochs, batches_per_epoch,
         # Triangular cycles between lr/10 and lr, 2 epochs up and 2 down
         # (Smith 2017 suggests a half cycle of 2 to 10 epochs).
         callbacks.append(("lr_scheduler", LRScheduler(
-            "CyclicLR", base_lr=lr / 10, max_lr=lr, step_size_up=2 * batches_per_epoch,
+            CyclicLR, base_lr=lr / 10, max_lr=lr, step_size_up=2 * batches_per_epoch,
             cycle_momentum=False, step_every="batch")))
     elif lr_schedule == "onecycle":
         callbacks.append(("lr_scheduler", LRScheduler(
-            "OneCycleLR", max_lr=lr, total_steps=max_epochs * batches_per_epoch,
+            OneCycleLR, max_lr=lr, total_steps=max_epochs * batches_per_epoch,
             cycle_momentum=False, step_every="batch")))
     elif lr_schedule == "cosine":
         callbacks.append(("lr_scheduler", LRScheduler(
-            "CosineAnnealingLR", T_max=max_epochs, step_every="epoch")))
+            CosineAnnealingLR, T_max=max_epochs, step_every="epoch")))
     if early_stopping is not None and has_validation:
         callbacks.append(("early_stopping", EarlyStopping(
             monitor="valid_loss", patience=early_stopping, load_best=True,
