@@ -110,6 +110,10 @@ def specificity_score(y_true, y_pred, *, pos_label=None, average="binary"):
                 f"Target is multiclass ({len(labels)} labels) but average='binary'; "
                 "choose another average."
             )
+        if len(labels) == 2 and pos_label not in labels.tolist():
+            raise ValueError(
+                f"pos_label={pos_label!r} is not a valid label. It should be one of {labels.tolist()}."
+            )
         y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
         negatives = y_true != pos_label
         if not negatives.any():
