@@ -317,16 +317,35 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         self : TransferCNNClassifier
         """
         self._validate_hyperparams()
+        images, y, y_encoded = self._check_data(X, y)
+        self.net_ = self._train(
+            images, y, y_encoded, lambda: self._build_module(len(self.classes_)),
+            max_epochs=self.max_epochs, lr=self.lr, early_stopping=self.early_stopping,
+        )
+        self.history_ = history_records(self.net_.history)
+        return self
+
+    def _check_data(self, X, y):
+        """Validate ``X`` and ``y``; set ``classes_``; return images, labels and encoded labels."""
         images = check_images(self, X, reset=True)
         y = self._check_y(y, len(images))
         encoder = LabelEncoder().fit(y)
-        classes = encoder.classes_
-        if len(classes) < 2:
+        if len(encoder.classes_) < 2:
             raise ValueError(
                 f"{type(self).__name__} needs samples of at least 2 classes; got 1 class: "
-                f"{classes.tolist()}."
+                f"{encoder.classes_.tolist()}."
             )
-        y_encoded = encoder.transform(y)
+        self.classes_ = encoder.classes_
+        return images, y, encoder.transform(y)
+
+    def _train(self, images, y, y_encoded, build_module, *, max_epochs, lr, early_stopping,
+               extra_callbacks=()):
+        """Train the module ``build_module()`` returns; return the fitted skorch net.
+
+        Shared by :meth:`fit` and by the fine-tuning of
+        :class:`skcovid.PrunedCNNClassifier`, so both use the same split, seed
+        and training settings.
+        """
         rng = check_random_state(self.random_state)
         train_idx, valid_idx = self._split(y, rng)
         seed = int(rng.randint(np.iinfo(np.int32).max))
@@ -334,16 +353,17 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
 
         criterion_kwargs = {}
         if self.class_weight is not None:
-            weights = compute_class_weight(self.class_weight, classes=classes, y=y[train_idx])
+            weights = compute_class_weight(self.class_weight, classes=self.classes_, y=y[train_idx])
             criterion_kwargs["criterion__weight"] = torch.as_tensor(weights, dtype=torch.float32)
         optimizer, optimizer_kwargs = resolve_optimizer(self.optimizer)
         callbacks = training_callbacks(
-            lr=self.lr, lr_schedule=self.lr_schedule, max_epochs=self.max_epochs,
+            lr=lr, lr_schedule=self.lr_schedule, max_epochs=max_epochs,
             batches_per_epoch=batches_per_epoch(len(train_idx), self.batch_size),
-            early_stopping=self.early_stopping, has_validation=valid_idx is not None,
+            early_stopping=early_stopping, has_validation=valid_idx is not None,
             verbose=self.verbose,
         )
         callbacks += copy.deepcopy(list(self.callbacks or []))
+        callbacks += list(extra_callbacks)
         train_set = ImageDataset(images, y_encoded, self.image_size,
                                  make_augmentation(self.augment), train_idx)
         valid_set = (None if valid_idx is None
@@ -352,29 +372,24 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         cuda_devices = [torch.cuda.current_device()] if device.startswith("cuda") else []
         with torch.random.fork_rng(devices=cuda_devices):
             torch.manual_seed(seed)
-            module = self._build_module(len(classes))
             net = SkorchNet(
-                module=module,
+                module=build_module(),
                 criterion=torch.nn.CrossEntropyLoss,
                 optimizer=optimizer,
-                lr=self.lr,
+                lr=lr,
                 batch_size=self.batch_size,
-                max_epochs=self.max_epochs,
+                max_epochs=max_epochs,
                 train_split=None if valid_set is None else predefined_split(valid_set),
                 iterator_train__shuffle=True,
                 callbacks=callbacks,
-                classes=np.arange(len(classes)),
+                classes=np.arange(len(self.classes_)),
                 device=device,
                 verbose=self.verbose,
                 **{f"optimizer__{k}": v for k, v in optimizer_kwargs.items()},
                 **criterion_kwargs,
             )
             net.fit(train_set, y=None)
-
-        self.classes_ = classes
-        self.net_ = net
-        self.history_ = history_records(net.history)
-        return self
+        return net
 
     def predict_proba(self, X):
         """Class probabilities.
