@@ -7,7 +7,8 @@ Pipeline and joblib understand.
 
 from ._backbones import BACKBONES
 from ._classifier import TransferCNNClassifier
+from ._pruned import PrunedCNNClassifier
 
 __version__ = "0.1.0"
 
-__all__ = ["BACKBONES", "TransferCNNClassifier", "__version__"]
+__all__ = ["BACKBONES", "PrunedCNNClassifier", "TransferCNNClassifier", "__version__"]

@@ -405,7 +405,9 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
             Columns follow ``classes_``.
         """
         check_is_fitted(self)
-        images = check_images(self, X, reset=False)
+        return self._predict_proba_images(check_images(self, X, reset=False))
+
+    def _predict_proba_images(self, images):
         dataset = ImageDataset(images, None, self.image_size)
         proba = np.asarray(self.net_.predict_proba(dataset), dtype=np.float64)
         return proba / proba.sum(axis=1, keepdims=True)

@@ -18,7 +18,25 @@ LR_SCHEDULES = (None, "cyclic", "onecycle", "cosine")
 
 
 class SkorchNet(NeuralNetClassifier):
-    """skorch classifier that hands only trainable parameters to the optimizer."""
+    """skorch classifier that hands only trainable parameters to the optimizer.
+
+    It is given its module as an instance, so ``module`` and ``module_`` are the
+    same object; skorch would pickle it twice, and this net pickles it once.
+    """
+
+    def __getstate__(self):
+        shared = self.__dict__.get("module") is self.__dict__.get("module_")
+        state = super().__getstate__()
+        if shared:
+            state["module"] = None
+            state["_module_is_module_"] = True
+        return state
+
+    def __setstate__(self, state):
+        shared = state.pop("_module_is_module_", False)
+        super().__setstate__(state)
+        if shared:
+            self.__dict__["module"] = self.module_
 
     def get_all_learnable_params(self):
         for name, param in super().get_all_learnable_params():

@@ -1,0 +1,292 @@
+"""Unstructured magnitude pruning, one-shot or along a polynomial-decay schedule."""
+
+import copy
+import numbers
+
+import torch
+from sklearn.base import BaseEstimator
+from sklearn.utils import check_scalar
+from sklearn.utils.validation import check_is_fitted
+from skorch.callbacks import Callback
+from torch import nn
+from torch.nn.utils import prune
+
+_PRUNABLE = (nn.modules.conv._ConvNd, nn.Linear)
+
+
+def _prunable_layers(module):
+    """Names of the convolution and linear layers whose weights are pruned."""
+    return [name for name, sub in module.named_modules() if isinstance(sub, _PRUNABLE)]
+
+
+def weight_sparsity(module, layers=None):
+    """Fraction of zeros among the weights of the convolution and linear layers.
+
+    Parameters
+    ----------
+    module : nn.Module
+    layers : list of str or None
+        Layer names; all convolution and linear layers by default.
+
+    Returns
+    -------
+    sparsity : float
+    """
+    layers = _prunable_layers(module) if layers is None else layers
+    weights = [module.get_submodule(name).weight for name in layers]
+    total = sum(w.numel() for w in weights)
+    return 1.0 - sum(int(torch.count_nonzero(w)) for w in weights) / total
+
+
+def _magnitude_masks(weights, sparsity, scope):
+    """Masks keeping the largest-magnitude entries; exactly round(sparsity * n) pruned."""
+    if scope == "layer":
+        return [_magnitude_masks([w], sparsity, "global")[0] for w in weights]
+    scores = torch.cat([w.detach().abs().flatten() for w in weights])
+    n_pruned = int(round(sparsity * scores.numel()))
+    keep = torch.zeros_like(scores, dtype=torch.bool)
+    if n_pruned < scores.numel():
+        keep[torch.topk(scores, scores.numel() - n_pruned, sorted=False).indices] = True
+    masks, start = [], 0
+    for w in weights:
+        masks.append(keep[start:start + w.numel()].view_as(w))
+        start += w.numel()
+    return masks
+
+
+class MagnitudePruner(BaseEstimator):
+    """Unstructured magnitude pruning of convolution and linear weights.
+
+    The weights of smallest absolute value are set to zero, over the whole
+    network (``scope="global"``) or in each layer (``scope="layer"``). Zeros
+    make nothing faster by themselves; :class:`skcovid.PrunedCNNClassifier`
+    stores the pruned tensors sparsely, so the saved model shrinks.
+
+    Parameters
+    ----------
+    sparsity : float, default=0.5
+        Target fraction of zero weights, in ``[0, 1)``.
+    scope : {"global", "layer"}, default="global"
+    schedule : {"oneshot", "polynomial"}, default="oneshot"
+        ``"oneshot"`` prunes to ``sparsity`` before fine-tuning and keeps the
+        pruned weights at zero during it. ``"polynomial"`` raises sparsity
+        during fine-tuning along TensorFlow Model Optimization's
+        PolynomialDecay (see :meth:`schedule_value`), every ``frequency``
+        optimizer steps, and reaches ``sparsity`` at the end.
+    initial_sparsity : float, default=0.0
+        Sparsity at ``begin_step`` of the polynomial schedule.
+    power : float, default=3
+        Exponent of the polynomial schedule.
+    frequency : int, default=10
+        Optimizer steps between two sparsity updates of the polynomial schedule.
+    begin_step : int, default=0
+        Step at which the polynomial schedule starts.
+    end_step : int or None, default=None
+        Step at which it reaches ``sparsity``; ``None`` is the last step of
+        fine-tuning.
+
+    Attributes
+    ----------
+    layers_ : list of str
+        Names of the pruned layers.
+    n_weights_ : int
+        Number of weights in those layers.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skcovid.pruning import MagnitudePruner, weight_sparsity
+    >>> net = torch.nn.Sequential(torch.nn.Linear(10, 10), torch.nn.Linear(10, 2))
+    >>> pruned = MagnitudePruner(sparsity=0.5).fit(net).transform(net)
+    >>> round(weight_sparsity(pruned), 2)
+    0.5
+    """
+
+    def __init__(self, sparsity=0.5, scope="global", schedule="oneshot", initial_sparsity=0.0,
+                 power=3, frequency=10, begin_step=0, end_step=None):
+        self.sparsity = sparsity
+        self.scope = scope
+        self.schedule = schedule
+        self.initial_sparsity = initial_sparsity
+        self.power = power
+        self.frequency = frequency
+        self.begin_step = begin_step
+        self.end_step = end_step
+
+    def _validate(self):
+        check_scalar(self.sparsity, "sparsity", numbers.Real, min_val=0.0, max_val=1.0,
+                     include_boundaries="left")
+        check_scalar(self.initial_sparsity, "initial_sparsity", numbers.Real, min_val=0.0,
+                     max_val=self.sparsity, include_boundaries="both")
+        if self.scope not in ("global", "layer"):
+            raise ValueError(f"scope={self.scope!r} is not valid; choose 'global' or 'layer'.")
+        if self.schedule not in ("oneshot", "polynomial"):
+            raise ValueError(f"schedule={self.schedule!r} is not valid; choose 'oneshot' or 'polynomial'.")
+        check_scalar(self.power, "power", numbers.Real, min_val=0.0, include_boundaries="neither")
+        check_scalar(self.frequency, "frequency", numbers.Integral, min_val=1)
+        check_scalar(self.begin_step, "begin_step", numbers.Integral, min_val=0)
+        if self.end_step is not None:
+            check_scalar(self.end_step, "end_step", numbers.Integral, min_val=self.begin_step + 1)
+
+    def fit(self, module, X=None, y=None):
+        """Find the layers to prune; magnitudes are scored in :meth:`transform`.
+
+        Parameters
+        ----------
+        module : nn.Module
+        X, y : ignored
+            Present for API consistency with :class:`StructuredPruner`.
+
+        Returns
+        -------
+        self : MagnitudePruner
+        """
+        self._validate()
+        self.layers_ = _prunable_layers(module)
+        if not self.layers_:
+            raise ValueError("The module has no convolution or linear layer to prune.")
+        self.n_weights_ = sum(module.get_submodule(n).weight.numel() for n in self.layers_)
+        return self
+
+    def transform(self, module):
+        """Return a copy of ``module`` with its smallest weights set to zero.
+
+        Parameters
+        ----------
+        module : nn.Module
+            The module given to :meth:`fit` (or one of the same architecture).
+
+        Returns
+        -------
+        pruned : nn.Module
+            Plain module at ``sparsity``: no masks or ``weight_orig`` left.
+        """
+        check_is_fitted(self)
+        pruned = copy.deepcopy(module)
+        layers = [pruned.get_submodule(name) for name in self.layers_]
+        masks = _magnitude_masks([layer.weight for layer in layers], self.sparsity, self.scope)
+        for layer, mask in zip(layers, masks):
+            prune.custom_from_mask(layer, "weight", mask)
+            prune.remove(layer, "weight")
+        return pruned
+
+    def schedule_value(self, step, end_step=None):
+        """Sparsity of the polynomial schedule at an optimizer step.
+
+        ``s(t) = s_f + (s_i - s_f) * (1 - (t - t_0) / (t_1 - t_0)) ** power``
+        for ``t`` clipped to ``[t_0, t_1]``, with ``s_i = initial_sparsity``,
+        ``s_f = sparsity``, ``t_0 = begin_step`` and ``t_1 = end_step``.
+
+        Parameters
+        ----------
+        step : int
+        end_step : int or None
+            Overrides ``self.end_step`` (required when that is None).
+
+        Returns
+        -------
+        sparsity : float
+        """
+        t1 = self.end_step if end_step is None else end_step
+        if t1 is None:
+            raise ValueError("end_step is None: pass the number of fine-tuning steps.")
+        t0 = self.begin_step
+        t = min(max(step, t0), t1)
+        return self.sparsity + (self.initial_sparsity - self.sparsity) * (1 - (t - t0) / (t1 - t0)) ** self.power
+
+    def prepare_finetuning(self, module, total_steps):
+        """The module to fine-tune and the skorch callbacks that prune it.
+
+        Parameters
+        ----------
+        module : nn.Module
+        total_steps : int
+            Optimizer steps of the fine-tuning.
+
+        Returns
+        -------
+        module : nn.Module
+        callbacks : list of (str, skorch.callbacks.Callback)
+        """
+        check_is_fitted(self)
+        if self.schedule == "oneshot":
+            return self.transform(module), [("magnitude_masks", _KeepPrunedWeightsAtZero(self.layers_))]
+        end = self.end_step if self.end_step is not None else max(total_steps, self.begin_step + 1)
+        return copy.deepcopy(module), [("polynomial_decay", PolynomialDecayPruning(self, end))]
+
+
+class _KeepPrunedWeightsAtZero(Callback):
+    """Masks the zero weights during fine-tuning, then makes them permanent."""
+
+    def __init__(self, layers):
+        self.layers = layers
+
+    def on_train_begin(self, net, **kwargs):
+        for name in self.layers:
+            layer = net.module_.get_submodule(name)
+            prune.custom_from_mask(layer, "weight", layer.weight != 0)
+
+    def on_train_end(self, net, **kwargs):
+        for name in self.layers:
+            prune.remove(net.module_.get_submodule(name), "weight")
+
+
+class PolynomialDecayPruning(Callback):
+    """skorch callback raising magnitude sparsity along a polynomial schedule.
+
+    Every ``pruner.frequency`` optimizer steps between ``begin_step`` and
+    ``end_step`` it masks the weights of smallest magnitude so that the
+    sparsity equals :meth:`MagnitudePruner.schedule_value`; at the end of
+    training it applies the final sparsity and removes the masks.
+
+    Parameters
+    ----------
+    pruner : MagnitudePruner
+        Fitted pruner.
+    end_step : int
+        Step at which the schedule reaches the final sparsity.
+
+    Attributes
+    ----------
+    updates_ : list of (int, float)
+        The (step, sparsity) of each update, for inspection.
+    """
+
+    def __init__(self, pruner, end_step):
+        self.pruner = pruner
+        self.end_step = end_step
+
+    def _layers(self, net):
+        return [net.module_.get_submodule(name) for name in self.pruner.layers_]
+
+    def _update(self, net, step):
+        sparsity = self.pruner.schedule_value(step, self.end_step)
+        layers = self._layers(net)
+        effective = [layer.weight_orig * layer.weight_mask for layer in layers]
+        masks = _magnitude_masks(effective, sparsity, self.pruner.scope)
+        with torch.no_grad():
+            for layer, mask in zip(layers, masks):
+                layer.weight_mask.copy_(mask)
+                layer.weight = layer.weight_orig * layer.weight_mask
+        self.updates_.append((step, sparsity))
+
+    def on_train_begin(self, net, **kwargs):
+        self.step_ = 0
+        self.updates_ = []
+        for layer in self._layers(net):
+            prune.identity(layer, "weight")
+        if self.pruner.begin_step == 0:
+            self._update(net, 0)
+
+    def on_batch_end(self, net, training=False, **kwargs):
+        if not training:
+            return
+        self.step_ += 1
+        begin = self.pruner.begin_step
+        if begin <= self.step_ <= self.end_step and (self.step_ - begin) % self.pruner.frequency == 0:
+            self._update(net, self.step_)
+
+    def on_train_end(self, net, **kwargs):
+        self._update(net, self.end_step)
+        for layer in self._layers(net):
+            prune.remove(layer, "weight")

@@ -1,0 +1,64 @@
+"""What a network costs: parameters, FLOPs, serialized size."""
+
+import io
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from ._sparse import pack_module
+
+
+def count_params(module):
+    """Number of parameter entries of ``module``."""
+    return sum(p.numel() for p in module.parameters())
+
+
+def count_nonzero_params(module):
+    """Number of non-zero parameter entries of ``module``."""
+    return sum(int(torch.count_nonzero(p)) for p in module.parameters())
+
+
+def count_flops(module, input_shape):
+    """Floating-point operations of one forward pass, counted on every aten op.
+
+    Parameters
+    ----------
+    module : nn.Module
+    input_shape : tuple of int
+        Shape of the input batch, e.g. ``(1, 1, 224, 224)``.
+
+    Returns
+    -------
+    flops : int
+        As counted by :class:`torch.utils.flop_counter.FlopCounterMode`
+        (a multiply-add counts 2).
+    """
+    was_training = module.training
+    module.eval()
+    device = next(module.parameters()).device
+    try:
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            module(torch.zeros(input_shape, device=device))
+    finally:
+        module.train(was_training)
+    return int(counter.get_total_flops())
+
+
+def serialized_size(module, *, sparse=True):
+    """Bytes that ``torch.save`` writes for ``module``.
+
+    Parameters
+    ----------
+    module : nn.Module
+    sparse : bool, default=True
+        Store mostly-zero weight tensors as a bit mask plus their non-zero
+        values (see :func:`skcovid.pruning._sparse.pack_module`), as
+        :class:`skcovid.PrunedCNNClassifier` does when it is pickled.
+
+    Returns
+    -------
+    size : int
+    """
+    buffer = io.BytesIO()
+    torch.save(pack_module(module) if sparse else module, buffer)
+    return buffer.tell()
