@@ -249,7 +249,7 @@ class PolynomialDecayPruning(Callback):
     Attributes
     ----------
     updates_ : list of (int, float)
-        The (step, sparsity) of each update, for inspection.
+        The step and the sparsity reached at each update, for inspection.
     """
 
     def __init__(self, pruner, end_step):
@@ -268,7 +268,8 @@ class PolynomialDecayPruning(Callback):
             for layer, mask in zip(layers, masks):
                 layer.weight_mask.copy_(mask)
                 layer.weight = layer.weight_orig * layer.weight_mask
-        self.updates_.append((step, sparsity))
+        kept = sum(int(mask.sum()) for mask in masks)
+        self.updates_.append((step, 1.0 - kept / sum(mask.numel() for mask in masks)))
 
     def on_train_begin(self, net, **kwargs):
         self.step_ = 0

@@ -133,6 +133,10 @@ class StructuredPruner(BaseEstimator):
         check_is_fitted(self, "example_input_shape_")
         pruned = copy.deepcopy(module)
         requires_grad = {n: p.requires_grad for n, p in pruned.named_parameters()}
+        # Torch-Pruning leaves layers without gradients alone; frozen stages
+        # are pruned like the rest (and stay frozen afterwards).
+        for p in pruned.parameters():
+            p.requires_grad_(True)
         if self.importance == "taylor":
             for name, p in pruned.named_parameters():
                 p.grad = self.gradients_.get(name)

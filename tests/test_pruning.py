@@ -1,0 +1,282 @@
+"""Pruning stages and PrunedCNNClassifier."""
+
+import copy
+import pickle
+
+import joblib
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.model_selection import GridSearchCV, StratifiedKFold
+from sklearn.utils.estimator_checks import parametrize_with_checks
+from torch import nn
+
+from skcovid import PrunedCNNClassifier, TransferCNNClassifier
+from skcovid.metrics import SCORING
+from skcovid.pruning import (
+    MagnitudePruner,
+    StructuredPruner,
+    count_flops,
+    count_params,
+    weight_sparsity,
+)
+
+from conftest import FAST
+from test_estimator_checks import fast_classifier
+
+
+def _network(backbone="simple_cnn", image_size=32, **params):
+    clf = TransferCNNClassifier(**{**FAST, "backbone": backbone, "image_size": image_size, **params})
+    return clf._build_module(n_classes=2)
+
+
+def _convs(module):
+    return {n: m for n, m in module.named_modules() if isinstance(m, nn.Conv2d)}
+
+
+# ----------------------------------------------------------- magnitude
+
+@pytest.mark.parametrize("sparsity", [0.3, 0.5, 0.9])
+def test_magnitude_global_sparsity_equals_target(sparsity):
+    net = _network()
+    pruner = MagnitudePruner(sparsity=sparsity, scope="global").fit(net)
+    pruned = pruner.transform(net)
+    n = pruner.n_weights_
+    assert weight_sparsity(pruned) == pytest.approx(round(sparsity * n) / n, abs=1e-12)
+    assert weight_sparsity(net) == 0.0  # the input module is left alone
+    # Global: the smallest magnitudes anywhere go, so layers end up unequally sparse.
+    per_layer = [weight_sparsity(pruned, [name]) for name in pruner.layers_]
+    assert max(per_layer) - min(per_layer) > 0.05
+    # Every kept weight is at least as large as every pruned one.
+    kept = torch.cat([pruned.get_submodule(n).weight.flatten() for n in pruner.layers_])
+    orig = torch.cat([net.get_submodule(n).weight.flatten() for n in pruner.layers_])
+    assert orig[kept == 0].abs().max() <= orig[kept != 0].abs().min()
+
+
+@pytest.mark.parametrize("sparsity", [0.5, 0.7])
+def test_magnitude_layer_sparsity_equals_target_in_every_layer(sparsity):
+    net = _network(hidden_units=(16,))
+    pruner = MagnitudePruner(sparsity=sparsity, scope="layer").fit(net)
+    pruned = pruner.transform(net)
+    for name in pruner.layers_:
+        n = pruned.get_submodule(name).weight.numel()
+        assert weight_sparsity(pruned, [name]) == pytest.approx(round(sparsity * n) / n, abs=1e-12)
+
+
+def test_magnitude_masks_are_permanent_and_module_copies():
+    net = _network()
+    pruned = MagnitudePruner(sparsity=0.5).fit(net).transform(net)
+    assert not any(n.endswith("_orig") for n, _ in pruned.named_parameters())
+    assert not any(n.endswith("_mask") for n, _ in pruned.named_buffers())
+    assert all(not m._forward_pre_hooks for m in pruned.modules())
+    for restored in (copy.deepcopy(pruned), pickle.loads(pickle.dumps(pruned))):
+        assert weight_sparsity(restored) == weight_sparsity(pruned)
+
+
+def test_polynomial_schedule_matches_formula():
+    pruner = MagnitudePruner(sparsity=0.8, initial_sparsity=0.1, power=3, begin_step=2, end_step=12,
+                             schedule="polynomial")
+    for step, expected in [(0, 0.1), (2, 0.1), (7, 0.8 - 0.7 * 0.5 ** 3), (10, 0.8 - 0.7 * 0.2 ** 3),
+                           (12, 0.8), (20, 0.8)]:
+        assert pruner.schedule_value(step) == pytest.approx(expected)
+    for step in range(2, 13):
+        s = 0.8 + (0.1 - 0.8) * (1 - (step - 2) / 10) ** 3
+        assert pruner.schedule_value(step) == pytest.approx(s)
+    with pytest.raises(ValueError, match="end_step is None"):
+        MagnitudePruner(schedule="polynomial").schedule_value(3)
+
+
+def test_polynomial_pruning_during_finetuning_follows_the_schedule(images):
+    X, y = images  # 24 images, batch 16: 2 steps per epoch
+    pruner = MagnitudePruner(sparsity=0.6, initial_sparsity=0.0, schedule="polynomial", frequency=1, power=2)
+    clf = PrunedCNNClassifier(TransferCNNClassifier(**FAST), pruner, finetune_epochs=4, finetune_lr=1e-3).fit(X, y)
+    callback = dict(clf.estimator_.net_.callbacks_)["polynomial_decay"]
+    steps = [step for step, _ in callback.updates_]
+    assert steps == [0, 1, 2, 3, 4, 5, 6, 7, 8, 8]
+    n = clf.pruner_.n_weights_
+    for step, reached in callback.updates_:
+        assert reached == pytest.approx(clf.pruner_.schedule_value(step, 8), abs=1 / n)
+    module = clf.estimator_.net_.module_
+    assert weight_sparsity(module) == pytest.approx(0.6, abs=1 / n)
+    assert not any(n.endswith("_orig") for n, _ in module.named_parameters())
+
+
+def test_oneshot_zeros_stay_zero_during_finetuning(images):
+    X, y = images
+    clf = PrunedCNNClassifier(TransferCNNClassifier(**FAST), MagnitudePruner(0.5), finetune_epochs=3,
+                              finetune_lr=1e-2).fit(X, y)
+    module = clf.estimator_.net_.module_
+    assert weight_sparsity(module) == pytest.approx(0.5, abs=1e-4)
+    assert clf.sparsity_ > 0.45
+
+
+# ---------------------------------------------------------- structured
+
+@pytest.mark.parametrize("ratio", [0.25, 0.5])
+def test_structured_cuts_channels_params_and_flops_in_proportion(ratio):
+    net = _network(hidden_units=(32,))
+    x = torch.rand(4, 1, 32, 32)
+    pruned = StructuredPruner(ratio=ratio).fit(net, x).transform(net)
+    for name, conv in _convs(net).items():
+        kept = _convs(pruned)[name].out_channels
+        assert kept == conv.out_channels - int(ratio * conv.out_channels)
+    assert pruned.head[-1].out_features == 2
+    keep = (1 - ratio) ** 2
+    assert count_params(pruned) / count_params(net) == pytest.approx(keep, abs=0.05)
+    shape = (1, 1, 32, 32)
+    assert count_flops(pruned, shape) / count_flops(net, shape) == pytest.approx(keep, abs=0.05)
+    assert count_params(net) == count_params(_network(hidden_units=(32,)))  # input untouched
+
+
+FAMILIES = ["resnet18", "vgg11", "densenet121", "mobilenet_v2", "mobilenet_v3_small",
+            "efficientnet_b0", "efficientnet_lite0", "simple_cnn", "inception_v3"]
+
+
+@pytest.mark.parametrize("backbone", FAMILIES)
+def test_structured_pruning_every_family_gives_valid_outputs(backbone):
+    size = 80 if backbone == "inception_v3" else 64
+    net = _network(backbone, image_size=size, freeze=2)
+    frozen = {n for n, p in net.named_parameters() if not p.requires_grad}
+    x = torch.rand(3, 1, size, size)
+    pruned = StructuredPruner(ratio=0.3).fit(net, x).transform(net)
+    out = pruned.eval()(x)
+    assert out.shape == (3, 2) and torch.isfinite(out).all()
+    shape = (1, 1, size, size)
+    assert count_flops(pruned, shape) < 0.75 * count_flops(net, shape)
+    assert count_params(pruned) < 0.75 * count_params(net)
+    assert {n for n, p in pruned.named_parameters() if not p.requires_grad} == frozen
+
+
+@pytest.mark.parametrize("importance", ["l1", "l2", "taylor", "bn_scale"])
+def test_structured_importances(importance):
+    net = _network()
+    x, y = torch.rand(8, 1, 32, 32), torch.tensor([0, 1] * 4)
+    pruner = StructuredPruner(ratio=0.5, importance=importance).fit(net, x, y)
+    pruned = pruner.transform(net)
+    assert pruned(x).shape == (8, 2)
+    assert count_params(pruned) < 0.35 * count_params(net)
+
+
+def test_taylor_needs_y():
+    with pytest.raises(ValueError, match="importance='taylor' needs y"):
+        StructuredPruner(importance="taylor").fit(_network(), torch.rand(2, 1, 32, 32))
+
+
+def test_structured_options():
+    net = _network()
+    x = torch.rand(2, 1, 32, 32)
+    rounded = StructuredPruner(ratio=0.4, round_to=8).fit(net, x).transform(net)
+    assert all(c.out_channels % 8 == 0 for c in _convs(rounded).values())
+    glob = StructuredPruner(ratio=0.4, global_pruning=True).fit(net, x).transform(net)
+    widths = [c.out_channels / _convs(net)[n].out_channels for n, c in _convs(glob).items()]
+    assert max(widths) - min(widths) > 0.05  # global ranking prunes layers unevenly
+    steps = StructuredPruner(ratio=0.4, iterative_steps=3).fit(net, x).transform(net)
+    one = StructuredPruner(ratio=0.4).fit(net, x).transform(net)
+    assert count_params(steps) == count_params(one)
+
+
+@pytest.mark.parametrize(
+    "pruner, match",
+    [(StructuredPruner(ratio=1.0), "ratio"), (StructuredPruner(importance="random"), "importance"),
+     (StructuredPruner(round_to=0), "round_to"), (MagnitudePruner(sparsity=-0.1), "sparsity"),
+     (MagnitudePruner(scope="net"), "scope"), (MagnitudePruner(schedule="cubic"), "schedule"),
+     (MagnitudePruner(sparsity=0.5, initial_sparsity=0.6), "initial_sparsity")],
+)
+def test_bad_pruner_parameters(pruner, match):
+    with pytest.raises(ValueError, match=match):
+        pruner.fit(_network(), torch.rand(2, 1, 32, 32))
+
+
+def test_pruners_are_sklearn_style():
+    pruner = StructuredPruner(ratio=0.3, importance="l2")
+    assert clone(pruner).get_params() == pruner.get_params()
+    assert pruner.set_params(ratio=0.4).ratio == 0.4
+    assert clone(MagnitudePruner(sparsity=0.7)).sparsity == 0.7
+
+
+# ------------------------------------------------- PrunedCNNClassifier
+
+def _fast_pruned(**params):
+    defaults = dict(estimator=fast_classifier(), pruner=StructuredPruner(ratio=0.25), finetune_epochs=5,
+                    finetune_lr=1e-2)
+    return PrunedCNNClassifier(**{**defaults, **params})
+
+
+@parametrize_with_checks(
+    [_fast_pruned()],
+    expected_failed_checks=lambda est: {
+        "check_methods_subset_invariance": "float32 convolutions differ at the 1e-7 level across batches",
+    },
+)
+def test_pruned_classifier_sklearn_compatible(estimator, check):
+    check(estimator)
+
+
+def test_pruning_report(images):
+    X, y = images
+    clf = PrunedCNNClassifier(TransferCNNClassifier(**FAST), StructuredPruner(ratio=0.5),
+                              finetune_epochs=2, finetune_lr=1e-3).fit(X, y)
+    report = clf.pruning_report()
+    assert report["n_params"] == clf.n_params_ == count_params(clf.estimator_.net_.module_)
+    assert report["flops_reduction"] == pytest.approx(1 - clf.flops_ / clf.flops_before_)
+    assert 0.6 < report["params_reduction"] < 0.9 and 0.6 < report["flops_reduction"] < 0.9
+    assert report["model_size_bytes"] < 0.5 * report["model_size_bytes_before"]
+    assert [h["epoch"] for h in clf.history_] == [1, 2]
+
+
+def test_prefit_reuses_and_does_not_modify_the_estimator(images):
+    X, y = images
+    base = TransferCNNClassifier(**FAST).fit(X, y)
+    proba = base.predict_proba(X)
+    n_before = count_params(base.net_.module_)
+    clf = PrunedCNNClassifier(base, StructuredPruner(ratio=0.5), finetune_epochs=0, prefit=True).fit(X, y)
+    np.testing.assert_array_equal(base.predict_proba(X), proba)
+    assert count_params(base.net_.module_) == n_before == clf.n_params_before_
+    assert clf.history_ == [] and clf.n_params_ < n_before
+    assert len(clf.estimator_.history_) == len(base.history_)  # trained once, not again
+    with pytest.raises(ValueError, match="fitted on classes"):
+        PrunedCNNClassifier(base, prefit=True).fit(X, np.where(y == "COVID", "a", "b"))
+
+
+def test_grid_search_over_nested_parameters(image_folder):
+    X, y = image_folder
+    search = GridSearchCV(
+        _fast_pruned(estimator=TransferCNNClassifier(**FAST), finetune_epochs=2),
+        {"pruner__ratio": [0.3, 0.5], "estimator__lr": [1e-2, 1e-3]},
+        scoring=SCORING, refit="f1", cv=StratifiedKFold(2, shuffle=True, random_state=0), error_score="raise",
+    ).fit(X, y)
+    ratios = [p["pruner__ratio"] for p in search.cv_results_["params"]]
+    assert sorted(ratios) == [0.3, 0.3, 0.5, 0.5]
+    assert search.best_estimator_.pruner_.ratio == search.best_params_["pruner__ratio"]
+
+
+@pytest.mark.parametrize("pruner", [StructuredPruner(ratio=0.5), MagnitudePruner(sparsity=0.5),
+                                    MagnitudePruner(sparsity=0.9, schedule="polynomial", frequency=1)])
+def test_persistence_identical_probabilities(tmp_path, image_folder, pruner):
+    X, y = image_folder
+    clf = PrunedCNNClassifier(TransferCNNClassifier(**FAST), pruner, finetune_epochs=2,
+                              finetune_lr=1e-3).fit(X, y)
+    proba = clf.predict_proba(X)
+    path = tmp_path / "pruned.joblib"
+    joblib.dump(clf, path)
+    restored = joblib.load(path)
+    np.testing.assert_array_equal(restored.predict_proba(X), proba)
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(clf)).predict_proba(X), proba)
+    np.testing.assert_array_equal(clf.predict_proba(X), proba)  # pickling left the live model alone
+    assert restored.pruning_report() == clf.pruning_report()
+
+
+def test_magnitude_pruned_model_is_smaller_on_disk(tmp_path, images):
+    X, y = images
+    dense = TransferCNNClassifier(**FAST).fit(X, y)
+    sizes = {}
+    for sparsity in (0.5, 0.9):
+        clf = PrunedCNNClassifier(dense, MagnitudePruner(sparsity=sparsity), finetune_epochs=0,
+                                  prefit=True).fit(X, y)
+        sizes[sparsity] = clf.model_size_bytes_ / clf.model_size_bytes_before_
+        # The pickled classifier (without its `estimator` parameter) shrinks the same way.
+        clf.set_params(estimator=None)
+        joblib.dump(clf, tmp_path / f"{sparsity}.joblib")
+    assert sizes[0.5] < 0.6 and sizes[0.9] < 0.2
+    assert (tmp_path / "0.9.joblib").stat().st_size < 0.45 * (tmp_path / "0.5.joblib").stat().st_size
