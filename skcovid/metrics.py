@@ -15,6 +15,7 @@ from sklearn.metrics import (
     multilabel_confusion_matrix,
     precision_score,
     recall_score,
+    roc_auc_score,
 )
 from sklearn.utils.multiclass import unique_labels
 
@@ -169,11 +170,48 @@ def make_scoring(pos_label=None):
     }
 
 
+def diagnostic_scores(estimator, X, y, *, pos_label=None):
+    """Accuracy, sensitivity, specificity, precision, F1 and ROC-AUC of a fitted classifier.
+
+    Calls ``predict_proba`` once (a CNN forward pass is the costly part) and
+    derives the predictions from it.
+
+    Parameters
+    ----------
+    estimator : fitted binary classifier with ``predict_proba`` and ``classes_``
+    X : array-like
+    y : array-like of shape (n_samples,)
+    pos_label : label or None, default=None
+        The positive (COVID) class; ``None`` finds it from the labels as
+        :func:`resolve_pos_label` does.
+
+    Returns
+    -------
+    scores : dict of str to float
+        Also ``pos_label``, the class taken as positive.
+    """
+    proba = estimator.predict_proba(X)
+    classes = list(estimator.classes_)
+    y_pred = np.asarray(classes, dtype=object)[proba.argmax(axis=1)]
+    y = np.asarray(y, dtype=object)
+    pos_label = resolve_pos_label(y, y_pred, pos_label)
+    return {
+        "accuracy": float(np.mean(y_pred == y)),
+        "sensitivity": float(sensitivity_score(y, y_pred, pos_label=pos_label)),
+        "specificity": float(specificity_score(y, y_pred, pos_label=pos_label)),
+        "precision": float(_precision(y, y_pred, pos_label=pos_label)),
+        "f1": float(_f1(y, y_pred, pos_label=pos_label)),
+        "roc_auc": float(roc_auc_score(y == pos_label, proba[:, classes.index(pos_label)])),
+        "pos_label": pos_label,
+    }
+
+
 #: Default scorers (see :func:`make_scoring`).
 SCORING = make_scoring()
 
 __all__ = [
     "SCORING",
+    "diagnostic_scores",
     "make_scoring",
     "resolve_pos_label",
     "sensitivity_score",

@@ -51,10 +51,3 @@ def image_folder(tmp_path_factory, images):
         Image.fromarray(image, mode="L").save(path)
         paths.append(str(path))
     return np.asarray(paths, dtype=object), y
-
-
-@pytest.fixture
-def real_data():
-    if not REAL_DATA.is_dir():
-        pytest.skip(f"SARS-CoV-2 CT-scan dataset not found at {REAL_DATA}")
-    return REAL_DATA

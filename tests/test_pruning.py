@@ -133,6 +133,7 @@ FAMILIES = ["resnet18", "vgg11", "densenet121", "mobilenet_v2", "mobilenet_v3_sm
             "efficientnet_b0", "efficientnet_lite0", "simple_cnn", "inception_v3"]
 
 
+@pytest.mark.filterwarnings("ignore:freeze=2 keeps randomly initialised")
 @pytest.mark.parametrize("backbone", FAMILIES)
 def test_structured_pruning_every_family_gives_valid_outputs(backbone):
     size = 80 if backbone == "inception_v3" else 64
@@ -280,3 +281,23 @@ def test_magnitude_pruned_model_is_smaller_on_disk(tmp_path, images):
         joblib.dump(clf, tmp_path / f"{sparsity}.joblib")
     assert sizes[0.5] < 0.6 and sizes[0.9] < 0.2
     assert (tmp_path / "0.9.joblib").stat().st_size < 0.45 * (tmp_path / "0.5.joblib").stat().st_size
+
+
+@pytest.mark.parametrize("unfreeze", [True, False])
+def test_unfreeze_controls_which_stages_finetune(tmp_path, images, unfreeze):
+    from skcovid._backbones import SimpleCNN
+
+    X, y = images
+    torch.manual_seed(0)
+    weights = tmp_path / "simple.pth"
+    torch.save(SimpleCNN().state_dict(), weights)
+    base = TransferCNNClassifier(**{**FAST, "weights": weights, "freeze": "backbone"}).fit(X, y)
+    clf = PrunedCNNClassifier(base, MagnitudePruner(sparsity=0.3), finetune_epochs=2, finetune_lr=1e-2,
+                              unfreeze=unfreeze, prefit=True).fit(X, y)
+    pruned = clf.pruner_.transform(base.net_.module_)  # the network right before fine-tuning
+    module = clf.estimator_.net_.module_
+    stem = module.features.block1
+    changed = not torch.equal(stem[0].weight, pruned.features.block1[0].weight)
+    stats_changed = not torch.equal(stem[1].running_mean, pruned.features.block1[1].running_mean)
+    assert changed == stats_changed == unfreeze
+    assert all(p.requires_grad == unfreeze for p in module.features.parameters())

@@ -1,25 +1,45 @@
 """End to end on real SARS-CoV-2 CT slices with the pretrained EfficientNet-Lite0."""
 
 import numpy as np
+import pytest
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import train_test_split
 
-from skcovid import TransferCNNClassifier
+from skcovid import PrunedCNNClassifier, TransferCNNClassifier
 from skcovid.datasets import load_image_folder
-from skcovid.metrics import SCORING
+from skcovid.metrics import SCORING, diagnostic_scores
+from skcovid.pruning import MagnitudePruner, StructuredPruner
 
 
-def test_pretrained_efficientnet_lite0_scores_well_above_chance(real_data):
+@pytest.fixture(scope="module")
+def real_split(request):
+    """240 real slices, stratified, seed 0: half for training, half held out."""
+    real_data = request.getfixturevalue("real_data")
     X, y = load_image_folder(real_data)
     assert len(X) == 2481
-    # 240 slices, stratified, seed 0; half for training, half held out.
     X, _, y, _ = train_test_split(X, y, train_size=240, stratify=y, random_state=0)
-    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.5, stratify=y, random_state=0)
-    clf = TransferCNNClassifier(
-        backbone="efficientnet_lite0", weights="DEFAULT", freeze="backbone", image_size=128,
-        max_epochs=15, batch_size=16, lr=1e-3, validation_fraction=None, early_stopping=None,
-        random_state=0,
-    ).fit(X_train, y_train)
+    return train_test_split(X, y, test_size=0.5, stratify=y, random_state=0)
+
+
+@pytest.fixture(scope="module")
+def real_data():
+    from conftest import REAL_DATA
+
+    if not REAL_DATA.is_dir():
+        pytest.skip(f"SARS-CoV-2 CT-scan dataset not found at {REAL_DATA}")
+    return REAL_DATA
+
+
+def _lite0(**params):
+    defaults = dict(backbone="efficientnet_lite0", weights="DEFAULT", freeze="backbone", image_size=128,
+                    max_epochs=15, batch_size=16, lr=1e-3, validation_fraction=None, early_stopping=None,
+                    random_state=0)
+    return TransferCNNClassifier(**{**defaults, **params})
+
+
+def test_pretrained_efficientnet_lite0_scores_well_above_chance(real_split):
+    X_train, X_test, y_train, y_test = real_split
+    clf = _lite0().fit(X_train, y_train)
     proba = clf.predict_proba(X_test)
     accuracy = np.mean(clf.classes_[proba.argmax(axis=1)] == y_test)
     auc = roc_auc_score(y_test == "COVID", proba[:, list(clf.classes_).index("COVID")])
@@ -28,3 +48,15 @@ def test_pretrained_efficientnet_lite0_scores_well_above_chance(real_data):
     assert auc >= 0.80, auc
     # The shared sensitivity scorer is the recall of the COVID class, not of the first-sorted label.
     assert SCORING["sensitivity"](clf, X_test, y_test) == np.mean(clf.predict(X_test[y_test == "COVID"]) == "COVID")
+
+
+@pytest.mark.parametrize("pruner", [StructuredPruner(ratio=0.3), MagnitudePruner(sparsity=0.5)])
+def test_pruned_model_still_scores_well_above_chance(real_split, pruner):
+    X_train, X_test, y_train, y_test = real_split
+    base = _lite0(freeze=2, max_epochs=10).fit(X_train, y_train)
+    pruned = PrunedCNNClassifier(base, pruner, finetune_epochs=4, finetune_lr=1e-4, prefit=True).fit(X_train, y_train)
+    before, after = diagnostic_scores(base, X_test, y_test), diagnostic_scores(pruned, X_test, y_test)
+    print(f"{type(pruner).__name__}: accuracy {before['accuracy']:.4f} -> {after['accuracy']:.4f}, "
+          f"{pruned.pruning_report()}")
+    assert after["accuracy"] >= 0.70, after
+    assert after["roc_auc"] >= 0.80, after
