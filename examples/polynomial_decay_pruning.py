@@ -40,6 +40,7 @@ def main():
     parser.add_argument("--image-size", type=int, default=128)
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--finetune-epochs", type=int, default=5)
+    parser.add_argument("--finetune-lr", type=float, default=5e-4)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--random-state", type=int, default=0)
     args = parser.parse_args()
@@ -63,7 +64,7 @@ def main():
     pruner = MagnitudePruner(sparsity=args.sparsity, schedule="polynomial", initial_sparsity=0.0,
                              power=3, frequency=10)
     pruned = PrunedCNNClassifier(base, pruner, finetune_epochs=args.finetune_epochs,
-                                 finetune_lr=1e-4, prefit=True).fit(X_train, y_train)
+                                 finetune_lr=args.finetune_lr, prefit=True).fit(X_train, y_train)
     print(f"pruned along the schedule while fine-tuning, {time.perf_counter() - start:.0f} s")
 
     before, after = diagnostic_scores(base, X_test, y_test), diagnostic_scores(pruned, X_test, y_test)

@@ -5,7 +5,7 @@ Mirrors Choudhary et al.'s pruned ResNet34 on the SARS-CoV-2 CT-scan dataset
 
 Usage::
 
-    python examples/prune_resnet34.py [DATA_DIR] [--weights DEFAULT|PATH|none] [--ratio 0.3]
+    python examples/prune_resnet34.py [DATA_DIR] [--weights DEFAULT|PATH|none] [--ratio 0.32]
 
 DATA_DIR holds one sub-folder per class (default: the 200-slice demo set). The
 slices are split 80/20, stratified, with ``--random-state``; the unpruned and
@@ -34,11 +34,12 @@ def main():
     parser.add_argument("data_dir", nargs="?")
     parser.add_argument("--backbone", default="resnet34")
     parser.add_argument("--weights", type=parse_weights, default="DEFAULT")
-    parser.add_argument("--ratio", type=float, default=0.3, help="fraction of channels removed")
+    parser.add_argument("--ratio", type=float, default=0.32, help="fraction of channels removed")
     parser.add_argument("--importance", default="l1", choices=["l1", "l2", "taylor", "bn_scale"])
     parser.add_argument("--image-size", type=int, default=128)
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--finetune-epochs", type=int, default=5)
+    parser.add_argument("--finetune-lr", type=float, default=5e-4)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--random-state", type=int, default=0)
     args = parser.parse_args()
@@ -62,8 +63,8 @@ def main():
 
     start = time.perf_counter()
     pruned = PrunedCNNClassifier(
-        base, StructuredPruner(ratio=args.ratio, importance=args.importance),
-        finetune_epochs=args.finetune_epochs, finetune_lr=1e-4, prefit=True,
+        base, StructuredPruner(ratio=args.ratio, importance=args.importance, round_to=8),
+        finetune_epochs=args.finetune_epochs, finetune_lr=args.finetune_lr, prefit=True,
     ).fit(X_train, y_train)
     print(f"pruned and fine-tuned in {time.perf_counter() - start:.0f} s")
 

@@ -24,6 +24,8 @@ from .pruning._sparse import pack_module, unpack_module
 
 #: Number of training images handed to the pruner's ``fit`` (Taylor gradients).
 _N_SCORING_IMAGES = 64
+#: Number of training images whose forward pass re-estimates BatchNorm statistics.
+_N_BATCHNORM_IMAGES = 512
 
 
 def _shallow_copy(obj):
@@ -55,8 +57,9 @@ class PrunedCNNClassifier(ClassifierMixin, BaseEstimator):
     unfreeze : bool, default=True
         Fine-tune every stage, including those the estimator kept frozen:
         pruning changes what the stages feed each other, and frozen stages
-        (BatchNorm statistics included) cannot adapt. ``False`` keeps them
-        frozen.
+        (BatchNorm statistics included) cannot adapt. BatchNorm statistics are
+        then re-estimated on up to 512 training images. ``False`` keeps the
+        frozen stages as they are.
     prefit : bool, default=False
         Use ``estimator`` as already fitted instead of training a clone; it is
         copied, never modified.
@@ -180,6 +183,8 @@ class PrunedCNNClassifier(ClassifierMixin, BaseEstimator):
             estimator.net_.__dict__.update(module=pruned, module_=pruned)
             estimator.net_.initialize_optimizer()
         self.history_ = history_records(estimator.net_.history) if self.finetune_epochs else []
+        if self.unfreeze:
+            self._recalibrate_batchnorm(estimator, images, y, y_encoded)
 
         module = estimator.net_.module_
         self.n_params_ = count_params(module)
@@ -199,6 +204,24 @@ class PrunedCNNClassifier(ClassifierMixin, BaseEstimator):
         dataset = ImageDataset(images, y_encoded, estimator.image_size, indices=indices)
         X = torch.stack([dataset[i][0] for i in range(n)])
         return X, torch.as_tensor(y_encoded[indices], dtype=torch.long)
+
+    def _recalibrate_batchnorm(self, estimator, images, y, y_encoded):
+        """Re-estimate BatchNorm statistics of the final network on training images.
+
+        Fine-tuning updates running statistics slowly (EfficientNet-Lite's
+        BatchNorm momentum is 0.01), so after pruning they can lag behind the
+        weights and collapse predictions; a forward pass over training images
+        with :func:`torch.optim.swa_utils.update_bn` makes them exact.
+        """
+        train_idx, _ = estimator._split(y, check_random_state(estimator.random_state))
+        rng = check_random_state(estimator.random_state)
+        n = min(_N_BATCHNORM_IMAGES, len(train_idx))
+        indices = np.sort(rng.choice(train_idx, n, replace=False))
+        dataset = ImageDataset(images, y_encoded, estimator.image_size, indices=indices)
+        loader = torch.utils.data.DataLoader(dataset, batch_size=estimator.batch_size)
+        net = estimator.net_
+        torch.optim.swa_utils.update_bn(loader, net.module_, device=net.device)
+        net.module_.eval()
 
     def pruning_report(self):
         """What pruning bought, as a dict.

@@ -54,7 +54,7 @@ def test_pretrained_efficientnet_lite0_scores_well_above_chance(real_split):
 def test_pruned_model_still_scores_well_above_chance(real_split, pruner):
     X_train, X_test, y_train, y_test = real_split
     base = _lite0(freeze=2, max_epochs=10).fit(X_train, y_train)
-    pruned = PrunedCNNClassifier(base, pruner, finetune_epochs=4, finetune_lr=1e-4, prefit=True).fit(X_train, y_train)
+    pruned = PrunedCNNClassifier(base, pruner, finetune_epochs=4, finetune_lr=5e-4, prefit=True).fit(X_train, y_train)
     before, after = diagnostic_scores(base, X_test, y_test), diagnostic_scores(pruned, X_test, y_test)
     print(f"{type(pruner).__name__}: accuracy {before['accuracy']:.4f} -> {after['accuracy']:.4f}, "
           f"{pruned.pruning_report()}")
