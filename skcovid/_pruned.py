@@ -1,7 +1,6 @@
 """PrunedCNNClassifier: train, prune, fine-tune, as one scikit-learn estimator."""
 
 import copy
-import math
 import numbers
 
 import numpy as np
@@ -162,29 +161,40 @@ class PrunedCNNClassifier(ClassifierMixin, BaseEstimator):
         self.flops_before_ = count_flops(module, input_shape)
         self.model_size_bytes_before_ = serialized_size(module, sparse=False)
 
+        # Images the pruner scores and BatchNorm is recalibrated on come from
+        # the training part only, never from the estimator's validation split.
+        train_idx, _ = estimator._split(y, check_random_state(estimator.random_state))
         pruner = StructuredPruner() if self.pruner is None else self.pruner
-        X_score, y_score = self._scoring_batch(estimator, images, y_encoded)
+        X_score, y_score = self._sample(estimator, images, y_encoded, train_idx, _N_SCORING_IMAGES)
         self.pruner_ = clone(pruner).fit(module, X_score, y_score)
         if self.finetune_epochs > 0:
-            n_train = len(y) - (0 if estimator.validation_fraction is None
-                                else math.ceil(estimator.validation_fraction * len(y)))
+            n_train = len(train_idx)
             total_steps = self.finetune_epochs * batches_per_epoch(n_train, estimator.batch_size)
             pruned, callbacks = self.pruner_.prepare_finetuning(module, total_steps)
-            if self.unfreeze:
-                pruned.frozen_stages = []
-                for param in pruned.parameters():
-                    param.requires_grad_(True)
+        else:
+            pruned, callbacks = self.pruner_.transform(module), []
+        if self.unfreeze:
+            pruned.frozen_stages = []
+            for param in pruned.parameters():
+                param.requires_grad_(True)
+        if self.finetune_epochs > 0:
             estimator.net_ = estimator._train(
                 images, y, y_encoded, lambda: pruned, max_epochs=self.finetune_epochs,
                 lr=self.finetune_lr, early_stopping=None, extra_callbacks=callbacks,
             )
+            self.history_ = history_records(estimator.net_.history)
         else:
-            pruned = self.pruner_.transform(module)
             estimator.net_.__dict__.update(module=pruned, module_=pruned)
             estimator.net_.initialize_optimizer()
-        self.history_ = history_records(estimator.net_.history) if self.finetune_epochs else []
+            self.history_ = []
         if self.unfreeze:
-            self._recalibrate_batchnorm(estimator, images, y, y_encoded)
+            # Fine-tuning moves BatchNorm statistics slowly (EfficientNet-Lite's
+            # momentum is 0.01), so after pruning they lag behind the weights and
+            # can collapse predictions: re-estimate them on training images.
+            X_bn, _ = self._sample(estimator, images, y_encoded, train_idx, _N_BATCHNORM_IMAGES)
+            loader = torch.utils.data.DataLoader(X_bn, batch_size=estimator.batch_size)
+            torch.optim.swa_utils.update_bn(loader, pruned, device=estimator.net_.device)
+            pruned.eval()
 
         module = estimator.net_.module_
         self.n_params_ = count_params(module)
@@ -196,32 +206,14 @@ class PrunedCNNClassifier(ClassifierMixin, BaseEstimator):
         self.classes_ = estimator.classes_
         return self
 
-    def _scoring_batch(self, estimator, images, y_encoded):
-        """A seeded random batch of training images for the pruner's ``fit``."""
+    @staticmethod
+    def _sample(estimator, images, y_encoded, indices, n_max):
+        """A seeded random batch of at most ``n_max`` of the given images, as tensors."""
         rng = check_random_state(estimator.random_state)
-        n = min(_N_SCORING_IMAGES, len(y_encoded))
-        indices = np.sort(rng.choice(len(y_encoded), n, replace=False))
-        dataset = ImageDataset(images, y_encoded, estimator.image_size, indices=indices)
-        X = torch.stack([dataset[i][0] for i in range(n)])
-        return X, torch.as_tensor(y_encoded[indices], dtype=torch.long)
-
-    def _recalibrate_batchnorm(self, estimator, images, y, y_encoded):
-        """Re-estimate BatchNorm statistics of the final network on training images.
-
-        Fine-tuning updates running statistics slowly (EfficientNet-Lite's
-        BatchNorm momentum is 0.01), so after pruning they can lag behind the
-        weights and collapse predictions; a forward pass over training images
-        with :func:`torch.optim.swa_utils.update_bn` makes them exact.
-        """
-        train_idx, _ = estimator._split(y, check_random_state(estimator.random_state))
-        rng = check_random_state(estimator.random_state)
-        n = min(_N_BATCHNORM_IMAGES, len(train_idx))
-        indices = np.sort(rng.choice(train_idx, n, replace=False))
-        dataset = ImageDataset(images, y_encoded, estimator.image_size, indices=indices)
-        loader = torch.utils.data.DataLoader(dataset, batch_size=estimator.batch_size)
-        net = estimator.net_
-        torch.optim.swa_utils.update_bn(loader, net.module_, device=net.device)
-        net.module_.eval()
+        chosen = np.sort(rng.choice(indices, min(n_max, len(indices)), replace=False))
+        dataset = ImageDataset(images, y_encoded, estimator.image_size, indices=chosen)
+        X = torch.stack([dataset[i][0] for i in range(len(chosen))])
+        return X, torch.as_tensor(y_encoded[chosen], dtype=torch.long)
 
     def pruning_report(self):
         """What pruning bought, as a dict.
