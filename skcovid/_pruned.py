@@ -193,7 +193,12 @@ class PrunedCNNClassifier(ClassifierMixin, BaseEstimator):
             # can collapse predictions: re-estimate them on training images.
             X_bn, _ = self._sample(estimator, images, y_encoded, train_idx, _N_BATCHNORM_IMAGES)
             loader = torch.utils.data.DataLoader(X_bn, batch_size=estimator.batch_size)
-            torch.optim.swa_utils.update_bn(loader, pruned, device=estimator.net_.device)
+            seed = int(check_random_state(estimator.random_state).randint(np.iinfo(np.int32).max))
+            device = str(estimator.net_.device)
+            cuda = [torch.cuda.current_device()] if device.startswith("cuda") else []
+            with torch.random.fork_rng(devices=cuda):
+                torch.manual_seed(seed)  # dropout is active while the statistics are collected
+                torch.optim.swa_utils.update_bn(loader, pruned, device=device)
             pruned.eval()
 
         module = estimator.net_.module_
