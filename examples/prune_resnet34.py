@@ -17,49 +17,21 @@ torch hub cache) and falls back to random initialisation otherwise.
 import argparse
 import time
 
-from sklearn.model_selection import train_test_split
-
-from skcovid import PrunedCNNClassifier, TransferCNNClassifier
-from skcovid.datasets import load_image_folder, load_sample_ct
-from skcovid.metrics import diagnostic_scores
+from skcovid import PrunedCNNClassifier
 from skcovid.pruning import StructuredPruner
 
-
-def parse_weights(value):
-    return None if value.lower() == "none" else value
+from _pruning_common import add_arguments, load_split, print_comparison, train_base
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("data_dir", nargs="?")
-    parser.add_argument("--backbone", default="resnet34")
-    parser.add_argument("--weights", type=parse_weights, default="DEFAULT")
+    add_arguments(parser, backbone="resnet34")
     parser.add_argument("--ratio", type=float, default=0.32, help="fraction of channels removed")
     parser.add_argument("--importance", default="l1", choices=["l1", "l2", "taylor", "bn_scale"])
-    parser.add_argument("--image-size", type=int, default=128)
-    parser.add_argument("--epochs", type=int, default=15)
-    parser.add_argument("--finetune-epochs", type=int, default=5)
-    parser.add_argument("--finetune-lr", type=float, default=5e-4)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--random-state", type=int, default=0)
     args = parser.parse_args()
 
-    X, y = load_image_folder(args.data_dir) if args.data_dir else load_sample_ct()
-    X_train, X_test, y_train, y_test = train_test_split(
-        X, y, test_size=0.2, stratify=y, random_state=args.random_state)
-    print(f"{len(X_train)} training and {len(X_test)} held-out slices (seed {args.random_state})")
-
-    params = dict(backbone=args.backbone, freeze="none", image_size=args.image_size, augment="flip",
-                  optimizer="adam", lr=1e-3, lr_schedule="cosine", batch_size=args.batch_size,
-                  max_epochs=args.epochs, early_stopping=None, validation_fraction=None,
-                  random_state=args.random_state)
-    start = time.perf_counter()
-    try:
-        base = TransferCNNClassifier(weights=args.weights, **params).fit(X_train, y_train)
-    except RuntimeError as exc:  # no model hub and nothing in the cache
-        print(f"ImageNet weights unavailable ({str(exc).split('(')[0].strip()}); training from random init")
-        base = TransferCNNClassifier(weights=None, **params).fit(X_train, y_train)
-    print(f"trained {args.backbone} in {time.perf_counter() - start:.0f} s")
+    X_train, X_test, y_train, y_test = load_split(args)
+    base = train_base(args, X_train, y_train)
 
     start = time.perf_counter()
     pruned = PrunedCNNClassifier(
@@ -68,12 +40,7 @@ def main():
     ).fit(X_train, y_train)
     print(f"pruned and fine-tuned in {time.perf_counter() - start:.0f} s")
 
-    before, after = diagnostic_scores(base, X_test, y_test), diagnostic_scores(pruned, X_test, y_test)
-    print(f"positive class: {before.pop('pos_label')}")
-    after.pop("pos_label")
-    print(f"{'':>12}  {'unpruned':>9}  {'pruned':>9}")
-    for name in before:
-        print(f"{name:>12}  {before[name]:9.4f}  {after[name]:9.4f}")
+    print_comparison(base, pruned, X_test, y_test, ("unpruned", "pruned"))
     report = pruned.pruning_report()
     print(f"FLOPs: {report['flops_before'] / 1e9:.3f} G -> {report['flops'] / 1e9:.3f} G "
           f"({100 * report['flops_reduction']:.2f}% removed)")

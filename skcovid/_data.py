@@ -75,6 +75,13 @@ def _tabular_to_images(X):
     return X.reshape(n_samples, *shape)
 
 
+def _forget_features(estimator):
+    """Drop what a previous fit on 2-D arrays recorded; images have no features count."""
+    for attr in ("n_features_in_", "feature_names_in_"):
+        if hasattr(estimator, attr):
+            delattr(estimator, attr)
+
+
 def check_images(estimator, X, *, reset):
     """Validate ``X`` and return its images.
 
@@ -96,9 +103,7 @@ def check_images(estimator, X, *, reset):
     paths = _as_paths(X)
     if paths is not None:
         if reset:
-            for attr in ("n_features_in_", "feature_names_in_"):
-                if hasattr(estimator, attr):
-                    delattr(estimator, attr)
+            _forget_features(estimator)
         return PathImages(paths)
     ndim = getattr(X, "ndim", None)
     if ndim is None and not sp.issparse(X):
@@ -108,9 +113,7 @@ def check_images(estimator, X, *, reset):
         if min(array.shape[1:3]) < 1:
             raise ValueError(f"Images must be at least 1x1 pixel; got shape {array.shape}.")
         if reset:
-            for attr in ("n_features_in_", "feature_names_in_"):
-                if hasattr(estimator, attr):
-                    delattr(estimator, attr)
+            _forget_features(estimator)
         return ArrayImages(array_to_gray(array))
     array = validate_data(estimator, X, reset=reset, dtype="numeric")
     return ArrayImages(array_to_gray(_tabular_to_images(array)))
