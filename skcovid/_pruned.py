@@ -33,6 +33,18 @@ def _shallow_copy(obj):
     return new
 
 
+def _without_scheduler(callback):
+    """A callback, or ``(name, callback)``, without its fitted LR scheduler (which holds the optimizer)."""
+    if isinstance(callback, tuple):
+        name, callback = callback
+        return name, _without_scheduler(callback)
+    if getattr(callback, "lr_scheduler_", None) is None:
+        return callback
+    callback = _shallow_copy(callback)
+    callback.lr_scheduler_ = None
+    return callback
+
+
 class PrunedCNNClassifier(ClassifierMixin, BaseEstimator):
     """A CNN classifier trained, pruned and fine-tuned in :meth:`fit`.
 
@@ -279,15 +291,22 @@ class PrunedCNNClassifier(ClassifierMixin, BaseEstimator):
 
     def __getstate__(self):
         # Store mostly-zero weights as bit masks plus values, and leave the
-        # optimizer (whose state is twice the model) out: a pickled pruned
-        # model is as small as its pruned tensors.
+        # optimizer (whose state is twice the model) and the LR schedulers
+        # that refer to it out: a pickled pruned model is as small as its
+        # pruned tensors.
         # BaseEstimator returns the live __dict__ for non-sklearn classes: copy it.
         state = dict(super().__getstate__())
         estimator = state.get("estimator_")
         if estimator is not None:
             net = _shallow_copy(estimator.net_)
             packed = pack_module(net.module_)
-            net.__dict__.update(module=packed["skeleton"], module_=packed["skeleton"], optimizer_=None)
+            # LR schedulers hold the optimizer, hence the dense parameters too;
+            # skorch keeps the callbacks both as given and as initialised.
+            net.__dict__.update(
+                module=packed["skeleton"], module_=packed["skeleton"], optimizer_=None,
+                callbacks=[_without_scheduler(cb) for cb in net.callbacks or []],
+                callbacks_=[_without_scheduler(cb) for cb in net.callbacks_],
+            )
             estimator = _shallow_copy(estimator)
             estimator.net_ = net
             state["estimator_"] = estimator
