@@ -11,7 +11,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._classifier import TransferCNNClassifier
 from ._data import ImageDataset, check_images
-from ._training import batches_per_epoch, history_records
+from ._training import shallow_copy, batches_per_epoch, history_records
 from .pruning import (
     StructuredPruner,
     count_flops,
@@ -23,26 +23,6 @@ from .pruning._sparse import pack_module, unpack_module
 
 #: Number of training images handed to the pruner's ``fit`` (Taylor gradients).
 _N_SCORING_IMAGES = 64
-#: Number of training images whose forward pass re-estimates BatchNorm statistics.
-_N_BATCHNORM_IMAGES = 512
-
-
-def _shallow_copy(obj):
-    new = object.__new__(type(obj))
-    new.__dict__.update(obj.__dict__)
-    return new
-
-
-def _without_scheduler(callback):
-    """A callback, or ``(name, callback)``, without its fitted LR scheduler (which holds the optimizer)."""
-    if isinstance(callback, tuple):
-        name, callback = callback
-        return name, _without_scheduler(callback)
-    if getattr(callback, "lr_scheduler_", None) is None:
-        return callback
-    callback = _shallow_copy(callback)
-    callback.lr_scheduler_ = None
-    return callback
 
 
 class PrunedCNNClassifier(ClassifierMixin, BaseEstimator):
@@ -199,19 +179,11 @@ class PrunedCNNClassifier(ClassifierMixin, BaseEstimator):
             estimator.net_.__dict__.update(module=pruned, module_=pruned)
             estimator.net_.initialize_optimizer()
             self.history_ = []
-        if self.unfreeze:
-            # Fine-tuning moves BatchNorm statistics slowly (EfficientNet-Lite's
-            # momentum is 0.01), so after pruning they lag behind the weights and
-            # can collapse predictions: re-estimate them on training images.
-            X_bn, _ = self._sample(estimator, images, y_encoded, train_idx, _N_BATCHNORM_IMAGES)
-            loader = torch.utils.data.DataLoader(X_bn, batch_size=estimator.batch_size)
-            seed = int(check_random_state(estimator.random_state).randint(np.iinfo(np.int32).max))
-            device = str(estimator.net_.device)
-            cuda = [torch.cuda.current_device()] if device.startswith("cuda") else []
-            with torch.random.fork_rng(devices=cuda):
-                torch.manual_seed(seed)  # dropout is active while the statistics are collected
-                torch.optim.swa_utils.update_bn(loader, pruned, device=device)
-            pruned.eval()
+            if self.unfreeze:
+                # Pruning shifts what every later layer sees: re-estimate the
+                # BatchNorm statistics (fine-tuning does it at its end).
+                estimator._recalibrate_batchnorm(pruned, images, train_idx,
+                                                 str(estimator.net_.device))
 
         module = estimator.net_.module_
         self.n_params_ = count_params(module)
@@ -290,24 +262,17 @@ class PrunedCNNClassifier(ClassifierMixin, BaseEstimator):
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
 
     def __getstate__(self):
-        # Store mostly-zero weights as bit masks plus values, and leave the
-        # optimizer (whose state is twice the model) and the LR schedulers
-        # that refer to it out: a pickled pruned model is as small as its
-        # pruned tensors.
+        # Store mostly-zero weights as bit masks plus values (the net leaves
+        # the optimizer out): a pickled pruned model is as small as its pruned
+        # tensors.
         # BaseEstimator returns the live __dict__ for non-sklearn classes: copy it.
         state = dict(super().__getstate__())
         estimator = state.get("estimator_")
         if estimator is not None:
-            net = _shallow_copy(estimator.net_)
+            net = shallow_copy(estimator.net_)
             packed = pack_module(net.module_)
-            # LR schedulers hold the optimizer, hence the dense parameters too;
-            # skorch keeps the callbacks both as given and as initialised.
-            net.__dict__.update(
-                module=packed["skeleton"], module_=packed["skeleton"], optimizer_=None,
-                callbacks=[_without_scheduler(cb) for cb in net.callbacks or []],
-                callbacks_=[_without_scheduler(cb) for cb in net.callbacks_],
-            )
-            estimator = _shallow_copy(estimator)
+            net.__dict__.update(module=packed["skeleton"], module_=packed["skeleton"])
+            estimator = shallow_copy(estimator)
             estimator.net_ = net
             state["estimator_"] = estimator
             state["_packed_tensors"] = packed["tensors"]

@@ -17,16 +17,43 @@ OPTIMIZERS = {
 LR_SCHEDULES = (None, "cyclic", "onecycle", "cosine")
 
 
+def shallow_copy(obj):
+    new = object.__new__(type(obj))
+    new.__dict__.update(obj.__dict__)
+    return new
+
+
+def _without_scheduler(callback):
+    """A callback, or ``(name, callback)``, without its fitted LR scheduler (which holds the optimizer)."""
+    if isinstance(callback, tuple):
+        name, callback = callback
+        return name, _without_scheduler(callback)
+    if getattr(callback, "lr_scheduler_", None) is None:
+        return callback
+    callback = shallow_copy(callback)
+    callback.lr_scheduler_ = None
+    return callback
+
+
 class SkorchNet(NeuralNetClassifier):
     """skorch classifier that hands only trainable parameters to the optimizer.
 
-    It is given its module as an instance, so ``module`` and ``module_`` are the
-    same object; skorch would pickle it twice, and this net pickles it once.
+    Pickles hold what prediction needs. The module is given as an instance,
+    so ``module`` and ``module_`` are the same object: it is stored once,
+    where skorch would store it twice. The optimizer, whose state is twice
+    the trainable parameters, and the LR schedulers that refer to it are left
+    out; unpickling starts a fresh optimizer.
     """
 
     def __getstate__(self):
+        net = shallow_copy(self)
+        net.__dict__.update(
+            optimizer_=None,
+            callbacks=[_without_scheduler(cb) for cb in self.callbacks or []] or self.callbacks,
+            callbacks_=[_without_scheduler(cb) for cb in self.__dict__.get("callbacks_", [])],
+        )
         shared = self.__dict__.get("module") is self.__dict__.get("module_")
-        state = super().__getstate__()
+        state = NeuralNetClassifier.__getstate__(net)
         if shared:
             state["module"] = None
             state["_module_is_module_"] = True
@@ -37,6 +64,8 @@ class SkorchNet(NeuralNetClassifier):
         super().__setstate__(state)
         if shared:
             self.__dict__["module"] = self.module_
+        if getattr(self, "initialized_", False) and self.__dict__.get("optimizer_") is None:
+            self.initialize_optimizer()
 
     def get_all_learnable_params(self):
         for name, param in super().get_all_learnable_params():

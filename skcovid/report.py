@@ -1,0 +1,546 @@
+"""Evaluation reports a clinician can read: metrics with confidence intervals, plots, HTML.
+
+:func:`evaluate` scores a fitted classifier on held-out images and returns an
+:class:`EvaluationReport`; :meth:`EvaluationReport.save` writes
+
+- ``metrics.json``: accuracy, sensitivity, specificity, precision, F1 and
+  ROC-AUC, each with a percentile-bootstrap confidence interval, plus the
+  confusion matrix, the class counts and, for a pruned model, the pruning
+  summary;
+- ``classification_report.txt``;
+- ``learning_curves.png`` (loss and accuracy per epoch, training and
+  validation; fine-tuning after pruning continues the curves), ``roc_curve.png``
+  and ``confusion_matrix.png``, drawn with scikit-learn's
+  :class:`~sklearn.metrics.RocCurveDisplay` and
+  :class:`~sklearn.metrics.ConfusionMatrixDisplay`;
+- ``index.html``, which ties them together.
+
+Plots need matplotlib (``pip install "skcovid[plot]"``). Every file is written
+atomically.
+"""
+
+import datetime
+import html
+import json
+import numbers
+from pathlib import Path
+
+import numpy as np
+from scipy.stats import rankdata
+from sklearn.metrics import classification_report, confusion_matrix
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted
+
+from ._fitted import final_estimator
+from ._persistence import atomic_write
+from .metrics import resolve_pos_label
+
+__all__ = ["EvaluationReport", "evaluate"]
+
+#: Metric names, in the order reports show them.
+METRICS = ("accuracy", "sensitivity", "specificity", "precision", "f1", "roc_auc")
+_TITLES = {
+    "accuracy": "Accuracy", "sensitivity": "Sensitivity (recall of {pos})",
+    "specificity": "Specificity (recall of {neg})", "precision": "Precision (PPV)",
+    "f1": "F1 score", "roc_auc": "ROC-AUC",
+}
+
+
+def _require_matplotlib():
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError as exc:
+        raise ImportError(
+            "Plots need matplotlib: pip install \"skcovid[plot]\" (or pip install matplotlib)."
+        ) from exc
+    from matplotlib.figure import Figure
+
+    return Figure
+
+
+def _divide(num, den, empty):
+    """``num / den`` elementwise, ``empty`` where ``den`` is 0."""
+    num, den = np.asarray(num, dtype=float), np.asarray(den, dtype=float)
+    out = np.full(np.broadcast(num, den).shape, empty, dtype=float)
+    np.divide(num, den, out=out, where=den > 0)
+    return out
+
+
+def _binary_metrics(is_pos, pred_pos, score):
+    """The six metrics along the last axis of boolean truth, prediction and score arrays.
+
+    Sensitivity, specificity and ROC-AUC are NaN when a class is absent;
+    precision and F1 are 0 when undefined, as in :mod:`skcovid.metrics`.
+    """
+    tp = np.sum(is_pos & pred_pos, axis=-1)
+    fp = np.sum(~is_pos & pred_pos, axis=-1)
+    fn = np.sum(is_pos & ~pred_pos, axis=-1)
+    tn = np.sum(~is_pos & ~pred_pos, axis=-1)
+    n_pos, n_neg = tp + fn, tn + fp
+    ranks = rankdata(score, axis=-1)  # ties get their average rank: the AUC counts them as 1/2
+    rank_sum = np.sum(np.where(is_pos, ranks, 0.0), axis=-1)
+    return {
+        "accuracy": (tp + tn) / (n_pos + n_neg),
+        "sensitivity": _divide(tp, n_pos, np.nan),
+        "specificity": _divide(tn, n_neg, np.nan),
+        "precision": _divide(tp, tp + fp, 0.0),
+        "f1": _divide(2 * tp, 2 * tp + fp + fn, 0.0),
+        "roc_auc": _divide(rank_sum - n_pos * (n_pos + 1) / 2, n_pos * n_neg, np.nan),
+    }
+
+
+def _jsonable(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _training_history(estimator):
+    """Per-epoch records and the number of epochs before pruning (None when not pruned)."""
+    estimator = final_estimator(estimator)
+    base = getattr(estimator, "estimator_", None)
+    if base is not None and hasattr(base, "history_"):
+        return list(base.history_) + list(getattr(estimator, "history_", [])), len(base.history_)
+    return list(getattr(estimator, "history_", [])), None
+
+
+def _pruning_summary(estimator):
+    estimator = final_estimator(estimator)
+    if hasattr(estimator, "pruning_report") and hasattr(estimator, "estimator_"):
+        return {k: _jsonable(v) for k, v in estimator.pruning_report().items()}
+    return None
+
+
+class EvaluationReport:
+    """Held-out scores of a binary classifier, with bootstrap confidence intervals.
+
+    Build one with :func:`evaluate` (from a fitted classifier and images) or
+    :meth:`from_predictions` (from labels and probabilities).
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n_samples,)
+    proba : ndarray of shape (n_samples, 2)
+        Predicted class probabilities, columns in the order of ``classes``.
+    classes : array-like of shape (2,)
+    pos_label : label or None, default=None
+        The positive (COVID) class; ``None`` finds it from the label names as
+        :func:`skcovid.metrics.resolve_pos_label` does.
+    n_bootstraps : int, default=1000
+        Resamples (with replacement, of the evaluated images) for the
+        percentile confidence intervals; 0 for none.
+    confidence_level : float, default=0.95
+    random_state : int, RandomState instance or None, default=0
+        Seeds the resampling.
+    history : list of dict, default=()
+        Per-epoch training records (``history_`` of a skcovid classifier).
+    pruned_at_epoch : int or None, default=None
+        Number of epochs before pruning, drawn as a line on the learning curves.
+    pruning : dict or None, default=None
+        The pruning summary (``PrunedCNNClassifier.pruning_report()``).
+    model : str, default=""
+        A description of the model, shown in the report.
+
+    Attributes
+    ----------
+    metrics : dict of str to dict
+        For each of ``accuracy``, ``sensitivity``, ``specificity``,
+        ``precision``, ``f1`` and ``roc_auc``: ``value``, ``ci_low`` and
+        ``ci_high``.
+    y_pred : ndarray of shape (n_samples,)
+        Predicted labels (the most probable class).
+    confusion_matrix : ndarray of shape (2, 2)
+        Rows are true classes, columns predicted classes, both in the order of
+        ``labels``: the positive class first.
+    labels : list
+        ``[pos_label, negative label]``.
+    class_counts : dict
+        Number of evaluated images of each class.
+    """
+
+    def __init__(self, y_true, proba, classes, *, pos_label=None, n_bootstraps=1000,
+                 confidence_level=0.95, random_state=0, history=(), pruned_at_epoch=None,
+                 pruning=None, model=""):
+        classes = list(np.asarray(classes, dtype=object))
+        proba = np.asarray(proba, dtype=np.float64)
+        y_true = np.asarray(y_true, dtype=object)
+        if len(classes) != 2 or proba.ndim != 2 or proba.shape[1] != 2:
+            raise ValueError(
+                f"EvaluationReport is for binary classifiers; got classes {classes} and "
+                f"probabilities of shape {proba.shape}."
+            )
+        if len(y_true) != len(proba) or len(y_true) == 0:
+            raise ValueError(
+                f"y_true has {len(y_true)} labels and proba {len(proba)} rows; they must match "
+                "and not be empty."
+            )
+        unknown = sorted(set(y_true.tolist()) - set(classes), key=str)
+        if unknown:
+            raise ValueError(f"y_true has labels {unknown} the model does not know ({classes}).")
+        if not 0 < confidence_level < 1:
+            raise ValueError(f"confidence_level must be in (0, 1); got {confidence_level}.")
+        if not isinstance(n_bootstraps, numbers.Integral) or n_bootstraps < 0:
+            raise ValueError(f"n_bootstraps must be an integer >= 0; got {n_bootstraps!r}.")
+
+        self.classes = classes
+        self.y_true = y_true
+        self.proba = proba
+        self.y_pred = np.asarray(classes, dtype=object)[proba.argmax(axis=1)]
+        self.pos_label = _jsonable(resolve_pos_label(y_true, self.y_pred, pos_label))
+        if self.pos_label not in classes:
+            raise ValueError(f"pos_label {self.pos_label!r} is not one of the classes {classes}.")
+        self.neg_label = _jsonable(next(c for c in classes if c != self.pos_label))
+        self.labels = [self.pos_label, self.neg_label]
+        self.score = proba[:, classes.index(self.pos_label)]
+        self.n_bootstraps = int(n_bootstraps)
+        self.confidence_level = float(confidence_level)
+        self.random_state = random_state
+        self.history = list(history)
+        self.pruned_at_epoch = pruned_at_epoch
+        self.pruning = pruning
+        self.model = model
+        self.confusion_matrix = confusion_matrix(y_true, self.y_pred, labels=self.labels)
+        self.class_counts = {c: int(np.sum(y_true == c)) for c in self.labels}
+        self.metrics = self._compute_metrics()
+
+    @classmethod
+    def from_predictions(cls, y_true, proba, classes, **kwargs):
+        """Build a report from true labels and predicted probabilities.
+
+        Parameters
+        ----------
+        y_true : array-like of shape (n_samples,)
+        proba : ndarray of shape (n_samples, 2)
+        classes : array-like of shape (2,)
+        **kwargs
+            The keyword parameters of :class:`EvaluationReport`.
+
+        Returns
+        -------
+        report : EvaluationReport
+        """
+        return cls(y_true, proba, classes, **kwargs)
+
+    def _compute_metrics(self):
+        is_pos, pred_pos = self.y_true == self.pos_label, self.y_pred == self.pos_label
+        point = _binary_metrics(is_pos, pred_pos, self.score)
+        metrics = {name: {"value": float(point[name])} for name in METRICS}
+        if self.n_bootstraps:
+            rng = check_random_state(self.random_state)
+            n = len(self.y_true)
+            # Bootstraps in chunks keep memory at O(chunk * n) for large test sets.
+            samples = {name: [] for name in METRICS}
+            for start in range(0, self.n_bootstraps, 200):
+                idx = rng.randint(0, n, size=(min(200, self.n_bootstraps - start), n))
+                for name, values in _binary_metrics(is_pos[idx], pred_pos[idx],
+                                                    self.score[idx]).items():
+                    samples[name].append(values)
+            alpha = (1 - self.confidence_level) / 2
+            for name in METRICS:
+                values = np.concatenate(samples[name])
+                values = values[~np.isnan(values)]
+                low, high = (np.quantile(values, [alpha, 1 - alpha]) if len(values)
+                             else (np.nan, np.nan))
+                metrics[name].update(ci_low=float(low), ci_high=float(high))
+        else:
+            for name in METRICS:
+                metrics[name].update(ci_low=None, ci_high=None)
+        return metrics
+
+    # ------------------------------------------------------------------ text
+    def _title(self, name):
+        return _TITLES[name].format(pos=self.pos_label, neg=self.neg_label)
+
+    def _ci(self, name, fmt="{:.4f}"):
+        m = self.metrics[name]
+        if m["ci_low"] is None or np.isnan(m["ci_low"]):
+            return "n/a"
+        return f"[{fmt.format(m['ci_low'])}, {fmt.format(m['ci_high'])}]"
+
+    def to_dict(self):
+        """Everything ``metrics.json`` holds, as JSON-ready Python objects.
+
+        Returns
+        -------
+        report : dict
+        """
+        from . import __version__
+
+        def clean(value):
+            return None if value is None or np.isnan(value) else value
+
+        return {
+            "n_samples": len(self.y_true),
+            "pos_label": _jsonable(self.pos_label),
+            "classes": [_jsonable(c) for c in self.classes],
+            "class_counts": {str(_jsonable(k)): v for k, v in self.class_counts.items()},
+            "metrics": {name: {k: clean(v) for k, v in m.items()} for name, m in self.metrics.items()},
+            "confidence_level": self.confidence_level,
+            "n_bootstraps": self.n_bootstraps,
+            "bootstrap_random_state": (self.random_state
+                                       if isinstance(self.random_state, numbers.Integral) else None),
+            "confusion_matrix": {
+                "labels": [_jsonable(c) for c in self.labels],
+                "matrix": self.confusion_matrix.tolist(),
+                "note": "rows are true classes, columns predicted classes",
+            },
+            "pruning": self.pruning,
+            "model": self.model,
+            "skcovid_version": __version__,
+        }
+
+    def summary(self):
+        """The metrics with their confidence intervals, one per line.
+
+        Returns
+        -------
+        text : str
+        """
+        pct = round(100 * self.confidence_level)
+        counts = ", ".join(f"{k}: {v}" for k, v in self.class_counts.items())
+        lines = [f"{len(self.y_true)} images ({counts}); positive class {self.pos_label}"]
+        for name in METRICS:
+            lines.append(f"{self._title(name):>36}: {self.metrics[name]['value']:.4f}  "
+                         f"{pct}% CI {self._ci(name)}")
+        return "\n".join(lines)
+
+    def classification_report(self):
+        """scikit-learn's classification report, headed by the summary.
+
+        Returns
+        -------
+        text : str
+        """
+        table = classification_report(self.y_true, self.y_pred, labels=self.labels,
+                                      target_names=[str(c) for c in self.labels],
+                                      digits=4, zero_division=0)
+        (tp, fn), (fp, tn) = self.confusion_matrix
+        return (f"{self.summary()}\n\nConfusion matrix (rows true, columns predicted):\n"
+                f"  TP={tp}  FN={fn}\n  FP={fp}  TN={tn}\n\n{table}")
+
+    # ----------------------------------------------------------------- plots
+    def plot_learning_curves(self):
+        """Loss and accuracy per epoch, training and validation.
+
+        Returns
+        -------
+        figure : matplotlib.figure.Figure or None
+            ``None`` when there is no training history.
+        """
+        if not self.history:
+            return None
+        Figure = _require_matplotlib()
+        fig = Figure(figsize=(11, 4.2), layout="constrained")
+        ax_loss, ax_acc = fig.subplots(1, 2)
+        epochs = np.arange(1, len(self.history) + 1)
+        for ax, metric, title in ((ax_loss, "loss", "Loss (cross-entropy)"),
+                                  (ax_acc, "acc", "Accuracy")):
+            for split, style in (("train", "o-"), ("valid", "s--")):
+                key = f"{split}_{metric}"
+                values = [row.get(key, np.nan) for row in self.history]
+                if not np.all(np.isnan(values)):
+                    label = "training" if split == "train" else "validation"
+                    ax.plot(epochs, values, style, label=label, markersize=3)
+            if self.pruned_at_epoch:
+                ax.axvline(self.pruned_at_epoch + 0.5, color="grey", linestyle=":",
+                           label="pruned, then fine-tuned")
+            ax.set_xlabel("epoch")
+            ax.set_title(title)
+            ax.grid(alpha=0.3)
+            ax.legend()
+        ax_acc.set_ylim(min(0.4, ax_acc.get_ylim()[0]), 1.01)
+        fig.suptitle("Learning curves")
+        return fig
+
+    def plot_roc_curve(self):
+        """The ROC curve, with the AUC and its confidence interval and the operating point.
+
+        Returns
+        -------
+        figure : matplotlib.figure.Figure
+        """
+        from sklearn.metrics import RocCurveDisplay
+
+        Figure = _require_matplotlib()
+        fig = Figure(figsize=(5.6, 5.6), layout="constrained")
+        ax = fig.subplots()
+        auc = self.metrics["roc_auc"]["value"]
+        RocCurveDisplay.from_predictions(
+            self.y_true == self.pos_label, self.score, pos_label=True, ax=ax,
+            name=f"AUC {auc:.3f}, {round(100 * self.confidence_level)}% CI {self._ci('roc_auc', '{:.3f}')}",
+            plot_chance_level=True, curve_kwargs={"linewidth": 2},
+        )
+        sens, spec = self.metrics["sensitivity"]["value"], self.metrics["specificity"]["value"]
+        ax.plot([1 - spec], [sens], "o", color="crimson", markersize=8,
+                label=f"operating point: sensitivity {sens:.3f}, specificity {spec:.3f}")
+        ax.set_xlabel(f"False positive rate (1 - specificity; {self.neg_label} called {self.pos_label})")
+        ax.set_ylabel(f"True positive rate (sensitivity; {self.pos_label} found)")
+        ax.set_title(f"ROC curve, positive class {self.pos_label!r}")
+        ax.legend(loc="lower right", fontsize=8)
+        ax.grid(alpha=0.3)
+        return fig
+
+    def plot_confusion_matrix(self):
+        """Counts and row-normalised rates, side by side.
+
+        Returns
+        -------
+        figure : matplotlib.figure.Figure
+        """
+        from sklearn.metrics import ConfusionMatrixDisplay
+
+        Figure = _require_matplotlib()
+        fig = Figure(figsize=(10.5, 4.4), layout="constrained")
+        ax_counts, ax_rates = fig.subplots(1, 2)
+        names = [str(c) for c in self.labels]
+        ConfusionMatrixDisplay(self.confusion_matrix, display_labels=names).plot(
+            ax=ax_counts, cmap="Blues", colorbar=False, values_format="d")
+        ax_counts.set_title("Counts")
+        rows = self.confusion_matrix.sum(axis=1, keepdims=True)
+        rates = np.divide(self.confusion_matrix, rows, out=np.zeros((2, 2)), where=rows > 0)
+        ConfusionMatrixDisplay(rates, display_labels=names).plot(
+            ax=ax_rates, cmap="Blues", colorbar=False, values_format=".1%", im_kw={"vmin": 0, "vmax": 1})
+        ax_rates.set_title("Share of each true class")
+        for ax in (ax_counts, ax_rates):
+            ax.set_xlabel("Predicted class")
+            ax.set_ylabel("True class")
+        fig.suptitle(f"Confusion matrix ({len(self.y_true)} images)")
+        return fig
+
+    # ------------------------------------------------------------------ save
+    def save(self, out_dir, *, plots=True):
+        """Write the report files into ``out_dir`` (created if needed), each atomically.
+
+        Parameters
+        ----------
+        out_dir : str or path-like
+        plots : bool, default=True
+            Also draw the PNG plots (needs matplotlib).
+
+        Returns
+        -------
+        paths : dict of str to pathlib.Path
+            The files written, by kind.
+        """
+        out = Path(out_dir)
+        if out.exists() and not out.is_dir():
+            raise NotADirectoryError(f"Report folder {out} exists and is not a directory.")
+        if plots:
+            _require_matplotlib()
+        paths = {}
+        with atomic_write(out / "metrics.json", "w", encoding="utf-8") as f:
+            json.dump(self.to_dict(), f, indent=2)
+        paths["metrics"] = out / "metrics.json"
+        with atomic_write(out / "classification_report.txt", "w", encoding="utf-8") as f:
+            f.write(self.classification_report())
+        paths["classification_report"] = out / "classification_report.txt"
+        if plots:
+            for kind, figure in (("learning_curves", self.plot_learning_curves()),
+                                 ("roc_curve", self.plot_roc_curve()),
+                                 ("confusion_matrix", self.plot_confusion_matrix())):
+                if figure is None:
+                    continue
+                with atomic_write(out / f"{kind}.png", "wb") as f:
+                    figure.savefig(f, format="png", dpi=130)
+                paths[kind] = out / f"{kind}.png"
+        with atomic_write(out / "index.html", "w", encoding="utf-8") as f:
+            f.write(self._html({k: p.name for k, p in paths.items()}))
+        paths["index"] = out / "index.html"
+        return paths
+
+    def _html(self, files):
+        from . import __version__
+
+        esc = html.escape
+        pct = round(100 * self.confidence_level)
+        rows = "".join(
+            f"<tr><td>{esc(self._title(n))}</td><td>{self.metrics[n]['value']:.4f}</td>"
+            f"<td>{esc(self._ci(n))}</td></tr>" for n in METRICS)
+        (tp, fn), (fp, tn) = self.confusion_matrix
+        pos, neg = esc(str(self.pos_label)), esc(str(self.neg_label))
+        counts = ", ".join(f"{esc(str(k))}: {v}" for k, v in self.class_counts.items())
+        parts = [
+            "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+            "<title>skcovid evaluation report</title><style>",
+            "body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}",
+            "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #bbb;padding:.3em .8em}",
+            "th{background:#eef}img{max-width:100%;border:1px solid #ddd;margin:.5em 0}",
+            "pre{background:#f6f6f6;padding:1em;overflow-x:auto}</style></head><body>",
+            "<h1>Evaluation report</h1>",
+            f"<p>{len(self.y_true)} held-out images ({counts}). Positive class: <b>{pos}</b>. "
+            f"Confidence intervals: {pct}% percentile bootstrap over {self.n_bootstraps} "
+            "resamples of these images. Images from one patient are not independent, so with "
+            "slice-level splits the intervals are optimistic.</p>",
+            f"<h2>Metrics</h2><table><tr><th>Metric</th><th>Value</th><th>{pct}% CI</th></tr>"
+            f"{rows}</table>",
+            "<h2>Confusion matrix</h2><table><tr><th>true \\ predicted</th>"
+            f"<th>{pos}</th><th>{neg}</th></tr><tr><th>{pos}</th><td>{tp} (true positive)</td>"
+            f"<td>{fn} (missed)</td></tr><tr><th>{neg}</th><td>{fp} (false alarm)</td>"
+            f"<td>{tn} (true negative)</td></tr></table>",
+        ]
+        for kind, caption in (("confusion_matrix", "Confusion matrix"),
+                              ("roc_curve", "ROC curve"),
+                              ("learning_curves", "Learning curves")):
+            if kind in files:
+                parts.append(f"<h2>{caption}</h2><img src='{esc(files[kind])}' alt='{caption}'>")
+        if self.pruning:
+            p = self.pruning
+            parts.append(
+                "<h2>Pruning</h2><table><tr><th></th><th>before</th><th>after</th>"
+                "<th>reduction</th></tr>"
+                f"<tr><td>parameters (non-zero)</td><td>{p['n_params_before']:,}</td>"
+                f"<td>{p['n_nonzero_params']:,}</td><td>{p['params_reduction']:.2%}</td></tr>"
+                f"<tr><td>FLOPs per image</td><td>{p['flops_before']:,}</td><td>{p['flops']:,}</td>"
+                f"<td>{p['flops_reduction']:.2%}</td></tr>"
+                f"<tr><td>model size (bytes)</td><td>{p['model_size_bytes_before']:,}</td>"
+                f"<td>{p['model_size_bytes']:,}</td><td>{p['size_reduction']:.2%}</td></tr></table>")
+        parts.append(f"<h2>Classification report</h2><pre>{esc(self.classification_report())}</pre>")
+        if self.model:
+            parts.append(f"<h2>Model</h2><pre>{esc(self.model)}</pre>")
+        parts.append(
+            f"<p><small>skcovid {esc(__version__)}, "
+            f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC. Files: "
+            + ", ".join(f"<a href='{esc(n)}'>{esc(n)}</a>" for n in files.values())
+            + "</small></p></body></html>")
+        return "\n".join(parts)
+
+
+def evaluate(estimator, X, y, *, pos_label=None, n_bootstraps=1000, confidence_level=0.95,
+             random_state=0, proba=None):
+    """Score a fitted binary classifier on held-out images.
+
+    Parameters
+    ----------
+    estimator : fitted classifier with ``predict_proba`` and ``classes_``
+        A skcovid classifier (pruned or not), or a Pipeline or fitted search
+        ending in one; its training history and pruning summary go into the
+        report.
+    X : array-like
+        Images the estimator was not trained on.
+    y : array-like of shape (n_samples,)
+    pos_label : label or None, default=None
+    n_bootstraps : int, default=1000
+    confidence_level : float, default=0.95
+    random_state : int, RandomState instance or None, default=0
+    proba : ndarray of shape (n_samples, 2) or None, default=None
+        Probabilities already computed for ``X`` (skips the forward pass).
+
+    Returns
+    -------
+    report : EvaluationReport
+
+    Examples
+    --------
+    >>> from skcovid.report import evaluate
+    >>> report = evaluate(clf, X_test, y_test)          # doctest: +SKIP
+    >>> report.save("report/")                          # doctest: +SKIP
+    """
+    check_is_fitted(estimator)
+    if proba is None:
+        proba = estimator.predict_proba(X)
+    history, pruned_at = _training_history(estimator)
+    return EvaluationReport(
+        y, proba, estimator.classes_, pos_label=pos_label, n_bootstraps=n_bootstraps,
+        confidence_level=confidence_level, random_state=random_state, history=history,
+        pruned_at_epoch=pruned_at, pruning=_pruning_summary(estimator), model=repr(estimator),
+    )
