@@ -38,10 +38,10 @@ def atomic_write(path, mode="wb", **open_kwargs):
     path.parent.mkdir(parents=True, exist_ok=True)
     # A replaced file keeps its permissions; a new one gets the usual ones
     # (mkstemp would leave it readable by its owner only).
-    mode = path.stat().st_mode & 0o777 if path.exists() else _new_file_mode()
+    permissions = path.stat().st_mode & 0o777 if path.exists() else _new_file_mode()
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     try:
-        os.chmod(tmp, mode)
+        os.chmod(tmp, permissions)
         with os.fdopen(fd, mode, **open_kwargs) as file:
             yield file
             file.flush()
