@@ -7,8 +7,16 @@ Pipeline and joblib understand.
 
 from ._backbones import BACKBONES
 from ._classifier import TransferCNNClassifier
+from ._persistence import load_model, save_model
 from ._pruned import PrunedCNNClassifier
 
 __version__ = "0.1.0"
 
-__all__ = ["BACKBONES", "PrunedCNNClassifier", "TransferCNNClassifier", "__version__"]
+__all__ = [
+    "BACKBONES",
+    "PrunedCNNClassifier",
+    "TransferCNNClassifier",
+    "__version__",
+    "load_model",
+    "save_model",
+]

@@ -241,7 +241,7 @@ def plot_grad_cam(estimator, X, *, layer=None, target=None, titles=None):
     -------
     figures : list of matplotlib.figure.Figure
     """
-    _, Figure = _matplotlib()
+    matplotlib, Figure = _matplotlib()
     classifier, _, _ = fitted_network(estimator)
     heatmaps, proba = grad_cam(estimator, X, layer=layer, target=target, return_proba=True)
     slices = _input_images(estimator, X)
@@ -252,9 +252,9 @@ def plot_grad_cam(estimator, X, *, layer=None, target=None, titles=None):
         ax_image, ax_cam = fig.subplots(1, 2)
         ax_image.imshow(image, cmap="gray", vmin=0, vmax=1)
         ax_image.set_title(titles[i] if titles else f"image {i}", fontsize=10)
-        shown = ax_cam.imshow(overlay(image, heatmap))
-        shown.set_cmap("jet")  # for the colour bar: the overlay's colours follow this map
-        fig.colorbar(shown, ax=ax_cam, fraction=0.046, label="Grad-CAM (relative)")
+        ax_cam.imshow(overlay(image, heatmap, cmap="jet"))
+        scale = matplotlib.cm.ScalarMappable(matplotlib.colors.Normalize(0, 1), cmap="jet")
+        fig.colorbar(scale, ax=ax_cam, fraction=0.046, label="Grad-CAM (relative to the maximum)")
         predicted = classes[int(np.argmax(proba[i]))]
         explained = predicted if target is None else target
         ax_cam.set_title(f"explains {explained!s}", fontsize=10)

@@ -161,9 +161,10 @@ class EvaluationReport:
     def __init__(self, y_true, proba, classes, *, pos_label=None, n_bootstraps=1000,
                  confidence_level=0.95, random_state=0, history=(), pruned_at_epoch=None,
                  pruning=None, model=""):
-        classes = list(np.asarray(classes, dtype=object))
+        class_array = np.asarray(classes)
+        classes = class_array.tolist()
         proba = np.asarray(proba, dtype=np.float64)
-        y_true = np.asarray(y_true, dtype=object)
+        y_true = np.asarray(y_true)
         if len(classes) != 2 or proba.ndim != 2 or proba.shape[1] != 2:
             raise ValueError(
                 f"EvaluationReport is for binary classifiers; got classes {classes} and "
@@ -185,7 +186,7 @@ class EvaluationReport:
         self.classes = classes
         self.y_true = y_true
         self.proba = proba
-        self.y_pred = np.asarray(classes, dtype=object)[proba.argmax(axis=1)]
+        self.y_pred = class_array[proba.argmax(axis=1)]
         self.pos_label = _jsonable(resolve_pos_label(y_true, self.y_pred, pos_label))
         if self.pos_label not in classes:
             raise ValueError(f"pos_label {self.pos_label!r} is not one of the classes {classes}.")
@@ -330,6 +331,8 @@ class EvaluationReport:
         if not self.history:
             return None
         Figure = _require_matplotlib()
+        from matplotlib.ticker import MaxNLocator
+
         fig = Figure(figsize=(11, 4.2), layout="constrained")
         ax_loss, ax_acc = fig.subplots(1, 2)
         epochs = np.arange(1, len(self.history) + 1)
@@ -345,6 +348,7 @@ class EvaluationReport:
                 ax.axvline(self.pruned_at_epoch + 0.5, color="grey", linestyle=":",
                            label="pruned, then fine-tuned")
             ax.set_xlabel("epoch")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_title(title)
             ax.grid(alpha=0.3)
             ax.legend()
@@ -365,11 +369,13 @@ class EvaluationReport:
         fig = Figure(figsize=(5.6, 5.6), layout="constrained")
         ax = fig.subplots()
         auc = self.metrics["roc_auc"]["value"]
-        RocCurveDisplay.from_predictions(
+        display = RocCurveDisplay.from_predictions(
             self.y_true == self.pos_label, self.score, pos_label=True, ax=ax,
-            name=f"AUC {auc:.3f}, {round(100 * self.confidence_level)}% CI {self._ci('roc_auc', '{:.3f}')}",
             plot_chance_level=True, curve_kwargs={"linewidth": 2},
         )
+        display.line_.set_label(
+            f"ROC curve: AUC {auc:.3f}, {round(100 * self.confidence_level)}% CI "
+            f"{self._ci('roc_auc', '{:.3f}')}")
         sens, spec = self.metrics["sensitivity"]["value"], self.metrics["specificity"]["value"]
         ax.plot([1 - spec], [sens], "o", color="crimson", markersize=8,
                 label=f"operating point: sensitivity {sens:.3f}, specificity {spec:.3f}")

@@ -10,6 +10,7 @@ import torchvision
 
 from skcovid import BACKBONES, TransferCNNClassifier
 from skcovid._backbones import build_backbone, stage_names
+from skcovid.explain import grad_cam
 
 from conftest import FAST
 
@@ -34,6 +35,11 @@ def test_registry_backbone_trains_and_predicts(name, images):
     np.testing.assert_allclose(proba.sum(axis=1), 1.0)
     assert np.isfinite(proba).all()
     assert len(stage_names(clf.net_.module_.features)) >= 4
+    # Grad-CAM works on every backbone, at its last feature map.
+    heatmaps, cam_proba = grad_cam(clf, X[:2], return_proba=True)
+    assert heatmaps.shape == (2, size, size)
+    assert np.isfinite(heatmaps).all() and heatmaps.min() >= 0 and heatmaps.max() <= 1
+    np.testing.assert_allclose(cam_proba, proba[:2], atol=1e-5)
 
 
 @pytest.mark.parametrize("name", sorted(set(BACKBONES) - set(LITERATURE) - {"efficientnet_lite0", "simple_cnn"}))

@@ -1,0 +1,57 @@
+"""Saving and loading models."""
+
+import os
+
+import joblib
+import numpy as np
+import pytest
+
+from skcovid import TransferCNNClassifier, load_model, save_model
+
+from conftest import FAST
+
+
+def test_round_trip_and_no_optimizer_state(images, tmp_path):
+    X, y = images
+    clf = TransferCNNClassifier(**{**FAST, "lr_schedule": "cosine", "max_epochs": 2}).fit(X, y)
+    path = save_model(clf, tmp_path / "m.joblib")
+    loaded = load_model(path)
+    np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
+    # A saved model holds the weights, not Adam's two moments per weight.
+    n_bytes = sum(p.numel() * 4 for p in clf.net_.module_.parameters())
+    assert os.path.getsize(path) < 1.5 * n_bytes + 200_000
+    assert not loaded.net_.optimizer_.state  # a fresh optimizer
+    loaded.set_params(max_epochs=1).fit(X, y)  # and it trains again
+
+
+def test_failed_save_keeps_the_previous_model(images, tmp_path, monkeypatch):
+    X, y = images
+    clf = TransferCNNClassifier(**{**FAST, "max_epochs": 1}).fit(X, y)
+    path = save_model(clf, tmp_path / "m.joblib")
+    before = path.read_bytes()
+
+    def broken_dump(*args, **kwargs):
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(joblib, "dump", broken_dump)
+    with pytest.raises(OSError, match="No space left"):
+        save_model(clf, path)
+    assert path.read_bytes() == before
+    assert sorted(os.listdir(tmp_path)) == ["m.joblib"]
+
+
+@pytest.mark.parametrize("content, error, match", [
+    (None, FileNotFoundError, "Model file not found"),
+    (b"not a pickle", ValueError, "Could not read a model from .*bad"),
+    ("dict", ValueError, "holds a dict, not a scikit-learn estimator"),
+])
+def test_load_errors(tmp_path, content, error, match):
+    path = tmp_path / "bad"
+    if content == "dict":
+        joblib.dump({"a": 1}, path)
+    elif content is not None:
+        path.write_bytes(content)
+    with pytest.raises(error, match=match):
+        load_model(path)
+    with pytest.raises(IsADirectoryError):
+        load_model(tmp_path)

@@ -1,0 +1,187 @@
+"""Evaluation reports: metrics with bootstrap intervals, files, plots."""
+
+import json
+import os
+import stat
+
+import numpy as np
+import pytest
+from PIL import Image
+from sklearn.metrics import f1_score, precision_score, recall_score, roc_auc_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import FunctionTransformer
+
+from skcovid import PrunedCNNClassifier, TransferCNNClassifier
+from skcovid._persistence import atomic_write
+from skcovid.pruning import StructuredPruner
+from skcovid.report import METRICS, EvaluationReport, evaluate
+
+from conftest import FAST
+
+
+def _predictions(n=120, seed=0):
+    rng = np.random.RandomState(seed)
+    y = np.where(rng.rand(n) < 0.4, "COVID", "non-COVID").astype(object)
+    score = np.clip((y == "COVID") * 0.35 + rng.rand(n) * 0.65, 0, 1).round(2)  # with ties
+    proba = np.column_stack([score, 1 - score])  # columns: COVID, non-COVID
+    return y, proba
+
+
+def test_point_estimates_match_scikit_learn():
+    y, proba = _predictions()
+    report = EvaluationReport(y, proba, ["COVID", "non-COVID"], n_bootstraps=0)
+    y_pred = np.where(proba[:, 0] >= proba[:, 1], "COVID", "non-COVID")  # argmax: ties go first
+    expected = {
+        "accuracy": np.mean(y_pred == y),
+        "sensitivity": recall_score(y, y_pred, pos_label="COVID"),
+        "specificity": recall_score(y, y_pred, pos_label="non-COVID"),
+        "precision": precision_score(y, y_pred, pos_label="COVID"),
+        "f1": f1_score(y, y_pred, pos_label="COVID"),
+        "roc_auc": roc_auc_score(y == "COVID", proba[:, 0]),
+    }
+    for name in METRICS:
+        assert report.metrics[name]["value"] == pytest.approx(expected[name], abs=1e-12), name
+        assert report.metrics[name]["ci_low"] is None
+    assert report.pos_label == "COVID" and report.labels == ["COVID", "non-COVID"]
+    (tp, fn), (fp, tn) = report.confusion_matrix
+    assert tp + fn == np.sum(y == "COVID") and tp == np.sum((y_pred == "COVID") & (y == "COVID"))
+    assert report.class_counts == {"COVID": np.sum(y == "COVID"), "non-COVID": np.sum(y != "COVID")}
+
+
+def test_bootstrap_intervals_cover_and_shrink_and_reproduce():
+    y, proba = _predictions(80)
+    small = EvaluationReport(y, proba, ["COVID", "non-COVID"], n_bootstraps=500, random_state=1)
+    again = EvaluationReport(y, proba, ["COVID", "non-COVID"], n_bootstraps=500, random_state=1)
+    assert small.metrics == again.metrics
+    y_big, proba_big = _predictions(2000)
+    big = EvaluationReport(y_big, proba_big, ["COVID", "non-COVID"], n_bootstraps=500)
+    for name in METRICS:
+        m = small.metrics[name]
+        assert m["ci_low"] <= m["value"] <= m["ci_high"], name
+        assert m["ci_low"] < m["ci_high"], name
+        width = lambda r: r.metrics[name]["ci_high"] - r.metrics[name]["ci_low"]  # noqa: E731
+        assert width(big) < width(small) / 2, name  # about 1/sqrt(25) as wide
+
+
+def test_bootstrap_roc_auc_matches_scikit_learn_per_resample():
+    from skcovid.report import _binary_metrics
+
+    y, proba = _predictions(60)
+    rng = np.random.RandomState(0)
+    idx = rng.randint(0, 60, size=(20, 60))
+    is_pos, score = y == "COVID", proba[:, 0]
+    aucs = _binary_metrics(is_pos[idx], score[idx] > 0.5, score[idx])["roc_auc"]
+    for row, auc in zip(idx, aucs):
+        assert auc == pytest.approx(roc_auc_score(is_pos[row], score[row]))
+
+
+def test_integer_labels_and_explicit_pos_label():
+    y, proba = _predictions()
+    y01 = (y == "COVID").astype(int)
+    report = EvaluationReport(y01, proba[:, ::-1], [0, 1], n_bootstraps=0)
+    assert report.pos_label == 1
+    flipped = EvaluationReport(y01, proba[:, ::-1], [0, 1], pos_label=0, n_bootstraps=0)
+    assert flipped.metrics["sensitivity"]["value"] == report.metrics["specificity"]["value"]
+    assert json.dumps(report.to_dict())  # numpy labels become JSON
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(classes=["a", "b", "c"]), "binary"),
+    (dict(y_true=["COVID"] * 3), "3 labels and proba 120 rows"),
+    (dict(y_true=np.array(["COVID", "flu"] * 60, dtype=object)), r"labels \['flu'\]"),
+    (dict(confidence_level=1.0), "confidence_level"),
+    (dict(n_bootstraps=-1), "n_bootstraps"),
+])
+def test_bad_input_is_named(kwargs, match):
+    y, proba = _predictions()
+    args = dict(y_true=y, proba=proba, classes=["COVID", "non-COVID"])
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        EvaluationReport(args.pop("y_true"), args.pop("proba"), args.pop("classes"), **args)
+
+
+@pytest.fixture(scope="module")
+def fitted(images):
+    X, y = images
+    return TransferCNNClassifier(**{**FAST, "validation_fraction": 0.25, "max_epochs": 4}).fit(X, y)
+
+
+def _assert_png(path, min_side=400):
+    with Image.open(path) as image:
+        assert image.format == "PNG" and min(image.size) >= min_side
+        # Not a blank canvas: a readable plot has many distinct colours.
+        assert len(image.convert("RGB").getcolors(1 << 20)) > 50
+
+
+def test_save_writes_every_file(fitted, images, tmp_path):
+    X, y = images
+    report = evaluate(fitted, X, y, n_bootstraps=200)
+    paths = report.save(tmp_path / "report")
+    assert set(paths) == {"metrics", "classification_report", "learning_curves", "roc_curve",
+                          "confusion_matrix", "index"}
+    data = json.loads(paths["metrics"].read_text())
+    assert data == json.loads(json.dumps(report.to_dict()))
+    assert set(data["metrics"]) == set(METRICS) and data["pruning"] is None
+    assert data["confusion_matrix"]["labels"] == ["COVID", "non-COVID"]
+    assert sum(data["class_counts"].values()) == len(y) == data["n_samples"]
+    for kind in ("learning_curves", "roc_curve", "confusion_matrix"):
+        _assert_png(paths[kind])
+    page = paths["index"].read_text()
+    for name in ("learning_curves.png", "roc_curve.png", "confusion_matrix.png", "metrics.json"):
+        assert name in page
+    assert "Sensitivity" in paths["classification_report"].read_text()
+    # Validation curves are drawn: the history has them.
+    assert "valid_loss" in report.history[0]
+
+
+def test_pruned_model_report_has_pruning_summary(fitted, images, tmp_path):
+    X, y = images
+    pruned = PrunedCNNClassifier(fitted, StructuredPruner(ratio=0.3), finetune_epochs=2,
+                                 finetune_lr=1e-2, prefit=True).fit(X, y)
+    report = evaluate(pruned, X, y, n_bootstraps=50)
+    assert report.pruned_at_epoch == len(fitted.history_)
+    assert len(report.history) == len(fitted.history_) + 2
+    paths = report.save(tmp_path)
+    data = json.loads(paths["metrics"].read_text())
+    assert data["pruning"]["n_params"] < data["pruning"]["n_params_before"]
+    assert "Pruning" in paths["index"].read_text()
+
+
+def test_evaluate_reaches_into_a_pipeline(fitted, images):
+    X, y = images
+    pipe = make_pipeline(FunctionTransformer(), fitted)
+    pipe.fit(X, y)  # refits the classifier inside
+    report = evaluate(pipe, X, y, n_bootstraps=0)
+    assert len(report.history) == len(pipe[-1].history_)
+
+
+def test_interrupted_save_keeps_previous_file(tmp_path):
+    target = tmp_path / "metrics.json"
+    target.write_text("good")
+    with pytest.raises(RuntimeError, match="disk full"):
+        with atomic_write(target, "w") as f:
+            f.write("half")
+            raise RuntimeError("disk full")
+    assert target.read_text() == "good"
+    assert os.listdir(tmp_path) == ["metrics.json"]
+
+
+def test_atomic_write_gives_usual_permissions(tmp_path):
+    old = os.umask(0o022)
+    try:
+        with atomic_write(tmp_path / "new.txt", "w") as f:
+            f.write("x")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "new.txt").stat().st_mode) == 0o644
+    os.chmod(tmp_path / "new.txt", 0o600)
+    with atomic_write(tmp_path / "new.txt", "w") as f:
+        f.write("y")
+    assert stat.S_IMODE((tmp_path / "new.txt").stat().st_mode) == 0o600
+
+
+def test_report_folder_that_is_a_file(fitted, images, tmp_path):
+    X, y = images
+    (tmp_path / "file").write_text("")
+    with pytest.raises(NotADirectoryError, match="file"):
+        evaluate(fitted, X, y, n_bootstraps=0).save(tmp_path / "file")
