@@ -2,37 +2,25 @@
 
 import time
 
-from sklearn.model_selection import train_test_split
-
 from skcovid import TransferCNNClassifier
-from skcovid.datasets import load_image_folder, load_sample_ct
 from skcovid.metrics import diagnostic_scores
 
-
-def _weights(value):
-    return None if value.lower() == "none" else value
+from _common import weights
 
 
 def add_arguments(parser, backbone):
     """Options of both examples; ``backbone`` is the default backbone."""
     parser.add_argument("data_dir", nargs="?")
+    parser.add_argument("--dataset", default="sample", choices=["sample", "sarscov2", "covid-ct"])
     parser.add_argument("--backbone", default=backbone)
-    parser.add_argument("--weights", type=_weights, default="DEFAULT")
+    parser.add_argument("--weights", type=weights, default="DEFAULT")
     parser.add_argument("--image-size", type=int, default=128)
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--finetune-epochs", type=int, default=5)
     parser.add_argument("--finetune-lr", type=float, default=5e-4)
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--test-size", type=float, default=0.2)
     parser.add_argument("--random-state", type=int, default=0)
-
-
-def load_split(args):
-    """The folder (or the demo set) split 80/20, stratified, with ``--random-state``."""
-    X, y = load_image_folder(args.data_dir) if args.data_dir else load_sample_ct()
-    X_train, X_test, y_train, y_test = train_test_split(
-        X, y, test_size=0.2, stratify=y, random_state=args.random_state)
-    print(f"{len(X_train)} training and {len(X_test)} held-out slices (seed {args.random_state})")
-    return X_train, X_test, y_train, y_test
 
 
 def train_base(args, X_train, y_train):

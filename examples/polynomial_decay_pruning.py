@@ -23,7 +23,8 @@ import joblib
 from skcovid import PrunedCNNClassifier
 from skcovid.pruning import MagnitudePruner
 
-from _pruning_common import add_arguments, load_split, print_comparison, train_base
+from _common import load_split
+from _pruning_common import add_arguments, print_comparison, train_base
 
 
 def main():

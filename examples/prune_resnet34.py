@@ -20,7 +20,8 @@ import time
 from skcovid import PrunedCNNClassifier
 from skcovid.pruning import StructuredPruner
 
-from _pruning_common import add_arguments, load_split, print_comparison, train_base
+from _common import load_split
+from _pruning_common import add_arguments, print_comparison, train_base
 
 
 def main():

@@ -60,3 +60,32 @@ def test_pruned_model_still_scores_well_above_chance(real_split, pruner):
           f"{pruned.pruning_report()}")
     assert after["accuracy"] >= 0.70, after
     assert after["roc_auc"] >= 0.80, after
+
+
+def test_command_line_on_real_slices(real_split, tmp_path, capsys):
+    """train, evaluate, predict and explain on folders of real slices (RGB and RGBA files)."""
+    import json
+    import os
+    from pathlib import Path
+
+    from skcovid._cli import main
+
+    X_train, X_test, y_train, y_test = real_split
+    for name, X, y in (("train", X_train, y_train), ("test", X_test, y_test)):
+        for path, label in zip(X, y):
+            (tmp_path / name / label).mkdir(parents=True, exist_ok=True)
+            os.symlink(path, tmp_path / name / label / Path(path).name)
+    model = tmp_path / "model.joblib"
+    assert main(["train", str(tmp_path / "train"), "--out", str(model), "--image-size", "96",
+                 "--epochs", "6", "--freeze", "none", "--batch-size", "16", "--lr-schedule", "cosine",
+                 "--early-stopping", "none", "--validation-fraction", "none", "-q"]) == 0
+    assert main(["evaluate", str(model), str(tmp_path / "test"), "--report",
+                 str(tmp_path / "report"), "-q"]) == 0
+    metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())["metrics"]
+    assert metrics["accuracy"]["value"] >= 0.75 and metrics["roc_auc"]["value"] >= 0.85, metrics
+    assert main(["predict", str(model), str(tmp_path / "test"), "--csv", str(tmp_path / "p.csv"),
+                 "-q"]) == 0
+    assert len((tmp_path / "p.csv").read_text().splitlines()) == len(X_test) + 1
+    assert main(["explain", str(model), X_test[0], "--out", str(tmp_path / "cam"), "-q"]) == 0
+    assert len(list((tmp_path / "cam").glob("*.png"))) == 1
+    print(capsys.readouterr().out)
