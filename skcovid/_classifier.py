@@ -12,15 +12,23 @@ from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import check_random_state, check_scalar, compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_consistent_length, check_is_fitted, column_or_1d
+from sklearn.utils.validation import (
+    check_consistent_length,
+    check_is_fitted,
+    check_memory,
+    column_or_1d,
+)
+from skorch.dataset import Dataset
 from skorch.helper import predefined_split
 
 from ._backbones import build_backbone, stage_names
-from ._data import ImageDataset, check_images, make_augmentation
+from ._data import DecodedCache, ImageDataset, check_images, make_augmentation
+from ._features import backbone_features, cached_backbone_features, model_key
 from ._network import TransferNet
 from ._training import (
     LR_SCHEDULES,
     OPTIMIZERS,
+    PRECISIONS,
     SkorchNet,
     batches_per_epoch,
     history_records,
@@ -102,7 +110,34 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
     class_weight : None, "balanced" or dict, default=None
         Weights of the classes in the cross-entropy loss.
     device : str, default="auto"
-        Torch device; ``"auto"`` picks CUDA when present, else the CPU.
+        Torch device; ``"auto"`` picks CUDA when present, else the CPU. On
+        CUDA, batches are pinned and copied without blocking, and the network
+        runs in channels-last memory format.
+    num_workers : int, default=0
+        DataLoader worker processes that decode images (0 decodes in the main
+        process). The fitted model does not depend on it.
+    precision : {"fp32", "bf16", "fp16"}, default="fp32"
+        ``"bf16"`` and ``"fp16"`` run forward passes under ``torch.autocast``
+        (mixed precision; fp16 with a gradient scaler). Fastest on GPUs with
+        tensor cores; on most CPUs ``"fp32"`` is faster.
+    image_cache_mb : float, default=64
+        Memory for decoded, resized images kept across epochs (first come,
+        first kept; never evicted), so that part of the data is decoded once
+        per fit. 0 turns it off. Memory use stays bounded whatever the number
+        of images. Used when images are decoded in the main process
+        (``num_workers=0``).
+    precompute_features : {"auto", True, False}, default="auto"
+        With ``freeze="backbone"`` and no augmentation the backbone's output
+        does not change during training: compute it once per fit and train
+        the head on it (same numbers as the per-epoch path, much faster).
+        ``"auto"`` does so whenever it applies; ``True`` requires it;
+        ``False`` runs the backbone every epoch.
+    memory : str, joblib.Memory or None, default=None
+        Cache the precomputed backbone features across fits (a folder path or
+        a ``joblib.Memory``), keyed by backbone, weights, image size, pooling,
+        precision and the content of each image, so that cross-validation and
+        grid searches over head hyperparameters run the backbone once per
+        image. Only used with precomputed features.
     random_state : int, RandomState instance or None, default=None
         Seeds weight initialisation, the validation split, shuffling,
         dropout and augmentation. The global torch RNG is left as it was.
@@ -156,6 +191,11 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         validation_fraction=0.1,
         class_weight=None,
         device="auto",
+        num_workers=0,
+        precision="fp32",
+        image_cache_mb=64,
+        precompute_features="auto",
+        memory=None,
         random_state=None,
         verbose=0,
         callbacks=None,
@@ -177,6 +217,11 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         self.validation_fraction = validation_fraction
         self.class_weight = class_weight
         self.device = device
+        self.num_workers = num_workers
+        self.precision = precision
+        self.image_cache_mb = image_cache_mb
+        self.precompute_features = precompute_features
+        self.memory = memory
         self.random_state = random_state
         self.verbose = verbose
         self.callbacks = callbacks
@@ -226,9 +271,28 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         if not (self.class_weight is None or self.class_weight == "balanced"
                 or isinstance(self.class_weight, dict)):
             raise ValueError(f"class_weight must be None, 'balanced' or a dict; got {self.class_weight!r}.")
+        check_scalar(self.num_workers, "num_workers", numbers.Integral, min_val=0)
+        _check_option(self.precision, "precision", tuple(PRECISIONS))
+        check_scalar(self.image_cache_mb, "image_cache_mb", numbers.Real, min_val=0)
+        _check_option(self.precompute_features, "precompute_features", ("auto", True, False))
+        if self.precompute_features is True and not self._features_are_fixed():
+            raise ValueError(
+                "precompute_features=True needs freeze='backbone' and augment=None (the backbone's "
+                f"output must not change during training); got freeze={self.freeze!r}, "
+                f"augment={self.augment!r}."
+            )
+        self._memory()
         check_scalar(self.verbose, "verbose", numbers.Integral, min_val=0)
         if self.callbacks is not None and not isinstance(self.callbacks, (list, tuple)):
             raise ValueError(f"callbacks must be a list of skorch callbacks or None; got {self.callbacks!r}.")
+
+    def _memory(self):
+        """``memory`` as a joblib.Memory (a folder path, str or not, gives the same store)."""
+        memory = self.memory
+        return check_memory(os.fspath(memory) if isinstance(memory, os.PathLike) else memory)
+
+    def _features_are_fixed(self):
+        return self.freeze == "backbone" and self.augment is None
 
     def _check_y(self, y, n_samples):
         if y is None:
@@ -324,6 +388,7 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         self.net_ = self._train(
             images, y, y_encoded, lambda: self._build_module(len(self.classes_)),
             max_epochs=self.max_epochs, lr=self.lr, early_stopping=self.early_stopping,
+            precompute=self.precompute_features is not False and self._features_are_fixed(),
         )
         self.history_ = history_records(self.net_.history)
         return self
@@ -342,17 +407,20 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         return images, y, encoder.transform(y)
 
     def _train(self, images, y, y_encoded, build_module, *, max_epochs, lr, early_stopping,
-               extra_callbacks=()):
+               extra_callbacks=(), precompute=False):
         """Train the module ``build_module()`` returns; return the fitted skorch net.
 
         Shared by :meth:`fit` and by the fine-tuning of
         :class:`skcovid.PrunedCNNClassifier`, so both use the same split, seed
-        and training settings.
+        and training settings. With ``precompute``, the frozen backbone runs
+        once and only the head trains, on its outputs; the returned net still
+        holds (and predicts with) the whole network.
         """
         rng = check_random_state(self.random_state)
         train_idx, valid_idx = self._split(y, rng)
         seed = int(rng.randint(np.iinfo(np.int32).max))
         device = resolve_device(self.device)
+        cuda = device.startswith("cuda")
 
         criterion_kwargs = {}
         if self.class_weight is not None:
@@ -367,16 +435,32 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         )
         callbacks += copy.deepcopy(list(self.callbacks or []))
         callbacks += list(extra_callbacks)
-        train_set = ImageDataset(images, y_encoded, self.image_size,
-                                 make_augmentation(self.augment), train_idx)
-        valid_set = (None if valid_idx is None
-                     else ImageDataset(images, y_encoded, self.image_size, None, valid_idx))
+        loader_kwargs = {"pin_memory": cuda}
+        if self.num_workers and not precompute:
+            # Not persistent: a new iterator per epoch draws from the torch RNG
+            # as without workers, so num_workers does not change the model.
+            loader_kwargs["num_workers"] = self.num_workers
 
-        cuda_devices = [torch.cuda.current_device()] if device.startswith("cuda") else []
+        cuda_devices = [torch.cuda.current_device()] if cuda else []
         with torch.random.fork_rng(devices=cuda_devices):
             torch.manual_seed(seed)
+            module = build_module().to(device)
+            if cuda:
+                module = module.to(memory_format=torch.channels_last)
+            if precompute:
+                features = self._backbone_features(module, images, device)
+                train_set = Dataset(features[train_idx], y_encoded[train_idx])
+                valid_set = (None if valid_idx is None
+                             else Dataset(features[valid_idx], y_encoded[valid_idx]))
+            else:
+                cache = DecodedCache(self.image_cache_mb * 2**20) if self.image_cache_mb else None
+                train_set = ImageDataset(images, y_encoded, self.image_size,
+                                         make_augmentation(self.augment), train_idx, cache=cache)
+                valid_set = (None if valid_idx is None else
+                             ImageDataset(images, y_encoded, self.image_size, None, valid_idx,
+                                          cache=cache))
             net = SkorchNet(
-                module=build_module(),
+                module=module.head if precompute else module,
                 criterion=torch.nn.CrossEntropyLoss,
                 optimizer=optimizer,
                 lr=lr,
@@ -384,16 +468,35 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
                 max_epochs=max_epochs,
                 train_split=None if valid_set is None else predefined_split(valid_set),
                 iterator_train__shuffle=True,
+                **{f"iterator_{kind}__{k}": v for kind in ("train", "valid")
+                   for k, v in loader_kwargs.items()},
                 callbacks=callbacks,
                 classes=np.arange(len(self.classes_)),
                 device=device,
+                precision=self.precision,
+                channels_last=cuda,
                 verbose=self.verbose,
                 **{f"optimizer__{k}": v for k, v in optimizer_kwargs.items()},
                 **criterion_kwargs,
             )
             net.fit(train_set, y=None)
+        if precompute:
+            # The head trained in place: from now on the net predicts on images.
+            net.__dict__.update(module=module, module_=module)
+            if self.num_workers:  # decode in workers when predicting
+                net.set_params(iterator_valid__num_workers=self.num_workers)
         self._recalibrate_batchnorm(net.module_, images, train_idx, device)
         return net
+
+    def _backbone_features(self, module, images, device):
+        """The frozen backbone's pooled output for every image (through ``memory`` if set)."""
+        kwargs = dict(batch_size=self.batch_size, device=device, precision=self.precision,
+                      num_workers=self.num_workers)
+        memory = self._memory()
+        if memory.location is None:
+            return backbone_features(module, images, self.image_size, **kwargs)
+        return cached_backbone_features(memory, model_key(self), module, images, self.image_size,
+                                        **kwargs)
 
     def _recalibrate_batchnorm(self, module, images, train_idx, device):
         """Re-estimate the running statistics of the BatchNorm layers that trained.

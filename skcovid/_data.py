@@ -144,6 +144,30 @@ def make_augmentation(augment):
     ])
 
 
+class DecodedCache:
+    """Resized image tensors kept for reuse across epochs, up to ``max_bytes``.
+
+    Images are kept in the order they are first decoded until the budget is
+    spent; nothing is evicted, so with shuffled epochs a fixed share of the
+    data hits the cache (an LRU cache smaller than the data would miss every
+    time). Memory stays bounded whatever the number of images.
+    """
+
+    def __init__(self, max_bytes):
+        self.max_bytes = max_bytes
+        self.n_bytes = 0
+        self.tensors = {}
+
+    def get(self, index):
+        return self.tensors.get(index)
+
+    def put(self, index, tensor):
+        size = tensor.numel() * tensor.element_size()
+        if self.n_bytes + size <= self.max_bytes:
+            self.tensors[index] = tensor
+            self.n_bytes += size
+
+
 class ImageDataset(torch.utils.data.Dataset):
     """Grayscale images resized to a square, optionally augmented.
 
@@ -157,22 +181,29 @@ class ImageDataset(torch.utils.data.Dataset):
         Applied after resizing (training only).
     indices : ndarray of int or None
         Subset of ``images`` to use.
+    cache : DecodedCache or None
+        Where decoded, resized images are kept (before augmentation).
     """
 
-    def __init__(self, images, y, image_size, transform=None, indices=None):
+    def __init__(self, images, y, image_size, transform=None, indices=None, cache=None):
         self.images = images
         self.y = y
         self.image_size = image_size
         self.transform = transform
         self.indices = np.arange(len(images)) if indices is None else indices
+        self.cache = cache
 
     def __len__(self):
         return len(self.indices)
 
     def __getitem__(self, i):
         index = self.indices[i]
-        x = torch.from_numpy(np.ascontiguousarray(self.images[index]))[None]
-        x = v2.functional.resize(x, [self.image_size, self.image_size], antialias=True)
+        x = None if self.cache is None else self.cache.get(index)
+        if x is None:
+            x = torch.from_numpy(np.ascontiguousarray(self.images[index]))[None]
+            x = v2.functional.resize(x, [self.image_size, self.image_size], antialias=True)
+            if self.cache is not None:
+                self.cache.put(index, x)
         if self.transform is not None:
             x = self.transform(x)
         target = 0 if self.y is None else int(self.y[index])

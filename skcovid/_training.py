@@ -1,10 +1,12 @@
 """skorch pieces used by the estimators: the net, optimizers, schedules."""
 
+import contextlib
 import math
 import numbers
 
 import torch
 from skorch import NeuralNetClassifier
+from skorch.dataset import unpack_data
 from torch.optim.lr_scheduler import CosineAnnealingLR, CyclicLR, OneCycleLR
 from skorch.callbacks import EarlyStopping, EpochScoring, LRScheduler, ProgressBar
 
@@ -15,6 +17,8 @@ OPTIMIZERS = {
     "sgd": (torch.optim.SGD, {"momentum": 0.9}),
 }
 LR_SCHEDULES = (None, "cyclic", "onecycle", "cosine")
+#: Autocast dtype of each ``precision``.
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def shallow_copy(obj):
@@ -37,6 +41,11 @@ def _without_scheduler(callback):
 
 class SkorchNet(NeuralNetClassifier):
     """skorch classifier that hands only trainable parameters to the optimizer.
+
+    ``precision="bf16"`` or ``"fp16"`` runs forward passes under
+    :func:`torch.autocast` (fp16 with a gradient scaler); ``channels_last``
+    feeds 4-D batches in that memory format. Batches move to the device with
+    non-blocking copies, and evaluation runs under :func:`torch.inference_mode`.
 
     Pickles hold what prediction needs. The module is given as an instance,
     so ``module`` and ``module_`` are the same object: it is stored once,
@@ -67,10 +76,66 @@ class SkorchNet(NeuralNetClassifier):
         if getattr(self, "initialized_", False) and self.__dict__.get("optimizer_") is None:
             self.initialize_optimizer()
 
+    def __init__(self, *args, precision="fp32", channels_last=False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.precision = precision
+        self.channels_last = channels_last
+
     def get_all_learnable_params(self):
         for name, param in super().get_all_learnable_params():
             if param.requires_grad:
                 yield name, param
+
+    def initialize(self):
+        super().initialize()
+        device_type = torch.device(self.device).type
+        self.grad_scaler_ = (torch.amp.GradScaler(device_type) if self.precision == "fp16"
+                             else None)
+        return self
+
+    def _autocast(self):
+        dtype = PRECISIONS[self.precision]
+        if dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=torch.device(self.device).type, dtype=dtype)
+
+    def infer(self, x, **fit_params):
+        if isinstance(x, torch.Tensor):
+            x = x.to(self.device, non_blocking=True)
+            if self.channels_last and x.ndim == 4:
+                x = x.contiguous(memory_format=torch.channels_last)
+        with self._autocast():
+            out = super().infer(x, **fit_params)
+        return out.float()
+
+    def evaluation_step(self, batch, training=False):
+        if training:
+            return super().evaluation_step(batch, training=True)
+        self.check_is_fitted()
+        Xi, _ = unpack_data(batch)
+        with torch.inference_mode():
+            self._set_training(False)
+            return self.infer(Xi)
+
+    def train_step_single(self, batch, **fit_params):
+        scaler = self.__dict__.get("grad_scaler_")
+        if scaler is None:
+            return super().train_step_single(batch, **fit_params)
+        self._set_training(True)
+        Xi, yi = unpack_data(batch)
+        y_pred = self.infer(Xi, **fit_params)
+        loss = self.get_loss(y_pred, yi, X=Xi, training=True)
+        scaler.scale(loss).backward()
+        return {"loss": loss, "y_pred": y_pred}
+
+    def _step_optimizer(self, step_fn):
+        scaler = self.__dict__.get("grad_scaler_")
+        if scaler is None or step_fn is None:
+            return super()._step_optimizer(step_fn)
+        step_fn()  # zero_grad, forward, scaled backward
+        for name in self._optimizers:
+            scaler.step(getattr(self, name + "_"))
+        scaler.update()
 
 
 def resolve_optimizer(optimizer):

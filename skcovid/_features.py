@@ -1,0 +1,102 @@
+"""Frozen-backbone features: computed once per fit, and cached across fits with joblib.Memory."""
+
+import contextlib
+import hashlib
+import os
+
+import joblib
+import numpy as np
+import torch
+import torchvision
+
+from ._data import ImageDataset, PathImages
+from ._training import PRECISIONS
+
+
+def backbone_features(module, images, image_size, *, indices=None, batch_size=32, device="cpu",
+                      precision="fp32", num_workers=0):
+    """Pooled backbone outputs, what the head of a ``TransferNet`` takes as input.
+
+    Runs in eval mode without gradients and leaves the global torch RNG alone.
+
+    Returns
+    -------
+    features : Tensor of shape (n_images, n_features), float32, on the CPU
+    """
+    dataset = ImageDataset(images, None, image_size, indices=indices)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=num_workers,
+                                         generator=torch.Generator())
+    dtype = PRECISIONS[precision]
+    autocast = (torch.autocast(device_type=torch.device(device).type, dtype=dtype) if dtype
+                else contextlib.nullcontext())
+    was_training = module.training
+    module.eval()
+    out = []
+    try:
+        # no_grad, not inference_mode: the head trains on these tensors.
+        with torch.no_grad(), autocast:
+            for x, _ in loader:
+                h = module.features(module.input(x.to(device, non_blocking=True)))
+                if h.ndim == 4:
+                    h = module.pool(h)
+                out.append(h.flatten(1).float().cpu())
+    finally:
+        module.train(was_training)
+    return torch.cat(out) if out else torch.empty(0, 0)
+
+
+def _image_digest(images, index):
+    """SHA-256 of an image's content: its file's bytes, or its array's."""
+    if isinstance(images, PathImages):
+        digest = hashlib.sha256()
+        with open(images.paths[index], "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+        return digest.hexdigest()
+    array = np.ascontiguousarray(images[index])
+    digest = hashlib.sha256(f"{array.shape}{array.dtype}".encode())
+    digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def model_key(estimator):
+    """What the features depend on: backbone, weights, image size, pooling, precision, versions."""
+    from . import __version__
+
+    backbone = estimator.backbone
+    if callable(backbone):
+        try:
+            backbone = f"callable:{joblib.hash(backbone)}"
+        except Exception:  # unpicklable closures: their name is the best we have
+            backbone = f"callable:{backbone.__module__}.{backbone.__qualname__}"
+    weights = estimator.weights
+    if weights is not None and os.path.isfile(weights):
+        stat = os.stat(weights)
+        weights = f"{os.path.abspath(weights)}:{stat.st_size}:{stat.st_mtime_ns}"
+    return "|".join(str(part) for part in (
+        backbone, weights, estimator.image_size, estimator.pooling, estimator.precision,
+        f"skcovid {__version__}", f"torch {torch.__version__}", f"torchvision {torchvision.__version__}",
+    ))
+
+
+def _stored_feature(model_key, image_digest, feature):
+    """Cached by joblib.Memory under (model_key, image_digest); returns what it was given."""
+    return feature
+
+
+def cached_backbone_features(memory, key, module, images, image_size, **kwargs):
+    """:func:`backbone_features` through a joblib.Memory store, one entry per image content.
+
+    Only images whose (model, content) pair is not stored yet go through the
+    backbone, in batches; so cross-validation folds and grid-search candidates
+    that share images compute each image's features once.
+    """
+    store = memory.cache(_stored_feature, ignore=["feature"])
+    digests = [_image_digest(images, i) for i in range(len(images))]
+    missing = [i for i, d in enumerate(digests) if not store.check_call_in_cache(key, d, None)]
+    if missing:
+        computed = backbone_features(module, images, image_size, indices=np.asarray(missing),
+                                     **kwargs)
+        for i, feature in zip(missing, computed.numpy()):
+            store(key, digests[i], feature)
+    return torch.from_numpy(np.stack([store(key, d, None) for d in digests]))
