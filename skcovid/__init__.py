@@ -7,6 +7,7 @@ Pipeline and joblib understand.
 
 from ._backbones import BACKBONES
 from ._classifier import TransferCNNClassifier
+from ._export import export
 from ._persistence import load_model, save_model
 from ._pruned import PrunedCNNClassifier
 
@@ -17,6 +18,7 @@ __all__ = [
     "PrunedCNNClassifier",
     "TransferCNNClassifier",
     "__version__",
+    "export",
     "load_model",
     "save_model",
 ]

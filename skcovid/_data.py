@@ -100,6 +100,8 @@ def check_images(estimator, X, *, reset):
     -------
     images : PathImages or ArrayImages
     """
+    if not sp.issparse(X) and hasattr(X, "__len__") and len(X) == 0:
+        raise ValueError(f"X is empty (0 samples); {type(estimator).__name__} needs images.")
     paths = _as_paths(X)
     if paths is not None:
         if reset:

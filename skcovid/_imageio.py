@@ -9,6 +9,7 @@ mode-dependent preprocessing would leak the label.
 """
 
 import os
+import warnings
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -19,6 +20,9 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".
 # ITU-R 601-2 luma, the transform Pillow's ``convert("L")`` applies.
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
+#: Smallest side, in pixels, of an image file taken for a CT slice (smaller files are
+#: placeholders or broken exports: resized, they carry no anatomy).
+MIN_IMAGE_SIDE = 4
 
 
 def pil_to_gray(image):
@@ -62,21 +66,47 @@ def read_gray(path):
     FileNotFoundError
         If ``path`` does not exist.
     ValueError
-        If the file is not an image Pillow can decode, or is empty.
+        If the file is empty, not an image Pillow can decode, truncated,
+        smaller than ``MIN_IMAGE_SIDE`` pixels on a side, or larger than
+        Pillow's decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``).
     """
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"Image file not found: {path!r}")
     if os.path.isdir(path):
         raise ValueError(f"Expected an image file but got a directory: {path!r}")
+    if os.path.getsize(path) == 0:
+        raise ValueError(f"Image file {path!r} is empty (0 bytes).")
     try:
-        with Image.open(path) as image:
+        with warnings.catch_warnings():
+            # Pillow warns past its limit; _check_size refuses such images outright.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(path)
+        with image:
+            _check_size(image, path)
             gray = pil_to_gray(image)
+    except Image.DecompressionBombError as exc:
+        raise ValueError(f"Image file {path!r} is too large to decode safely: {exc}") from exc
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:
         raise ValueError(f"Cannot decode image file {path!r}: {exc}") from exc
-    if gray.ndim != 2 or min(gray.shape) < 1:
-        raise ValueError(f"Image file {path!r} has no pixels (shape {gray.shape}).")
     return gray
+
+
+def _check_size(image, path):
+    """Refuse images too small to be a CT slice or beyond Pillow's decompression-bomb limit."""
+    width, height = image.size
+    if min(width, height) < MIN_IMAGE_SIDE:
+        raise ValueError(
+            f"Image file {path!r} is {width}x{height} pixels; a CT slice needs at least "
+            f"{MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE}."
+        )
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit is not None and width * height > limit:
+        # Pillow only warns up to twice its limit; an image this large is refused.
+        raise ValueError(
+            f"Image file {path!r} is {width}x{height} = {width * height} pixels, over Pillow's "
+            f"decompression-bomb limit of {limit} (PIL.Image.MAX_IMAGE_PIXELS)."
+        )
 
 
 def array_to_gray(images):

@@ -1,26 +1,37 @@
 """Image collections laid out as one sub-folder per class."""
 
+import warnings
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from .._imageio import IMAGE_EXTENSIONS
+from .._imageio import IMAGE_EXTENSIONS, _check_size
 
 
-def _check_image_header(path):
-    """Return why ``path`` is not a readable image, or None."""
+def _check_image(path):
+    """Return why ``path`` is not a usable image, or None.
+
+    Reads the header and checks the size; ``verify`` then walks the file's
+    chunks (catching truncated or corrupted PNGs) without decoding pixels.
+    """
     try:
         if path.stat().st_size == 0:
             return "empty file"
-        with Image.open(path) as image:
-            image.size  # noqa: B018  (reads the header only)
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        return str(exc)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(path)
+        with image:
+            _check_size(image, str(path))
+            image.verify()
+    except ValueError as exc:
+        return str(exc).replace(f"Image file {str(path)!r} is ", "")
+    except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as exc:
+        return str(exc) or type(exc).__name__
     return None
 
 
-def load_image_folder(path, *, extensions=IMAGE_EXTENSIONS, check_images=True):
+def load_image_folder(path, *, extensions=IMAGE_EXTENSIONS, check_images=True, on_error="raise"):
     """List the images of a folder with one sub-folder per class.
 
     ``path/COVID/a.png`` gets label ``"COVID"``; sub-folders of a class folder
@@ -34,7 +45,13 @@ def load_image_folder(path, *, extensions=IMAGE_EXTENSIONS, check_images=True):
     extensions : tuple of str, default=skcovid._imageio.IMAGE_EXTENSIONS
         File extensions (lower case, with the dot) that count as images.
     check_images : bool, default=True
-        Open every file's header and fail on files that are not images.
+        Check every file: its header, its size (at least 4x4 pixels, within
+        Pillow's decompression-bomb limit) and the integrity of its chunks
+        (truncated or corrupted PNGs), without decoding the pixels.
+    on_error : {"raise", "skip"}, default="raise"
+        What to do with files that fail the check or do not have an image
+        extension: raise one error listing them all, or leave them out with
+        a warning that lists them.
 
     Returns
     -------
@@ -51,8 +68,11 @@ def load_image_folder(path, *, extensions=IMAGE_EXTENSIONS, check_images=True):
         If ``path`` is not a folder.
     ValueError
         If there are no class sub-folders, a class folder holds no image, or
-        some files are not images (all of them are listed).
+        some files are not images (all of them are listed) and ``on_error`` is
+        ``"raise"``.
     """
+    if on_error not in ("raise", "skip"):
+        raise ValueError(f"on_error={on_error!r} is not valid; choose 'raise' or 'skip'.")
     root = Path(path)
     if not root.exists():
         raise FileNotFoundError(f"Image folder not found: {str(root)!r}")
@@ -75,17 +95,20 @@ def load_image_folder(path, *, extensions=IMAGE_EXTENSIONS, check_images=True):
             if f.suffix.lower() not in extensions:
                 not_images.append(f"{f} (extension {f.suffix!r} is not one of {list(extensions)})")
                 continue
-            reason = _check_image_header(f) if check_images else None
+            reason = _check_image(f) if check_images else None
             if reason is not None:
                 not_images.append(f"{f} ({reason})")
                 continue
             images.append(str(f))
-        if not images and not not_images:
-            raise ValueError(f"Class folder {str(class_dir)!r} holds no image files.")
+        if not images and (on_error == "skip" or not not_images):
+            raise ValueError(f"Class folder {str(class_dir)!r} holds no image files it can use.")
         paths += images
         labels += [class_dir.name] * len(images)
     if not_images:
         shown = "\n  ".join(not_images[:20])
         more = f"\n  ... and {len(not_images) - 20} more" if len(not_images) > 20 else ""
-        raise ValueError(f"{len(not_images)} files under {str(root)!r} are not images:\n  {shown}{more}")
+        message = f"{len(not_images)} files under {str(root)!r} are not usable images"
+        if on_error == "raise":
+            raise ValueError(f"{message} (on_error='skip' leaves them out):\n  {shown}{more}")
+        warnings.warn(f"{message}; skipped:\n  {shown}{more}", UserWarning, stacklevel=2)
     return np.asarray(paths, dtype=object), np.asarray(labels, dtype=object)

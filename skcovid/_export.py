@@ -1,0 +1,116 @@
+"""Export a fitted network, with its preprocessing, to run without skcovid."""
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ._fitted import fitted_network
+from ._persistence import atomic_write
+
+FORMATS = ("torchscript", "onnx")
+
+
+class DeployableNet(nn.Module):
+    """Grayscale intensities of any size in, class probabilities out.
+
+    Takes ``(N, 1, H, W)`` float tensors in ``[0, 1]`` (a CT slice read as
+    grayscale and divided by 255), resizes them to the network's input size
+    exactly as skcovid does (bilinear, antialiased), repeats and normalises
+    the channel inside the network, and returns softmax probabilities whose
+    columns follow ``classes_``.
+    """
+
+    def __init__(self, network, image_size):
+        super().__init__()
+        self.network = network
+        self.image_size = image_size
+
+    def forward(self, x):
+        x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear",
+                          align_corners=False, antialias=True)
+        return torch.softmax(self.network(x), dim=1)
+
+
+def _metadata(classifier, image_size, fmt):
+    from . import __version__
+
+    return {
+        "classes": [c.item() if hasattr(c, "item") else c for c in classifier.classes_],
+        "image_size": image_size,
+        "input": "float32 tensor (N, 1, H, W): the slice in grayscale, scaled to [0, 1]; "
+                 "any H, W (resized inside)",
+        "output": "float32 tensor (N, n_classes): class probabilities, columns in 'classes' order",
+        "format": fmt,
+        "skcovid_version": __version__,
+    }
+
+
+def export(estimator, path, *, format="torchscript", opset_version=18):
+    """Write a fitted classifier's network, with its preprocessing, for deployment.
+
+    The file runs with PyTorch alone (TorchScript: ``torch.jit.load``) or any
+    ONNX runtime (ONNX), pruned or not. Input: ``(N, 1, H, W)`` float32
+    grayscale intensities in ``[0, 1]``, any ``H`` and ``W``; output: class
+    probabilities, the same as ``estimator.predict_proba`` gives for those
+    pixels. The classes, input size and conventions are stored in the file
+    (TorchScript extra file ``skcovid.json``; ONNX metadata ``skcovid``). The
+    write is atomic.
+
+    Parameters
+    ----------
+    estimator : fitted TransferCNNClassifier or PrunedCNNClassifier
+        Or a Pipeline or fitted search ending in one.
+    path : str or path-like
+    format : {"torchscript", "onnx"}, default="torchscript"
+        ONNX needs the ``onnx`` extra (``pip install "skcovid[onnx]"``).
+    opset_version : int, default=18
+        ONNX opset (18 is the first with antialiased resizing).
+
+    Returns
+    -------
+    path : pathlib.Path
+    """
+    if format not in FORMATS:
+        raise ValueError(f"format={format!r} is not valid; choose one of {list(FORMATS)}.")
+    classifier, network, image_size = fitted_network(estimator)
+    device = next(network.parameters()).device
+    was_training = network.training
+    model = DeployableNet(network, image_size).eval()
+    example = torch.rand(2, 1, image_size + 7, image_size + 3, device=device)
+    metadata = json.dumps(_metadata(classifier, image_size, format))
+    try:
+        if format == "torchscript":
+            with torch.no_grad():
+                traced = torch.jit.trace(model, example, check_trace=False)
+            with atomic_write(path, "wb") as f:
+                torch.jit.save(traced, f, _extra_files={"skcovid.json": metadata})
+        else:
+            _export_onnx(model, example, path, metadata, opset_version)
+    finally:
+        network.train(was_training)
+    return Path(path)
+
+
+def _export_onnx(model, example, path, metadata, opset_version):
+    try:
+        import onnx
+    except ImportError as exc:
+        raise ImportError("ONNX export needs the onnx extra: pip install \"skcovid[onnx]\".") from exc
+    batch, height, width = (torch.export.Dim(name, min=1) for name in ("batch", "height", "width"))
+    with tempfile.TemporaryDirectory() as tmp:
+        raw = os.path.join(tmp, "model.onnx")
+        torch.onnx.export(
+            model, (example,), raw, input_names=["image"], output_names=["proba"],
+            opset_version=opset_version, dynamo=True,
+            dynamic_shapes={"x": {0: batch, 2: height, 3: width}},
+        )
+        proto = onnx.load(raw)
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = "skcovid", metadata
+    with atomic_write(path, "wb") as f:
+        f.write(proto.SerializeToString())
