@@ -22,6 +22,7 @@ from skorch.dataset import Dataset
 from skorch.helper import predefined_split
 
 from ._backbones import build_backbone, stage_names
+from ._checkpoint import Checkpointer, fingerprint, load_checkpoint, restore
 from ._data import DecodedCache, ImageDataset, check_images, make_augmentation
 from ._features import backbone_features, cached_backbone_features, model_key
 from ._network import TransferNet
@@ -132,6 +133,15 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         the head on it (same numbers as the per-epoch path, much faster).
         ``"auto"`` does so whenever it applies; ``True`` requires it;
         ``False`` runs the backbone every epoch.
+    checkpoint_dir : str, path-like or None, default=None
+        Save a checkpoint (network, optimizer, history, schedule, early
+        stopping and RNG state) into this folder at the end of every epoch,
+        atomically.
+    warm_start : bool, default=False
+        Resume from the checkpoint in ``checkpoint_dir`` when there is one
+        (of a fit with the same parameters and data, else an error): the
+        remaining epochs run and the result equals an uninterrupted fit's.
+        Without a checkpoint, training starts from scratch.
     memory : str, joblib.Memory or None, default=None
         Cache the precomputed backbone features across fits (a folder path or
         a ``joblib.Memory``), keyed by backbone, weights, image size, pooling,
@@ -196,6 +206,8 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         image_cache_mb=64,
         precompute_features="auto",
         memory=None,
+        checkpoint_dir=None,
+        warm_start=False,
         random_state=None,
         verbose=0,
         callbacks=None,
@@ -222,6 +234,8 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         self.image_cache_mb = image_cache_mb
         self.precompute_features = precompute_features
         self.memory = memory
+        self.checkpoint_dir = checkpoint_dir
+        self.warm_start = warm_start
         self.random_state = random_state
         self.verbose = verbose
         self.callbacks = callbacks
@@ -282,6 +296,12 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
                 f"augment={self.augment!r}."
             )
         self._memory()
+        if self.checkpoint_dir is not None and not isinstance(self.checkpoint_dir, (str, os.PathLike)):
+            raise ValueError(f"checkpoint_dir must be a folder path or None; got {self.checkpoint_dir!r}.")
+        if not isinstance(self.warm_start, bool):
+            raise ValueError(f"warm_start must be True or False; got {self.warm_start!r}.")
+        if self.warm_start and self.checkpoint_dir is None:
+            raise ValueError("warm_start=True resumes from a checkpoint and needs checkpoint_dir.")
         check_scalar(self.verbose, "verbose", numbers.Integral, min_val=0)
         if self.callbacks is not None and not isinstance(self.callbacks, (list, tuple)):
             raise ValueError(f"callbacks must be a list of skorch callbacks or None; got {self.callbacks!r}.")
@@ -389,6 +409,7 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
             images, y, y_encoded, lambda: self._build_module(len(self.classes_)),
             max_epochs=self.max_epochs, lr=self.lr, early_stopping=self.early_stopping,
             precompute=self.precompute_features is not False and self._features_are_fixed(),
+            checkpoint=self.checkpoint_dir is not None,
         )
         self.history_ = history_records(self.net_.history)
         return self
@@ -407,7 +428,7 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         return images, y, encoder.transform(y)
 
     def _train(self, images, y, y_encoded, build_module, *, max_epochs, lr, early_stopping,
-               extra_callbacks=(), precompute=False):
+               extra_callbacks=(), precompute=False, checkpoint=False):
         """Train the module ``build_module()`` returns; return the fitted skorch net.
 
         Shared by :meth:`fit` and by the fine-tuning of
@@ -435,6 +456,11 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         )
         callbacks += copy.deepcopy(list(self.callbacks or []))
         callbacks += list(extra_callbacks)
+        resume = None
+        if checkpoint:
+            key = fingerprint(self, y, len(y), precompute)
+            resume = load_checkpoint(self.checkpoint_dir, key) if self.warm_start else None
+            callbacks.append(("checkpoint", Checkpointer(self.checkpoint_dir, key, resume)))
         loader_kwargs = {"pin_memory": cuda}
         if self.num_workers and not precompute:
             # Not persistent: a new iterator per epoch draws from the torch RNG
@@ -479,7 +505,14 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
                 **{f"optimizer__{k}": v for k, v in optimizer_kwargs.items()},
                 **criterion_kwargs,
             )
-            net.fit(train_set, y=None)
+            if resume is None:
+                net.fit(train_set, y=None)
+            else:
+                net.initialize()
+                restore(net, resume)  # weights, optimizer, history and the RNG where it stopped
+                remaining = 0 if resume["finished"] else max_epochs - len(net.history)
+                if remaining > 0:
+                    net.partial_fit(train_set, y=None, epochs=remaining)
         if precompute:
             # The head trained in place: from now on the net predicts on images.
             net.__dict__.update(module=module, module_=module)

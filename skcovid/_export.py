@@ -3,6 +3,7 @@
 import json
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 import torch
@@ -85,10 +86,13 @@ def export(estimator, path, *, format="torchscript", opset_version=18):
     metadata = json.dumps(_metadata(classifier, image_size, format))
     try:
         if format == "torchscript":
-            with torch.no_grad():
+            with torch.no_grad(), warnings.catch_warnings():
+                # TorchScript is deprecated in favour of torch.export but is what
+                # C++ and mobile runtimes load; the ONNX format is the alternative.
+                warnings.simplefilter("ignore", FutureWarning)
                 traced = torch.jit.trace(model, example, check_trace=False)
-            with atomic_write(path, "wb") as f:
-                torch.jit.save(traced, f, _extra_files={"skcovid.json": metadata})
+                with atomic_write(path, "wb") as f:
+                    torch.jit.save(traced, f, _extra_files={"skcovid.json": metadata})
         else:
             _export_onnx(model, example, path, metadata, opset_version)
     finally:

@@ -24,6 +24,7 @@ def _pixels(paths):
     return [torch.from_numpy(np.asarray(read_gray(p), dtype=np.float32))[None, None] for p in paths]
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
 @pytest.mark.parametrize("pruner", [None, StructuredPruner(ratio=0.5), MagnitudePruner(sparsity=0.5)])
 def test_torchscript_matches_predict_proba(fitted, image_folder, tmp_path, pruner):
     X, y = image_folder
