@@ -166,6 +166,10 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
     history_ : list of dict
         Per epoch: ``epoch``, ``train_loss``, ``train_acc``, ``dur`` and, with
         a validation set, ``valid_loss`` and ``valid_acc``.
+    precomputed_features_ : bool
+        Whether the head was trained on precomputed backbone features (see
+        ``precompute_features``); with ``memory``, predictions then look the
+        features up too.
     n_features_in_ : int
         Number of features, only when fitted on 2-D ``(n_samples,
         n_features)`` arrays (read as flattened single-channel images).
@@ -412,6 +416,8 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
             checkpoint=self.checkpoint_dir is not None,
         )
         self.history_ = history_records(self.net_.history)
+        self.precomputed_features_ = (self.precompute_features is not False
+                                      and self._features_are_fixed())
         return self
 
     def _check_data(self, X, y):
@@ -584,8 +590,21 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         return self._predict_proba_images(check_images(self, X, reset=False))
 
     def _predict_proba_images(self, images):
-        dataset = ImageDataset(images, None, self.image_size)
-        proba = np.asarray(self.net_.predict_proba(dataset), dtype=np.float64)
+        if getattr(self, "precomputed_features_", False) and self._memory().location is not None:
+            # The backbone is the frozen one whose features memory holds: look
+            # them up (a search scores every fold on images seen before) and run
+            # the head only. Same numbers as the whole network.
+            module = self.net_.module_
+            features = self._backbone_features(module, images, str(self.net_.device))
+            logits = []
+            module.eval()
+            with torch.inference_mode(), self.net_._autocast():
+                for batch in torch.split(features, self.batch_size):
+                    logits.append(module.head(batch.to(self.net_.device)).float())
+            proba = torch.softmax(torch.cat(logits), dim=1).cpu().numpy().astype(np.float64)
+        else:
+            dataset = ImageDataset(images, None, self.image_size)
+            proba = np.asarray(self.net_.predict_proba(dataset), dtype=np.float64)
         return proba / proba.sum(axis=1, keepdims=True)
 
     def predict(self, X):

@@ -160,10 +160,16 @@ def _predict_proba(estimator, X, *, quiet, chunk=256):
     return np.concatenate(proba)
 
 
-def _load_folder(path):
+def _load_folder(path, skip_unreadable=False):
     from .datasets import load_image_folder
+    from .datasets._folder import UnreadableImagesError
 
-    return load_image_folder(path)
+    try:
+        return load_image_folder(path, on_error="skip" if skip_unreadable else "raise")
+    except UnreadableImagesError as exc:
+        shown = "\n  ".join(exc.files[:20])
+        raise CommandError(f"{len(exc.files)} files under {path} are not usable images "
+                           f"(--skip-unreadable leaves them out):\n  {shown}") from exc
 
 
 def _expand_images(inputs):
@@ -238,7 +244,7 @@ def _cmd_train(args):
     from .report import evaluate
 
     start = time.perf_counter()
-    X, y = _load_folder(args.data_dir)
+    X, y = _load_folder(args.data_dir, args.skip_unreadable)
     _log(args, f"{len(X)} images in {args.data_dir} ({_class_counts(y)})")
     estimator = _build_estimator(args, verbose=0 if args.quiet else 1)
     if args.cv:
@@ -274,7 +280,7 @@ def _cmd_evaluate(args):
 
     start = time.perf_counter()
     estimator = _load_model(args.model)
-    X, y = _load_folder(args.data_dir)
+    X, y = _load_folder(args.data_dir, args.skip_unreadable)
     unknown = sorted(set(y) - set(estimator.classes_))
     if unknown:
         raise CommandError(
@@ -402,6 +408,10 @@ def _parser():
     def command(name, help_text, description):
         sub = commands.add_parser(name, help=help_text, description=description)
         sub.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+        if name in ("train", "evaluate"):
+            sub.add_argument("--skip-unreadable", action="store_true",
+                             help="leave out files that are not usable images, with a warning "
+                                  "listing them (default: fail, listing them)")
         return sub
 
     sub = command("train", "train (and optionally prune) a model on a folder of CT slices",

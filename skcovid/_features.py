@@ -3,6 +3,7 @@
 import contextlib
 import hashlib
 import os
+from collections import OrderedDict
 
 import joblib
 import numpy as np
@@ -79,6 +80,39 @@ def model_key(estimator):
     ))
 
 
+class _RecentFeatures:
+    """Features read from or written to a joblib store in this process, up to ``max_bytes``.
+
+    A lookup in the joblib store costs milliseconds (a file per entry), which
+    across the folds and candidates of a search adds up to more than the
+    backbone itself; entries used again come from memory. Least recently
+    used entries go first.
+    """
+
+    def __init__(self, max_bytes):
+        self.max_bytes = max_bytes
+        self.n_bytes = 0
+        self.entries = OrderedDict()
+
+    def get(self, key):
+        value = self.entries.get(key)
+        if value is not None:
+            self.entries.move_to_end(key)
+        return value
+
+    def put(self, key, value):
+        if key in self.entries:
+            return
+        self.entries[key] = value
+        self.n_bytes += value.nbytes
+        while self.n_bytes > self.max_bytes and self.entries:
+            _, old = self.entries.popitem(last=False)
+            self.n_bytes -= old.nbytes
+
+
+_RECENT = _RecentFeatures(max_bytes=256 * 2**20)
+
+
 def _stored_feature(model_key, image_digest, feature):
     """Cached by joblib.Memory under (model_key, image_digest); returns what it was given."""
     return feature
@@ -93,10 +127,21 @@ def cached_backbone_features(memory, key, module, images, image_size, **kwargs):
     """
     store = memory.cache(_stored_feature, ignore=["feature"])
     digests = [_image_digest(images, i) for i in range(len(images))]
-    missing = [i for i, d in enumerate(digests) if not store.check_call_in_cache(key, d, None)]
+    found = {}
+    for i, digest in enumerate(digests):
+        name = (str(memory.location), key, digest)
+        feature = _RECENT.get(name)
+        if feature is None and store.check_call_in_cache(key, digest, None):
+            feature = store(key, digest, None)
+            _RECENT.put(name, feature)
+        if feature is not None:
+            found[i] = feature
+    missing = [i for i in range(len(digests)) if i not in found]
     if missing:
         computed = backbone_features(module, images, image_size, indices=np.asarray(missing),
                                      **kwargs)
         for i, feature in zip(missing, computed.numpy()):
             store(key, digests[i], feature)
-    return torch.from_numpy(np.stack([store(key, d, None) for d in digests]))
+            _RECENT.put((str(memory.location), key, digests[i]), feature)
+            found[i] = feature
+    return torch.from_numpy(np.stack([found[i] for i in range(len(digests))]))

@@ -148,6 +148,8 @@ class PrunedCNNClassifier(ClassifierMixin, BaseEstimator):
                 f"but y has classes {estimator.classes_.tolist()}."
             )
         module = estimator.net_.module_
+        # Pruning changes the backbone: cached features no longer describe it.
+        estimator.precomputed_features_ = False
         input_shape = (1, 1, estimator.image_size, estimator.image_size)
         self.n_params_before_ = count_params(module)
         self.flops_before_ = count_flops(module, input_shape)

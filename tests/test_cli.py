@@ -148,6 +148,21 @@ def test_bad_input_exits_with_a_clear_error(argv, code, message, model_path, dat
     assert not (tmp_path / "m.joblib").exists()
 
 
+def test_train_skips_unreadable_files_on_request(image_folder, tmp_path, capsys):
+    import shutil
+    from pathlib import Path
+
+    data = tmp_path / "data"
+    shutil.copytree(Path(image_folder[0][0]).parents[1], data)
+    (data / "COVID" / "broken.png").write_text("not an image")
+    status, _, err = run(capsys, "train", data, "--out", tmp_path / "m.joblib", *FAST_ARGS)
+    assert status == 1 and "broken.png" in err and "--skip-unreadable" in err
+    with pytest.warns(UserWarning, match="broken.png"):
+        status, _, _ = run(capsys, "train", data, "--out", tmp_path / "m.joblib",
+                           "--skip-unreadable", *FAST_ARGS)
+    assert status == 0 and (tmp_path / "m.joblib").exists()
+
+
 def test_evaluate_rejects_unknown_class_folders(model_path, tmp_path, capsys):
     for label in ("COVID", "pneumonia"):
         (tmp_path / label).mkdir()

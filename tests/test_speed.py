@@ -68,9 +68,14 @@ def test_memory_caches_features_per_image_content(image_folder, tmp_path, count_
     first = TransferCNNClassifier(**HEAD, memory=memory).fit(X, y)
     np.testing.assert_allclose(first.predict_proba(X), reference, atol=1e-6)
     # Another head, a subset, the folder as a path: nothing recomputed.
-    TransferCNNClassifier(**{**HEAD, "hidden_units": (), "lr": 1e-3}, memory=tmp_path / "cache"
-                          ).fit(X[::2], y[::2])
+    other = TransferCNNClassifier(**{**HEAD, "hidden_units": (), "lr": 1e-3},
+                                  memory=tmp_path / "cache").fit(X[::2], y[::2])
     assert count_backbone_images == [len(X)]
+    # Predictions look the features up too, and equal the whole network's.
+    proba = other.predict_proba(X)
+    assert count_backbone_images == [len(X)]
+    whole = other.net_.predict_proba(ImageDataset(PathImages(list(X)), None, other.image_size))
+    np.testing.assert_allclose(proba, whole, atol=1e-6)
     # What the features depend on changes the key.
     TransferCNNClassifier(**{**HEAD, "image_size": 40}, memory=memory).fit(X, y)
     TransferCNNClassifier(**{**HEAD, "pooling": "max"}, memory=memory).fit(X, y)
@@ -103,7 +108,7 @@ def test_grid_search_runs_the_backbone_once_per_image(image_folder, tmp_path, co
     clf = TransferCNNClassifier(**{**HEAD, "max_epochs": 2}, memory=tmp_path)
     search = GridSearchCV(clf, {"lr": [1e-2, 1e-3], "hidden_units": [(), (8,)]},
                           cv=StratifiedKFold(3, shuffle=True, random_state=0)).fit(X, y)
-    assert sum(count_backbone_images) == len(X)  # 12 fits and the refit
+    assert sum(count_backbone_images) == len(X)  # 12 fits, their scoring and the refit
     plain = GridSearchCV(TransferCNNClassifier(**{**HEAD, "max_epochs": 2}),
                          {"lr": [1e-2, 1e-3], "hidden_units": [(), (8,)]},
                          cv=StratifiedKFold(3, shuffle=True, random_state=0)).fit(X, y)
@@ -180,3 +185,16 @@ def test_grid_search_on_a_dask_cluster(images):
     assert remote.best_params_ == local.best_params_
     np.testing.assert_allclose(remote.cv_results_["mean_test_score"],
                                local.cv_results_["mean_test_score"])
+
+
+def test_pruned_model_does_not_use_the_unpruned_features(image_folder, tmp_path):
+    from skcovid import PrunedCNNClassifier
+    from skcovid.pruning import StructuredPruner
+
+    X, y = image_folder
+    base = TransferCNNClassifier(**HEAD, memory=tmp_path).fit(X, y)
+    pruned = PrunedCNNClassifier(base, StructuredPruner(ratio=0.5), finetune_epochs=0,
+                                 unfreeze=False, prefit=True).fit(X, y)
+    whole = pruned.estimator_.net_.predict_proba(ImageDataset(PathImages(list(X)), None, 32))
+    np.testing.assert_allclose(pruned.predict_proba(X), whole, atol=1e-6)
+    assert base.precomputed_features_  # the prefit model is left as it was

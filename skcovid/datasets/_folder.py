@@ -9,6 +9,14 @@ from PIL import Image, UnidentifiedImageError
 from .._imageio import IMAGE_EXTENSIONS, _check_size
 
 
+class UnreadableImagesError(ValueError):
+    """Files in an image folder that are not usable images; ``files`` lists them with the reasons."""
+
+    def __init__(self, message, files):
+        super().__init__(message)
+        self.files = files
+
+
 def _check_image(path):
     """Return why ``path`` is not a usable image, or None.
 
@@ -109,6 +117,7 @@ def load_image_folder(path, *, extensions=IMAGE_EXTENSIONS, check_images=True, o
         more = f"\n  ... and {len(not_images) - 20} more" if len(not_images) > 20 else ""
         message = f"{len(not_images)} files under {str(root)!r} are not usable images"
         if on_error == "raise":
-            raise ValueError(f"{message} (on_error='skip' leaves them out):\n  {shown}{more}")
+            raise UnreadableImagesError(
+                f"{message} (on_error='skip' leaves them out):\n  {shown}{more}", not_images)
         warnings.warn(f"{message}; skipped:\n  {shown}{more}", UserWarning, stacklevel=2)
     return np.asarray(paths, dtype=object), np.asarray(labels, dtype=object)

@@ -1,0 +1,26 @@
+"""Sphinx configuration: API reference from numpydoc docstrings, guide pages in Markdown."""
+
+import skcovid
+
+project = "skcovid"
+author = "skcovid developers"
+copyright = "2026, skcovid developers"
+release = skcovid.__version__
+version = skcovid.__version__
+
+extensions = [
+    "sphinx.ext.autodoc",
+    "sphinx.ext.autosummary",
+    "numpydoc",
+    "myst_parser",
+]
+source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
+exclude_patterns = ["_build", "generated/*.inc"]
+autosummary_generate = True
+autodoc_default_options = {"members": True, "inherited-members": False}
+numpydoc_show_class_members = False
+numpydoc_class_members_toctree = False
+myst_heading_anchors = 3
+html_theme = "pydata_sphinx_theme"
+html_theme_options = {"navigation_with_keys": False}
+html_title = f"skcovid {release}"
