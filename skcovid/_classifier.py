@@ -173,7 +173,7 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
     n_features_in_ : int
         Number of features, only when fitted on 2-D ``(n_samples,
         n_features)`` arrays (read as flattened single-channel images).
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (``n_features_in_``,)
         Column names, when fitted on a DataFrame with string column names.
 
     Examples
