@@ -482,8 +482,9 @@ def main(argv=None):
     """Run the ``skcovid`` command; return its exit status."""
     parser = _parser()
     args = parser.parse_args(argv)
-    if getattr(args, "test_size", 0.5) is not None and not 0 < getattr(args, "test_size", 0.5) < 1:
-        parser.error(f"--test-size must be in (0, 1), got {args.test_size}")
+    test_size = getattr(args, "test_size", None)
+    if test_size is not None and not 0 < test_size < 1:
+        parser.error(f"--test-size must be in (0, 1), got {test_size}")
     try:
         args.run(args)
     except KeyboardInterrupt:
