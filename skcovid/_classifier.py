@@ -23,7 +23,7 @@ from skorch.helper import predefined_split
 
 from ._backbones import build_backbone, stage_names
 from ._checkpoint import Checkpointer, fingerprint, load_checkpoint, restore
-from ._data import DecodedCache, ImageDataset, check_images, make_augmentation
+from ._data import DecodedCache, ImageDataset, check_images, inference_loader, make_augmentation
 from ._features import backbone_features, cached_backbone_features, model_key
 from ._network import TransferNet
 from ._training import (
@@ -409,15 +409,14 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         """
         self._validate_hyperparams()
         images, y, y_encoded = self._check_data(X, y)
+        precompute = self.precompute_features is not False and self._features_are_fixed()
         self.net_ = self._train(
             images, y, y_encoded, lambda: self._build_module(len(self.classes_)),
             max_epochs=self.max_epochs, lr=self.lr, early_stopping=self.early_stopping,
-            precompute=self.precompute_features is not False and self._features_are_fixed(),
-            checkpoint=self.checkpoint_dir is not None,
+            precompute=precompute, checkpoint=self.checkpoint_dir is not None,
         )
         self.history_ = history_records(self.net_.history)
-        self.precomputed_features_ = (self.precompute_features is not False
-                                      and self._features_are_fixed())
+        self.precomputed_features_ = precompute
         return self
 
     def _check_data(self, X, y):
@@ -555,9 +554,7 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         rng = check_random_state(self.random_state)
         chosen = np.sort(rng.choice(train_idx, min(_N_BATCHNORM_IMAGES, len(train_idx)),
                                     replace=False))
-        loader = torch.utils.data.DataLoader(
-            ImageDataset(images, None, self.image_size, indices=chosen), batch_size=self.batch_size,
-            generator=torch.Generator())  # leaves the global torch RNG alone
+        loader = inference_loader(images, self.image_size, self.batch_size, indices=chosen)
         momenta = [layer.momentum for layer in layers]
         module.eval()
         for layer in layers:

@@ -170,6 +170,17 @@ class DecodedCache:
             self.n_bytes += size
 
 
+def inference_loader(images, image_size, batch_size, *, indices=None, num_workers=0):
+    """Batches of resized images in order, for forward passes outside training.
+
+    The loader has its own generator, so iterating it leaves the global torch
+    RNG alone (a DataLoader otherwise draws a seed from it).
+    """
+    return torch.utils.data.DataLoader(
+        ImageDataset(images, None, image_size, indices=indices), batch_size=batch_size,
+        num_workers=num_workers, generator=torch.Generator())
+
+
 class ImageDataset(torch.utils.data.Dataset):
     """Grayscale images resized to a square, optionally augmented.
 

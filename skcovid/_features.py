@@ -10,7 +10,7 @@ import numpy as np
 import torch
 import torchvision
 
-from ._data import ImageDataset, PathImages
+from ._data import PathImages, inference_loader
 from ._training import PRECISIONS
 
 
@@ -24,9 +24,8 @@ def backbone_features(module, images, image_size, *, indices=None, batch_size=32
     -------
     features : Tensor of shape (n_images, n_features), float32, on the CPU
     """
-    dataset = ImageDataset(images, None, image_size, indices=indices)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=num_workers,
-                                         generator=torch.Generator())
+    loader = inference_loader(images, image_size, batch_size, indices=indices,
+                              num_workers=num_workers)
     dtype = PRECISIONS[precision]
     autocast = (torch.autocast(device_type=torch.device(device).type, dtype=dtype) if dtype
                 else contextlib.nullcontext())

@@ -17,8 +17,9 @@ import torch
 from torch.nn import functional as F
 
 from ._backbones import stage_names
-from ._data import ImageDataset, check_images
+from ._data import ImageDataset, check_images, inference_loader
 from ._fitted import fitted_network
+from ._plotting import require_matplotlib
 
 __all__ = ["feature_maps", "grad_cam", "layer_names", "overlay", "plot_feature_maps",
            "plot_grad_cam"]
@@ -55,11 +56,8 @@ def _layer(net, layer, estimator):
 
 def _batches(estimator, X, batch_size):
     classifier, net, image_size = fitted_network(estimator)
-    dataset = ImageDataset(check_images(classifier, X, reset=False), None, image_size)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size,
-                                         generator=torch.Generator())  # global RNG untouched
     device = next(net.parameters()).device
-    for x, _ in loader:
+    for x, _ in inference_loader(check_images(classifier, X, reset=False), image_size, batch_size):
         yield x.to(device)
 
 
@@ -178,17 +176,6 @@ def feature_maps(estimator, X, *, layer=None, batch_size=16):
     return np.concatenate(captured)
 
 
-def _matplotlib():
-    try:
-        import matplotlib
-        from matplotlib.figure import Figure
-    except ImportError as exc:
-        raise ImportError(
-            "Drawing heatmaps needs matplotlib: pip install \"skcovid[plot]\"."
-        ) from exc
-    return matplotlib, Figure
-
-
 def overlay(image, heatmap, *, alpha=0.45, cmap="jet"):
     """Blend a heatmap, coloured, over a grayscale slice.
 
@@ -207,7 +194,7 @@ def overlay(image, heatmap, *, alpha=0.45, cmap="jet"):
     -------
     rgb : ndarray of shape (H, W, 3), dtype uint8
     """
-    matplotlib, _ = _matplotlib()
+    matplotlib = require_matplotlib()
     image = np.clip(np.asarray(image, dtype=np.float32), 0, 1)
     heatmap = np.clip(np.asarray(heatmap, dtype=np.float32), 0, 1)
     if image.shape != heatmap.shape:
@@ -241,7 +228,8 @@ def plot_grad_cam(estimator, X, *, layer=None, target=None, titles=None):
     -------
     figures : list of matplotlib.figure.Figure
     """
-    matplotlib, Figure = _matplotlib()
+    matplotlib = require_matplotlib()
+    Figure = matplotlib.figure.Figure
     classifier, _, _ = fitted_network(estimator)
     heatmaps, proba = grad_cam(estimator, X, layer=layer, target=target, return_proba=True)
     slices = _input_images(estimator, X)
@@ -281,7 +269,7 @@ def plot_feature_maps(estimator, image, *, layer=None, n_maps=16):
     -------
     figure : matplotlib.figure.Figure
     """
-    _, Figure = _matplotlib()
+    Figure = require_matplotlib().figure.Figure
     X = [image] if isinstance(image, (str, bytes)) or hasattr(image, "__fspath__") else image[None]
     maps = feature_maps(estimator, X, layer=layer)[0]
     order = np.argsort(maps.mean(axis=(1, 2)))[::-1][:n_maps]

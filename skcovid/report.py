@@ -33,6 +33,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._fitted import final_estimator
 from ._persistence import atomic_write
+from ._plotting import require_matplotlib
 from .metrics import resolve_pos_label
 
 __all__ = ["EvaluationReport", "evaluate"]
@@ -44,18 +45,6 @@ _TITLES = {
     "specificity": "Specificity (recall of {neg})", "precision": "Precision (PPV)",
     "f1": "F1 score", "roc_auc": "ROC-AUC",
 }
-
-
-def _require_matplotlib():
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError as exc:
-        raise ImportError(
-            "Plots need matplotlib: pip install \"skcovid[plot]\" (or pip install matplotlib)."
-        ) from exc
-    from matplotlib.figure import Figure
-
-    return Figure
 
 
 def _divide(num, den, empty):
@@ -330,7 +319,7 @@ class EvaluationReport:
         """
         if not self.history:
             return None
-        Figure = _require_matplotlib()
+        Figure = require_matplotlib().figure.Figure
         from matplotlib.ticker import MaxNLocator
 
         fig = Figure(figsize=(11, 4.2), layout="constrained")
@@ -365,7 +354,7 @@ class EvaluationReport:
         """
         from sklearn.metrics import RocCurveDisplay
 
-        Figure = _require_matplotlib()
+        Figure = require_matplotlib().figure.Figure
         fig = Figure(figsize=(5.6, 5.6), layout="constrained")
         ax = fig.subplots()
         auc = self.metrics["roc_auc"]["value"]
@@ -395,7 +384,7 @@ class EvaluationReport:
         """
         from sklearn.metrics import ConfusionMatrixDisplay
 
-        Figure = _require_matplotlib()
+        Figure = require_matplotlib().figure.Figure
         fig = Figure(figsize=(10.5, 4.4), layout="constrained")
         ax_counts, ax_rates = fig.subplots(1, 2)
         names = [str(c) for c in self.labels]
@@ -432,7 +421,7 @@ class EvaluationReport:
         if out.exists() and not out.is_dir():
             raise NotADirectoryError(f"Report folder {out} exists and is not a directory.")
         if plots:
-            _require_matplotlib()
+            require_matplotlib()
         paths = {}
         with atomic_write(out / "metrics.json", "w", encoding="utf-8") as f:
             json.dump(self.to_dict(), f, indent=2)
