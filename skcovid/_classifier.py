@@ -28,6 +28,7 @@ from ._features import backbone_features, cached_backbone_features, model_key
 from ._network import TransferNet
 from ._training import (
     LR_SCHEDULES,
+    AcceleratedNet,
     OPTIMIZERS,
     PRECISIONS,
     SkorchNet,
@@ -35,6 +36,7 @@ from ._training import (
     history_records,
     resolve_device,
     resolve_optimizer,
+    silent,
     training_callbacks,
 )
 
@@ -142,6 +144,16 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         (of a fit with the same parameters and data, else an error): the
         remaining epochs run and the result equals an uninterrupted fit's.
         Without a checkpoint, training starts from scratch.
+    accelerator : accelerate.Accelerator or None, default=None
+        Train through this accelerator (skorch's
+        :class:`~skorch.hf.AccelerateMixin`): in a script started with
+        ``accelerate launch`` or ``torchrun``, every process calls ``fit`` on
+        the same data, training batches are shared out among the processes
+        and gradients averaged (data parallel); ask for mixed precision with
+        ``Accelerator(mixed_precision=...)``. Validation, BatchNorm
+        re-estimation and prediction run whole in every process, so every
+        process ends with the same model. Needs ``device="auto"``,
+        ``precision="fp32"`` and no ``checkpoint_dir``.
     memory : str, joblib.Memory or None, default=None
         Cache the precomputed backbone features across fits (a folder path or
         a ``joblib.Memory``), keyed by backbone, weights, image size, pooling,
@@ -209,6 +221,7 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         precision="fp32",
         image_cache_mb=64,
         precompute_features="auto",
+        accelerator=None,
         memory=None,
         checkpoint_dir=None,
         warm_start=False,
@@ -237,6 +250,7 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         self.precision = precision
         self.image_cache_mb = image_cache_mb
         self.precompute_features = precompute_features
+        self.accelerator = accelerator
         self.memory = memory
         self.checkpoint_dir = checkpoint_dir
         self.warm_start = warm_start
@@ -309,6 +323,37 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         check_scalar(self.verbose, "verbose", numbers.Integral, min_val=0)
         if self.callbacks is not None and not isinstance(self.callbacks, (list, tuple)):
             raise ValueError(f"callbacks must be a list of skorch callbacks or None; got {self.callbacks!r}.")
+        if self.accelerator is not None:
+            self._check_accelerator()
+
+    def _check_accelerator(self):
+        try:
+            from accelerate import Accelerator
+        except ImportError:  # then it cannot be one
+            Accelerator = ()
+        if not isinstance(self.accelerator, Accelerator):
+            raise TypeError(f"accelerator must be an accelerate.Accelerator or None; got {self.accelerator!r}.")
+        if self.accelerator.num_processes > 1 and not torch.distributed.is_initialized():
+            raise ValueError(
+                f"accelerator was made for {self.accelerator.num_processes} processes that are not "
+                "running here (a saved model keeps the accelerator it was trained with); pass an "
+                "Accelerator() made in this process with set_params(accelerator=...), or None."
+            )
+        if self.device != "auto":
+            raise ValueError(
+                f"device={self.device!r} conflicts with accelerator: the accelerator puts each "
+                "process on its device. Leave device='auto'."
+            )
+        if self.precision != "fp32":
+            raise ValueError(
+                f"precision={self.precision!r} conflicts with accelerator: ask for mixed precision "
+                "with Accelerator(mixed_precision='bf16' or 'fp16') and leave precision='fp32'."
+            )
+        if self.checkpoint_dir is not None:
+            raise ValueError(
+                "checkpoint_dir is not supported together with accelerator; set checkpoint_dir=None "
+                "or train without the accelerator."
+            )
 
     def _memory(self):
         """``memory`` as a joblib.Memory (a folder path, str or not, gives the same store)."""
@@ -445,7 +490,11 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         rng = check_random_state(self.random_state)
         train_idx, valid_idx = self._split(y, rng)
         seed = int(rng.randint(np.iinfo(np.int32).max))
-        device = resolve_device(self.device)
+        accelerator = self.accelerator
+        if accelerator is None:
+            device = resolve_device(self.device)
+        else:  # "cpu", not accelerate's "cpu:0", which torch.load cannot map to
+            device = "cpu" if accelerator.device.type == "cpu" else str(accelerator.device)
         cuda = device.startswith("cuda")
 
         criterion_kwargs = {}
@@ -490,7 +539,7 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
                 valid_set = (None if valid_idx is None else
                              ImageDataset(images, y_encoded, self.image_size, None, valid_idx,
                                           cache=cache))
-            net = SkorchNet(
+            net_kwargs = dict(
                 module=module.head if precompute else module,
                 criterion=torch.nn.CrossEntropyLoss,
                 optimizer=optimizer,
@@ -510,6 +559,17 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
                 **{f"optimizer__{k}": v for k, v in optimizer_kwargs.items()},
                 **criterion_kwargs,
             )
+            if accelerator is None:
+                net = SkorchNet(**net_kwargs)
+            else:  # the accelerator places the network and the batches
+                net = AcceleratedNet(
+                    **{**net_kwargs, "device": None}, accelerator=accelerator,
+                    # Unwrapped in trained_net, after early stopping has put back
+                    # the best weights, which it saved from the wrapped module.
+                    unwrap_after_train=False,
+                    # skorch prints to any sink but print whatever the verbosity
+                    callbacks__print_log__sink=accelerator.print if self.verbose else silent,
+                )
             if resume is None:
                 net.fit(train_set, y=None)
             else:
@@ -518,6 +578,8 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
                 remaining = 0 if resume["finished"] else max_epochs - len(net.history)
                 if remaining > 0:
                     net.partial_fit(train_set, y=None, epochs=remaining)
+            if accelerator is not None:
+                net = net.trained_net(**net_kwargs)
         if precompute:
             # The head trained in place: from now on the net predicts on images.
             net.__dict__.update(module=module, module_=module)

@@ -7,6 +7,7 @@ import numbers
 import torch
 from skorch import NeuralNetClassifier
 from skorch.dataset import unpack_data
+from skorch.hf import AccelerateMixin
 from torch.optim.lr_scheduler import CosineAnnealingLR, CyclicLR, OneCycleLR
 from skorch.callbacks import EarlyStopping, EpochScoring, LRScheduler, ProgressBar
 
@@ -138,6 +139,82 @@ class SkorchNet(NeuralNetClassifier):
         scaler.update()
 
 
+class AcceleratedNet(AccelerateMixin, SkorchNet):
+    """:class:`SkorchNet` trained through an ``accelerate.Accelerator``.
+
+    skorch's :class:`~skorch.hf.AccelerateMixin` prepares the network, the
+    optimizer and the training DataLoader, so that training batches are
+    sharded over the accelerator's processes (data parallel) and mixed
+    precision follows the accelerator. Validation batches are not sharded:
+    every process scores the whole validation set on its copy of the network,
+    so the validation loss, and early stopping on it, are the same in every
+    process (with per-process validation losses one process could stop while
+    another waits for it; skorch issues #737 and #952).
+    """
+
+    def _initialize_accelerator(self):
+        # On CPU processes accelerate wraps every module it prepares in
+        # DistributedDataParallel, which refuses modules without trainable
+        # parameters, such as the loss (on GPUs accelerate only moves those).
+        # Such criteria only need to be on the device.
+        criteria = self._criteria
+        fixed = [name for name in criteria if isinstance(getattr(self, name + "_"), torch.nn.Module)
+                 and not any(p.requires_grad for p in getattr(self, name + "_").parameters())]
+        for name in fixed:
+            getattr(self, name + "_").to(self.accelerator.device)
+        self._criteria = [name for name in criteria if name not in fixed]
+        try:
+            return super()._initialize_accelerator()
+        finally:
+            self._criteria = criteria
+
+    def get_iterator(self, dataset, training=False):
+        if training:
+            return super().get_iterator(dataset, training=True)
+        return _OnDevice(SkorchNet.get_iterator(self, dataset, training=False),
+                         self.accelerator.device)
+
+    def evaluation_step(self, batch, training=False):
+        # Batches are not sharded (see get_iterator): nothing to gather.
+        return SkorchNet.evaluation_step(self, batch, training=training)
+
+    def trained_net(self, **kwargs):
+        """A plain :class:`SkorchNet` built from ``kwargs`` holding this net's training result.
+
+        The trained (unwrapped) module, the history and the callbacks carry
+        over. The result predicts on ``kwargs["device"]`` without the
+        accelerator, so it pickles and loads in any process; the accelerator
+        belongs to the processes that trained.
+        """
+        # Without callbacks: initialize() would reset the trained ones, shared with this net.
+        module = self.accelerator.unwrap_model(self.module_, keep_fp32_wrapper=False)
+        net = SkorchNet(**{**kwargs, "module": module, "callbacks": []}).initialize()
+        net.callbacks, net.callbacks_ = self.callbacks, self.callbacks_
+        net.history = self.history
+        # The accelerator keeps every network, optimizer and DataLoader it
+        # prepared: let go of them, or every fit of a search stays in memory
+        # (and in the estimator's pickle, through its accelerator parameter).
+        self.accelerator.free_memory()
+        return net
+
+
+class _OnDevice:
+    """A DataLoader's batches, moved to ``device``."""
+
+    def __init__(self, loader, device):
+        self.loader = loader
+        self.device = device
+
+    def __len__(self):
+        return len(self.loader)
+
+    def __iter__(self):
+        from accelerate.utils import send_to_device
+
+        for batch in self.loader:
+            yield send_to_device(batch, self.device, non_blocking=True)
+
+
 def resolve_optimizer(optimizer):
     """Return ``(optimizer class, extra kwargs)`` for a name or class."""
     if isinstance(optimizer, str):
@@ -193,13 +270,13 @@ def training_callbacks(*, lr, lr_schedule, max_epochs, batches_per_epoch,
     if early_stopping is not None and has_validation:
         callbacks.append(("early_stopping", EarlyStopping(
             monitor="valid_loss", patience=early_stopping, load_best=True,
-            sink=print if verbose else _silent)))
+            sink=print if verbose else silent)))
     if verbose:
         callbacks.append(("progress_bar", ProgressBar()))
     return callbacks
 
 
-def _silent(*args, **kwargs):
+def silent(*args, **kwargs):
     """Sink for callbacks' messages when ``verbose=0``."""
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from skorch.callbacks import Callback
 
 REAL_DATA = Path(
     os.environ.get("SKCOVID_SARSCOV2_DIR", Path(__file__).resolve().parents[2] / "shared" / "data" / "sarscov2-ctscan")
@@ -16,6 +17,18 @@ FAST = dict(
     backbone="simple_cnn", weights=None, freeze="none", image_size=16, lr=1e-2, batch_size=16,
     max_epochs=8, validation_fraction=None, early_stopping=None, random_state=0,
 )
+
+
+class TrainingBatches(Callback):
+    """Sizes of the training batches a net ran (importable, so that nets holding it load)."""
+
+    def initialize(self):
+        self.sizes = []
+        return self
+
+    def on_batch_end(self, net, batch=None, training=False, **kwargs):
+        if training:
+            self.sizes.append(len(batch[1]))
 
 
 def make_images(n_per_class=12, size=24, seed=0):
