@@ -1,5 +1,6 @@
 """Every example script runs end to end (tiny settings, random init, no model hub)."""
 
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -37,6 +38,26 @@ def test_example_runs(script, image_folder, tmp_path):
     assert "accuracy" in result.stdout.lower()
 
 
+def test_data_parallel_example_on_two_cpu_processes(image_folder, tmp_path):
+    pytest.importorskip("accelerate")
+    data_dir = Path(image_folder[0][0]).parents[1]
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+         "--master_addr", "127.0.0.1", "--master_port", str(port),
+         str(EXAMPLES / "data_parallel.py"), str(data_dir), "--cpu", "--weights", "none",
+         "--backbone", "simple_cnn", "--image-size", "32", "--epochs", "2", "--batch-size", "8",
+         "--save", str(tmp_path / "model.joblib")],
+        capture_output=True, text=True, cwd=tmp_path, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "2 process(es) on cpu" in result.stdout
+    assert result.stdout.count("data parallel, held-out") == 1  # one report: the main process
+    assert (tmp_path / "model.joblib").is_file()
+
+
 def test_every_example_is_tested():
     scripts = {p.name for p in EXAMPLES.glob("*.py") if not p.name.startswith("_")}
-    assert scripts == set(CASES)
+    assert scripts == set(CASES) | {"data_parallel.py"}
