@@ -1,6 +1,7 @@
 """Shared fixtures: small synthetic CT-like images and the real dataset's location."""
 
 import os
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,13 @@ FAST = dict(
     backbone="simple_cnn", weights=None, freeze="none", image_size=16, lr=1e-2, batch_size=16,
     max_epochs=8, validation_fraction=None, early_stopping=None, random_state=0,
 )
+
+
+def free_port():
+    """A TCP port free on 127.0.0.1 now, for a torchrun rendezvous."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 class TrainingBatches(Callback):

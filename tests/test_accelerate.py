@@ -2,7 +2,6 @@
 
 import json
 import math
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +14,7 @@ from skorch.callbacks import Callback
 from skcovid import TransferCNNClassifier, load_model, save_model
 from skcovid._training import SkorchNet
 
-from conftest import FAST, make_images
+from conftest import FAST, free_port, make_images
 
 accelerate = pytest.importorskip("accelerate")
 
@@ -86,12 +85,6 @@ def two_processes(two_processes_dir):
     return [json.loads((two_processes_dir / f"rank{rank}.json").read_text()) for rank in range(2)]
 
 
-def _free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def two_processes_dir(tmp_path_factory):
     """The folder 2 torchrun processes (gloo, on the CPU) wrote their results to."""
@@ -99,7 +92,7 @@ def two_processes_dir(tmp_path_factory):
     worker = Path(__file__).with_name("_data_parallel_worker.py")
     result = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-         "--master_addr", "127.0.0.1", "--master_port", str(_free_port()), str(worker), str(out)],
+         "--master_addr", "127.0.0.1", "--master_port", str(free_port()), str(worker), str(out)],
         # About 10 s; processes that disagree wait for each other forever.
         capture_output=True, text=True, timeout=300,
     )

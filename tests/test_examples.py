@@ -1,11 +1,12 @@
 """Every example script runs end to end (tiny settings, random init, no model hub)."""
 
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from conftest import free_port
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 # Small networks at small sizes: these check the scripts' wiring, not accuracy.
@@ -41,12 +42,9 @@ def test_example_runs(script, image_folder, tmp_path):
 def test_data_parallel_example_on_two_cpu_processes(image_folder, tmp_path):
     pytest.importorskip("accelerate")
     data_dir = Path(image_folder[0][0]).parents[1]
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
     result = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-         "--master_addr", "127.0.0.1", "--master_port", str(port),
+         "--master_addr", "127.0.0.1", "--master_port", str(free_port()),
          str(EXAMPLES / "data_parallel.py"), str(data_dir), "--cpu", "--weights", "none",
          "--backbone", "simple_cnn", "--image-size", "32", "--epochs", "2", "--batch-size", "8",
          "--save", str(tmp_path / "model.joblib")],
