@@ -51,7 +51,7 @@ def main():
             print(f"  {label:>28}, {result['n']:>4} slices: peak RSS {result['peak_rss_mb']:7.1f} MB "
                   f"({result['seconds']:.0f} s)")
         (small, large) = sorted(peaks)
-        print(f"  {label:>28}: +{peaks[large] - peaks[small]:.1f} MB from {small} to {large} slices "
+        print(f"  {label:>28}: {peaks[large] - peaks[small]:+.1f} MB from {small} to {large} slices "
               "(goal < 100 MB)")
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from skorch.callbacks import Callback
+from skorch.callbacks import Callback, EpochScoring
 from sklearn.utils.class_weight import compute_class_weight
 
 from skcovid import TransferCNNClassifier
@@ -292,6 +292,18 @@ def test_validation_fraction_and_history(images):
     assert sum(b["valid_batch_size"] for b in batches if "valid_batch_size" in b) == 6
     assert sum(b["train_batch_size"] for b in batches if "train_batch_size" in b) == 18
     assert "valid_loss" not in fit(X, y, max_epochs=1).history_[0]
+
+
+@pytest.mark.parametrize("params", [{"freeze": "none", "augment": "flip"}, {"freeze": "backbone"}])
+def test_train_acc_is_skorchs_training_accuracy(images, params):
+    # train_acc counts batch by batch; skorch's EpochScoring keeps the batches' predictions.
+    X, y = images
+    skorch_scoring = ("skorch_train_acc", EpochScoring("accuracy", on_train=True,
+                                                       name="skorch_train_acc"))
+    clf = fit(X, y, max_epochs=4, batch_size=5, callbacks=[skorch_scoring], **params)
+    ours = [row["train_acc"] for row in clf.net_.history]
+    assert ours == [row["skorch_train_acc"] for row in clf.net_.history]
+    assert len(set(ours)) > 1  # it changes as the network learns
 
 
 @pytest.mark.parametrize("class_weight", ["balanced", {"COVID": 3.0, "non-COVID": 1.0}])
