@@ -294,6 +294,7 @@ def test_validation_fraction_and_history(images):
     assert "valid_loss" not in fit(X, y, max_epochs=1).history_[0]
 
 
+@pytest.mark.filterwarnings("ignore:freeze='backbone' keeps randomly initialised")
 @pytest.mark.parametrize("params", [{"freeze": "none", "augment": "flip"}, {"freeze": "backbone"}])
 def test_train_acc_is_skorchs_training_accuracy(images, params):
     # train_acc counts batch by batch; skorch's EpochScoring keeps the batches' predictions.
