@@ -32,6 +32,7 @@ from ._training import (
     OPTIMIZERS,
     PRECISIONS,
     SkorchNet,
+    autocast,
     batches_per_epoch,
     history_records,
     resolve_device,
@@ -657,7 +658,7 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
             features = self._backbone_features(module, images, str(self.net_.device))
             logits = []
             module.eval()
-            with torch.inference_mode(), self.net_._autocast():
+            with torch.inference_mode(), autocast(self.net_.device, self.net_.precision):
                 for batch in torch.split(features, self.batch_size):
                     logits.append(module.head(batch.to(self.net_.device)).float())
             proba = torch.softmax(torch.cat(logits), dim=1).cpu().numpy().astype(np.float64)

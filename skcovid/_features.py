@@ -1,6 +1,5 @@
 """Frozen-backbone features: computed once per fit, and cached across fits with joblib.Memory."""
 
-import contextlib
 import hashlib
 import os
 from collections import OrderedDict
@@ -11,7 +10,7 @@ import torch
 import torchvision
 
 from ._data import PathImages, inference_loader
-from ._training import PRECISIONS
+from ._training import autocast
 
 
 def backbone_features(module, images, image_size, *, indices=None, batch_size=32, device="cpu",
@@ -26,15 +25,12 @@ def backbone_features(module, images, image_size, *, indices=None, batch_size=32
     """
     loader = inference_loader(images, image_size, batch_size, indices=indices,
                               num_workers=num_workers)
-    dtype = PRECISIONS[precision]
-    autocast = (torch.autocast(device_type=torch.device(device).type, dtype=dtype) if dtype
-                else contextlib.nullcontext())
     was_training = module.training
     module.eval()
     out = []
     try:
         # no_grad, not inference_mode: the head trains on these tensors.
-        with torch.no_grad(), autocast:
+        with torch.no_grad(), autocast(device, precision):
             for x, _ in loader:
                 h = module.features(module.input(x.to(device, non_blocking=True)))
                 if h.ndim == 4:

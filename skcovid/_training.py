@@ -22,6 +22,14 @@ LR_SCHEDULES = (None, "cyclic", "onecycle", "cosine")
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
+def autocast(device, precision):
+    """The :func:`torch.autocast` context a ``precision`` asks for on ``device`` (none for fp32)."""
+    dtype = PRECISIONS[precision]
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=torch.device(device).type, dtype=dtype)
+
+
 def shallow_copy(obj):
     new = object.__new__(type(obj))
     new.__dict__.update(obj.__dict__)
@@ -94,18 +102,12 @@ class SkorchNet(NeuralNetClassifier):
                              else None)
         return self
 
-    def _autocast(self):
-        dtype = PRECISIONS[self.precision]
-        if dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=torch.device(self.device).type, dtype=dtype)
-
     def infer(self, x, **fit_params):
         if isinstance(x, torch.Tensor):
             x = x.to(self.device, non_blocking=True)
             if self.channels_last and x.ndim == 4:
                 x = x.contiguous(memory_format=torch.channels_last)
-        with self._autocast():
+        with autocast(self.device, self.precision):
             out = super().infer(x, **fit_params)
         return out.float()
 
