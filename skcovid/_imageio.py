@@ -8,6 +8,7 @@ In the SARS-CoV-2 CT-scan dataset only COVID slices are stored as RGB, so any
 mode-dependent preprocessing would leak the label.
 """
 
+import contextlib
 import os
 import warnings
 
@@ -78,18 +79,35 @@ def read_gray(path):
     if os.path.getsize(path) == 0:
         raise ValueError(f"Image file {path!r} is empty (0 bytes).")
     try:
-        with warnings.catch_warnings():
-            # Pillow warns past its limit; _check_size refuses such images outright.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(path)
-        with image:
-            _check_size(image, path)
+        with open_checked(path) as image:
             gray = pil_to_gray(image)
     except Image.DecompressionBombError as exc:
         raise ValueError(f"Image file {path!r} is too large to decode safely: {exc}") from exc
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:
         raise ValueError(f"Cannot decode image file {path!r}: {exc}") from exc
     return gray
+
+
+@contextlib.contextmanager
+def open_checked(path):
+    """Open an image file with Pillow (header only), refusing sizes no CT slice has.
+
+    Raises
+    ------
+    ValueError
+        If the image is smaller than ``MIN_IMAGE_SIDE`` pixels on a side or
+        larger than Pillow's decompression-bomb limit.
+    PIL.Image.DecompressionBombError, PIL.UnidentifiedImageError, OSError
+        As :func:`PIL.Image.open` raises them.
+    """
+    path = os.fspath(path)
+    with warnings.catch_warnings():
+        # Pillow warns past its limit; _check_size refuses such images outright.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        image = Image.open(path)
+    with image:
+        _check_size(image, path)
+        yield image
 
 
 def _check_size(image, path):

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from .._imageio import IMAGE_EXTENSIONS, _check_size
+from .._imageio import IMAGE_EXTENSIONS, open_checked
 
 
 class UnreadableImagesError(ValueError):
@@ -26,11 +26,7 @@ def _check_image(path):
     try:
         if path.stat().st_size == 0:
             return "empty file"
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(path)
-        with image:
-            _check_size(image, str(path))
+        with open_checked(path) as image:
             image.verify()
     except ValueError as exc:
         return str(exc).replace(f"Image file {str(path)!r} is ", "")
