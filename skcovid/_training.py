@@ -159,12 +159,15 @@ class AcceleratedNet(AccelerateMixin, SkorchNet):
         # DistributedDataParallel, which refuses modules without trainable
         # parameters, such as the loss (on GPUs accelerate only moves those).
         # Such criteria only need to be on the device.
-        criteria = self._criteria
-        fixed = [name for name in criteria if isinstance(getattr(self, name + "_"), torch.nn.Module)
-                 and not any(p.requires_grad for p in getattr(self, name + "_").parameters())]
-        for name in fixed:
-            getattr(self, name + "_").to(self.accelerator.device)
-        self._criteria = [name for name in criteria if name not in fixed]
+        criteria, prepared = self._criteria, []
+        for name in criteria:
+            criterion = getattr(self, name + "_")
+            if isinstance(criterion, torch.nn.Module) and not any(
+                    p.requires_grad for p in criterion.parameters()):
+                criterion.to(self.accelerator.device)
+            else:
+                prepared.append(name)
+        self._criteria = prepared
         try:
             return super()._initialize_accelerator()
         finally:
