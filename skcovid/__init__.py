@@ -10,8 +10,7 @@ from ._classifier import TransferCNNClassifier
 from ._export import export
 from ._persistence import load_model, save_model
 from ._pruned import PrunedCNNClassifier
-
-__version__ = "0.1.0"
+from ._version import __version__
 
 __all__ = [
     "BACKBONES",

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from ._version import __version__
 
 _EPILOG = "Run 'skcovid COMMAND --help' for a command's options. Set SKCOVID_DEBUG=1 for tracebacks."
 
@@ -400,8 +401,6 @@ def _parser():
                     "as COVID-19 vs non-COVID.",
         epilog=_EPILOG,
     )
-    from . import __version__
-
     parser.add_argument("--version", action="version", version=f"skcovid {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

@@ -11,7 +11,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from ._fitted import fitted_network
+from ._network import eval_mode
 from ._persistence import atomic_write
+from ._version import __version__
 
 FORMATS = ("torchscript", "onnx")
 
@@ -38,8 +40,6 @@ class DeployableNet(nn.Module):
 
 
 def _metadata(classifier, image_size, fmt):
-    from . import __version__
-
     return {
         "classes": [c.item() if hasattr(c, "item") else c for c in classifier.classes_],
         "image_size": image_size,
@@ -80,13 +80,12 @@ def export(estimator, path, *, format="torchscript", opset_version=18):
         raise ValueError(f"format={format!r} is not valid; choose one of {list(FORMATS)}.")
     classifier, network, image_size = fitted_network(estimator)
     device = next(network.parameters()).device
-    was_training = network.training
-    model = DeployableNet(network, image_size).eval()
+    model = DeployableNet(network, image_size)
     # Any pixels do for tracing; a private generator leaves the global RNG alone.
     example = torch.rand(2, 1, image_size + 7, image_size + 3,
                          generator=torch.Generator().manual_seed(0)).to(device)
     metadata = json.dumps(_metadata(classifier, image_size, format))
-    try:
+    with eval_mode(model):
         if format == "torchscript":
             with torch.no_grad(), warnings.catch_warnings():
                 # TorchScript is deprecated in favour of torch.export but is what
@@ -97,8 +96,6 @@ def export(estimator, path, *, format="torchscript", opset_version=18):
                     torch.jit.save(traced, f, _extra_files={"skcovid.json": metadata})
         else:
             _export_onnx(model, example, path, metadata, opset_version)
-    finally:
-        network.train(was_training)
     return Path(path)
 
 

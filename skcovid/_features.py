@@ -10,7 +10,9 @@ import torch
 import torchvision
 
 from ._data import PathImages, inference_loader
+from ._network import eval_mode
 from ._training import autocast
+from ._version import __version__
 
 
 def backbone_features(module, images, image_size, *, indices=None, batch_size=32, device="cpu",
@@ -25,19 +27,14 @@ def backbone_features(module, images, image_size, *, indices=None, batch_size=32
     """
     loader = inference_loader(images, image_size, batch_size, indices=indices,
                               num_workers=num_workers)
-    was_training = module.training
-    module.eval()
     out = []
-    try:
-        # no_grad, not inference_mode: the head trains on these tensors.
-        with torch.no_grad(), autocast(device, precision):
-            for x, _ in loader:
-                h = module.features(module.input(x.to(device, non_blocking=True)))
-                if h.ndim == 4:
-                    h = module.pool(h)
-                out.append(h.flatten(1).float().cpu())
-    finally:
-        module.train(was_training)
+    # no_grad, not inference_mode: the head trains on these tensors.
+    with eval_mode(module), torch.no_grad(), autocast(device, precision):
+        for x, _ in loader:
+            h = module.features(module.input(x.to(device, non_blocking=True)))
+            if h.ndim == 4:
+                h = module.pool(h)
+            out.append(h.flatten(1).float().cpu())
     return torch.cat(out) if out else torch.empty(0, 0)
 
 
@@ -57,8 +54,6 @@ def _image_digest(images, index):
 
 def model_key(estimator):
     """What the features depend on: backbone, weights, image size, pooling, precision, versions."""
-    from . import __version__
-
     backbone = estimator.backbone
     if callable(backbone):
         try:

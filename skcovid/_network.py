@@ -1,7 +1,31 @@
 """The network trained by :class:`skcovid.TransferCNNClassifier`."""
 
+import contextlib
+
 import torch
 from torch import nn
+
+
+@contextlib.contextmanager
+def eval_mode(module):
+    """Run the block with ``module`` in eval mode, then restore every submodule's mode.
+
+    Parameters
+    ----------
+    module : nn.Module
+
+    Yields
+    ------
+    module : nn.Module
+        The same module, in eval mode.
+    """
+    modes = [(m, m.training) for m in module.modules()]
+    module.eval()
+    try:
+        yield module
+    finally:
+        for m, training in modes:
+            m.training = training
 
 
 class InputAdapter(nn.Module):

@@ -19,6 +19,7 @@ from torch.nn import functional as F
 from ._backbones import stage_names
 from ._data import ImageDataset, check_images, inference_loader
 from ._fitted import fitted_network
+from ._network import eval_mode
 from ._plotting import require_matplotlib
 
 __all__ = ["feature_maps", "grad_cam", "layer_names", "overlay", "plot_feature_maps",
@@ -112,30 +113,28 @@ def grad_cam(estimator, X, *, layer=None, target=None, batch_size=16, return_pro
 
     heatmaps, probas = [], []
     handle = module.register_forward_hook(hook)
-    was_training = net.training
-    net.eval()
     try:
-        for x in _batches(estimator, X, batch_size):
-            # Frozen stages have no trainable parameters: asking for the
-            # input's gradient makes autograd record them anyway.
-            x.requires_grad_(True)
-            with torch.enable_grad():
-                logits = net(x)
-                index = (logits.argmax(dim=1) if target is None
-                         else torch.full((len(x),), classes.index(target), device=x.device))
-                score = logits.gather(1, index[:, None]).sum()
-                (grad,) = torch.autograd.grad(score, captured["map"])
-            feature_map = captured["map"].detach()
-            weights = grad.mean(dim=(2, 3), keepdim=True)
-            cam = F.relu((weights * feature_map).sum(dim=1, keepdim=True))
-            cam = F.interpolate(cam, size=(image_size, image_size), mode="bilinear",
-                                align_corners=False)[:, 0]
-            peak = cam.flatten(1).amax(dim=1).clamp_min(1e-12)[:, None, None]
-            heatmaps.append((cam / peak).cpu().numpy())
-            probas.append(torch.softmax(logits.detach().double(), dim=1).cpu().numpy())
+        with eval_mode(net):
+                for x in _batches(estimator, X, batch_size):
+                # Frozen stages have no trainable parameters: asking for the
+                # input's gradient makes autograd record them anyway.
+                x.requires_grad_(True)
+                with torch.enable_grad():
+                    logits = net(x)
+                    index = (logits.argmax(dim=1) if target is None
+                             else torch.full((len(x),), classes.index(target), device=x.device))
+                    score = logits.gather(1, index[:, None]).sum()
+                    (grad,) = torch.autograd.grad(score, captured["map"])
+                feature_map = captured["map"].detach()
+                weights = grad.mean(dim=(2, 3), keepdim=True)
+                cam = F.relu((weights * feature_map).sum(dim=1, keepdim=True))
+                cam = F.interpolate(cam, size=(image_size, image_size), mode="bilinear",
+                                    align_corners=False)[:, 0]
+                peak = cam.flatten(1).amax(dim=1).clamp_min(1e-12)[:, None, None]
+                heatmaps.append((cam / peak).cpu().numpy())
+                probas.append(torch.softmax(logits.detach().double(), dim=1).cpu().numpy())
     finally:
         handle.remove()
-        net.train(was_training)
     heatmaps = np.concatenate(heatmaps).astype(np.float32)
     return (heatmaps, np.concatenate(probas)) if return_proba else heatmaps
 
@@ -164,15 +163,12 @@ def feature_maps(estimator, X, *, layer=None, batch_size=16):
         captured.append(output.detach().float().cpu().clone().numpy())  # later in-place ops must not reach it
 
     handle = module.register_forward_hook(hook)
-    was_training = net.training
-    net.eval()
     try:
-        with torch.inference_mode():
+        with eval_mode(net), torch.inference_mode():
             for x in _batches(estimator, X, batch_size):
                 net(x)
     finally:
         handle.remove()
-        net.train(was_training)
     return np.concatenate(captured)
 
 

@@ -35,6 +35,7 @@ from ._fitted import final_estimator
 from ._persistence import atomic_write
 from ._plotting import require_matplotlib
 from .metrics import resolve_pos_label
+from ._version import __version__
 
 __all__ = ["EvaluationReport", "evaluate"]
 
@@ -254,8 +255,6 @@ class EvaluationReport:
         -------
         report : dict
         """
-        from . import __version__
-
         def clean(value):
             return None if value is None or np.isnan(value) else value
 
@@ -444,8 +443,6 @@ class EvaluationReport:
         return paths
 
     def _html(self, files):
-        from . import __version__
-
         esc = html.escape
         pct = round(100 * self.confidence_level)
         rows = "".join(

@@ -5,6 +5,7 @@ import io
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from .._network import eval_mode
 from ._sparse import pack_module
 
 
@@ -33,14 +34,9 @@ def count_flops(module, input_shape):
         As counted by :class:`torch.utils.flop_counter.FlopCounterMode`
         (a multiply-add counts 2).
     """
-    was_training = module.training
-    module.eval()
     device = next(module.parameters()).device
-    try:
-        with FlopCounterMode(display=False) as counter, torch.no_grad():
-            module(torch.zeros(input_shape, device=device))
-    finally:
-        module.train(was_training)
+    with eval_mode(module), FlopCounterMode(display=False) as counter, torch.no_grad():
+        module(torch.zeros(input_shape, device=device))
     return int(counter.get_total_flops())
 
 

@@ -9,6 +9,8 @@ from sklearn.utils import check_scalar
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
+from .._network import eval_mode
+
 _IMPORTANCES = ("l1", "l2", "taylor", "bn_scale")
 
 
@@ -141,25 +143,23 @@ class StructuredPruner(BaseEstimator):
             for name, p in pruned.named_parameters():
                 p.grad = self.gradients_.get(name)
         device = next(pruned.parameters()).device
-        was_training = pruned.training
-        pruned.eval()
-        pruner = tp.pruner.MetaPruner(
-            pruned,
-            torch.zeros(self.example_input_shape_, device=device),
-            importance=_importance(self.importance),
-            pruning_ratio=self.ratio,
-            global_pruning=self.global_pruning,
-            round_to=self.round_to,
-            iterative_steps=self.iterative_steps,
-            ignored_layers=_output_layer(pruned),
-        )
-        for _ in range(self.iterative_steps):
-            pruner.step()
+        with eval_mode(pruned):
+            pruner = tp.pruner.BasePruner(
+                pruned,
+                torch.zeros(self.example_input_shape_, device=device),
+                importance=_importance(self.importance),
+                pruning_ratio=self.ratio,
+                global_pruning=self.global_pruning,
+                round_to=self.round_to,
+                iterative_steps=self.iterative_steps,
+                ignored_layers=_output_layer(pruned),
+            )
+            for _ in range(self.iterative_steps):
+                pruner.step()
         # Torch-Pruning makes new Parameters: restore what was frozen.
         for name, p in pruned.named_parameters():
             p.grad = None
             p.requires_grad_(requires_grad.get(name, True))
-        pruned.train(was_training)
         return pruned
 
     def prepare_finetuning(self, module, total_steps):
