@@ -4,20 +4,28 @@ Sensitivity is the recall of the positive (COVID) class; specificity is the
 recall of the negative class. With string labels the positive class is found
 from the label names unless ``pos_label`` is given, so that ``"COVID"`` vs
 ``"non-COVID"`` (where ``"COVID"`` sorts first) scores the right way round.
+
+The metrics a report shows are named once, in :data:`METRICS`. One vectorised
+computation gives them for :func:`diagnostic_scores`, for the point estimates of
+:func:`bootstrap_scores` (and so of :mod:`skcovid.report`) and for each of its
+bootstrap resamples; :func:`sensitivity_score` and :func:`specificity_score`
+(which the scorers of :func:`make_scoring` use) come from
+:mod:`imblearn.metrics`.
 """
 
+import numbers
 import re
 
 import numpy as np
-from sklearn.metrics import (
-    f1_score,
-    make_scorer,
-    multilabel_confusion_matrix,
-    precision_score,
-    recall_score,
-    roc_auc_score,
-)
+from imblearn.metrics import sensitivity_specificity_support
+from scipy.stats import rankdata
+from sklearn.metrics import f1_score, make_scorer, precision_score
+from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import unique_labels
+
+#: Names of the diagnostic metrics, in the order reports show them: the keys of
+#: :data:`SCORING`, of :func:`diagnostic_scores` and of :func:`bootstrap_scores`.
+METRICS = ("accuracy", "sensitivity", "specificity", "precision", "f1", "roc_auc")
 
 _NEGATION = re.compile(r"(non|no|not|neg|negative)[^a-z0-9]*covid")
 
@@ -66,42 +74,15 @@ def resolve_pos_label(y_true, y_pred, pos_label=None):
     )
 
 
-def sensitivity_score(y_true, y_pred, *, pos_label=None, average="binary"):
-    """Sensitivity (true positive rate, recall of the positive class).
+def _sensitivity_specificity(y_true, y_pred, pos_label, average):
+    """Sensitivity and specificity from :func:`imblearn.metrics.sensitivity_specificity_support`.
 
-    Parameters
-    ----------
-    y_true, y_pred : array-like of shape (n_samples,)
-    pos_label : label or None, default=None
-        The positive class; ``None`` finds it as :func:`resolve_pos_label` does.
-    average : {"binary", "macro", "weighted"} or None, default="binary"
-        As in :func:`sklearn.metrics.recall_score`, for multi-class labels.
-
-    Returns
-    -------
-    score : float or ndarray
-    """
-    if average == "binary":
-        pos_label = resolve_pos_label(y_true, y_pred, pos_label)
-        return recall_score(y_true, y_pred, pos_label=pos_label, average="binary", zero_division=0.0)
-    return recall_score(y_true, y_pred, average=average, zero_division=0.0)
-
-
-def specificity_score(y_true, y_pred, *, pos_label=None, average="binary"):
-    """Specificity (true negative rate, recall of the negative class).
-
-    Parameters
-    ----------
-    y_true, y_pred : array-like of shape (n_samples,)
-    pos_label : label or None, default=None
-        The positive class; ``None`` finds it as :func:`resolve_pos_label` does.
-    average : {"binary", "macro", "weighted"} or None, default="binary"
-        For multi-class labels, the one-vs-rest specificity of each class,
-        averaged like :func:`sklearn.metrics.recall_score` averages recalls.
-
-    Returns
-    -------
-    score : float or ndarray
+    Undefined values (no sample of a class) are 0, without a warning. For
+    ``average="binary"`` imblearn is asked for the scores of ``labels=[pos_label]``
+    rather than for ``pos_label=``: that accepts any label type (imblearn takes
+    only str and int for ``pos_label``), and with only negative samples gives
+    specificity 1 when they are all predicted negative (imblearn's binary
+    average returns 0 when ``pos_label`` is absent from the labels).
     """
     if average == "binary":
         pos_label = resolve_pos_label(y_true, y_pred, pos_label)
@@ -115,20 +96,63 @@ def specificity_score(y_true, y_pred, *, pos_label=None, average="binary"):
             raise ValueError(
                 f"pos_label={pos_label!r} is not a valid label. It should be one of {labels.tolist()}."
             )
-        y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
-        negatives = y_true != pos_label
-        if not negatives.any():
-            return 0.0
-        return float(np.mean(y_pred[negatives] != pos_label))
-    if average not in (None, "macro", "weighted"):
-        raise ValueError(f"average={average!r} is not one of 'binary', 'macro', 'weighted', None.")
-    mcm = multilabel_confusion_matrix(y_true, y_pred)
-    tn, fp = mcm[:, 0, 0], mcm[:, 0, 1]
-    per_class = np.divide(tn, tn + fp, out=np.zeros(len(tn)), where=(tn + fp) > 0)
+        sensitivity, specificity, _ = sensitivity_specificity_support(
+            y_true, y_pred, labels=[pos_label], average=None, warn_for=()
+        )
+        return float(sensitivity[0]), float(specificity[0])
+    sensitivity, specificity, _ = sensitivity_specificity_support(
+        y_true, y_pred, average=average, warn_for=()
+    )
     if average is None:
-        return per_class
-    weights = mcm[:, 1, 0] + mcm[:, 1, 1] if average == "weighted" else None
-    return float(np.average(per_class, weights=weights))
+        return sensitivity, specificity
+    return float(sensitivity), float(specificity)
+
+
+def sensitivity_score(y_true, y_pred, *, pos_label=None, average="binary"):
+    """Sensitivity (true positive rate, recall of the positive class).
+
+    Computed by :func:`imblearn.metrics.sensitivity_specificity_support`.
+
+    Parameters
+    ----------
+    y_true, y_pred : array-like of shape (n_samples,)
+    pos_label : label or None, default=None
+        The positive class; ``None`` finds it as :func:`resolve_pos_label` does.
+    average : {"binary", "micro", "macro", "weighted"} or None, default="binary"
+        As in :func:`sklearn.metrics.recall_score`, for multi-class labels.
+
+    Returns
+    -------
+    score : float or ndarray
+        0 where there is no positive sample. With ``average=None``, the recall
+        of each class, in sorted label order.
+    """
+    return _sensitivity_specificity(y_true, y_pred, pos_label, average)[0]
+
+
+def specificity_score(y_true, y_pred, *, pos_label=None, average="binary"):
+    """Specificity (true negative rate, recall of the negative class).
+
+    Computed by :func:`imblearn.metrics.sensitivity_specificity_support`.
+
+    Parameters
+    ----------
+    y_true, y_pred : array-like of shape (n_samples,)
+    pos_label : label or None, default=None
+        The positive class; ``None`` finds it as :func:`resolve_pos_label` does.
+    average : {"binary", "macro", "weighted"} or None, default="binary"
+        For multi-class labels, the one-vs-rest specificity of each class,
+        averaged like :func:`sklearn.metrics.recall_score` averages recalls.
+
+    Returns
+    -------
+    score : float or ndarray
+        0 where there is no negative sample. With ``average=None``, the
+        one-vs-rest specificity of each class, in sorted label order.
+    """
+    if average not in ("binary", None, "macro", "weighted"):
+        raise ValueError(f"average={average!r} is not one of 'binary', 'macro', 'weighted', None.")
+    return _sensitivity_specificity(y_true, y_pred, pos_label, average)[1]
 
 
 def _precision(y_true, y_pred, *, pos_label=None):
@@ -139,6 +163,16 @@ def _precision(y_true, y_pred, *, pos_label=None):
 def _f1(y_true, y_pred, *, pos_label=None):
     pos_label = resolve_pos_label(y_true, y_pred, pos_label)
     return f1_score(y_true, y_pred, pos_label=pos_label, zero_division=0.0)
+
+
+# Scorer functions of the metrics that depend on which class is positive; the
+# others are scikit-learn's scorers of the same name ("accuracy", "roc_auc").
+_SCORE_FUNCTIONS = {
+    "sensitivity": sensitivity_score,
+    "specificity": specificity_score,
+    "precision": _precision,
+    "f1": _f1,
+}
 
 
 def make_scoring(pos_label=None):
@@ -153,21 +187,92 @@ def make_scoring(pos_label=None):
     Returns
     -------
     scoring : dict of str to scorer
-        ``accuracy``, ``sensitivity``, ``specificity``, ``precision``, ``f1``
-        and ``roc_auc``, for ``cross_validate(scoring=...)`` and
+        One scorer for each name in :data:`METRICS` (``accuracy``,
+        ``sensitivity``, ``specificity``, ``precision``, ``f1`` and
+        ``roc_auc``), for ``cross_validate(scoring=...)`` and
         ``GridSearchCV(scoring=..., refit="f1")``. The scorers share one call
         to ``predict`` and one to ``predict_proba`` per evaluation.
     """
     kwargs = {} if pos_label is None else {"pos_label": pos_label}
+    # Accuracy and ROC-AUC do not depend on which class is called positive.
     return {
-        "accuracy": "accuracy",
-        "sensitivity": make_scorer(sensitivity_score, **kwargs),
-        "specificity": make_scorer(specificity_score, **kwargs),
-        "precision": make_scorer(_precision, **kwargs),
-        "f1": make_scorer(_f1, **kwargs),
-        # ROC-AUC does not depend on which class is called positive.
-        "roc_auc": "roc_auc",
+        name: make_scorer(_SCORE_FUNCTIONS[name], **kwargs) if name in _SCORE_FUNCTIONS else name
+        for name in METRICS
     }
+
+
+def _divide(num, den, empty):
+    """``num / den`` elementwise, ``empty`` where ``den`` is 0."""
+    num, den = np.asarray(num, dtype=float), np.asarray(den, dtype=float)
+    out = np.full(np.broadcast(num, den).shape, empty, dtype=float)
+    np.divide(num, den, out=out, where=den > 0)
+    return out
+
+
+def _binary_scores(is_pos, pred_pos, score):
+    """The metrics of :data:`METRICS` along the last axis of truth, prediction and score arrays.
+
+    The one computation of the metrics for :func:`diagnostic_scores` and
+    :func:`bootstrap_scores`: 1-d arrays give the point estimates, 2-d arrays
+    (one row per bootstrap resample) give them all at once.
+
+    Parameters
+    ----------
+    is_pos, pred_pos : ndarray of bool
+        Whether each sample is of the positive class, and is predicted to be.
+    score : ndarray of float
+        The score (probability) of the positive class.
+
+    Returns
+    -------
+    scores : dict of str to ndarray
+        Sensitivity, specificity and ROC-AUC are NaN when a class is absent;
+        precision and F1 are 0 when undefined, as scikit-learn's functions give
+        them with ``zero_division=0``.
+    """
+    tp = np.sum(is_pos & pred_pos, axis=-1)
+    fp = np.sum(~is_pos & pred_pos, axis=-1)
+    fn = np.sum(is_pos & ~pred_pos, axis=-1)
+    tn = np.sum(~is_pos & ~pred_pos, axis=-1)
+    n_pos, n_neg = tp + fn, tn + fp
+    # Mann-Whitney: ties get their average rank, so the AUC counts them as 1/2.
+    ranks = rankdata(score, axis=-1)
+    rank_sum = np.sum(np.where(is_pos, ranks, 0.0), axis=-1)
+    return {
+        "accuracy": (tp + tn) / (n_pos + n_neg),
+        "sensitivity": _divide(tp, n_pos, np.nan),
+        "specificity": _divide(tn, n_neg, np.nan),
+        "precision": _divide(tp, tp + fp, 0.0),
+        "f1": _divide(2 * tp, 2 * tp + fp + fn, 0.0),
+        "roc_auc": _divide(rank_sum - n_pos * (n_pos + 1) / 2, n_pos * n_neg, np.nan),
+    }
+
+
+def _binary_predictions(y_true, proba, classes, pos_label):
+    """Check binary predictions; return the positive class, truth, prediction and score."""
+    class_array = np.asarray(classes)
+    classes = class_array.tolist()
+    proba = np.asarray(proba, dtype=np.float64)
+    y_true = np.asarray(y_true)
+    if len(classes) != 2 or proba.ndim != 2 or proba.shape[1] != 2:
+        raise ValueError(
+            f"Only binary classification is supported; got classes {classes} and "
+            f"probabilities of shape {proba.shape}."
+        )
+    if len(y_true) != len(proba) or len(y_true) == 0:
+        raise ValueError(
+            f"y_true has {len(y_true)} labels and proba {len(proba)} rows; they must match "
+            "and not be empty."
+        )
+    unknown = sorted(set(y_true.tolist()) - set(classes), key=str)
+    if unknown:
+        raise ValueError(f"y_true has labels {unknown} the model does not know ({classes}).")
+    y_pred = class_array[proba.argmax(axis=1)]
+    pos_label = resolve_pos_label(y_true, y_pred, pos_label)
+    if pos_label not in classes:
+        raise ValueError(f"pos_label {pos_label!r} is not one of the classes {classes}.")
+    score = proba[:, classes.index(pos_label)]
+    return pos_label, y_true == pos_label, y_pred == pos_label, score
 
 
 def diagnostic_scores(estimator, X, y, *, pos_label=None):
@@ -188,29 +293,110 @@ def diagnostic_scores(estimator, X, y, *, pos_label=None):
     Returns
     -------
     scores : dict of str to float
-        Also ``pos_label``, the class taken as positive.
+        The metrics of :data:`METRICS`: sensitivity and specificity are 0 (as
+        :func:`sensitivity_score` and :func:`specificity_score` give them) and
+        ROC-AUC is NaN when ``y`` lacks a class. Also ``pos_label``, the class
+        taken as positive.
     """
     proba = estimator.predict_proba(X)
-    classes = list(estimator.classes_)
-    y_pred = np.asarray(classes, dtype=object)[proba.argmax(axis=1)]
-    y = np.asarray(y, dtype=object)
-    pos_label = resolve_pos_label(y, y_pred, pos_label)
-    return {
-        "accuracy": float(np.mean(y_pred == y)),
-        "sensitivity": float(sensitivity_score(y, y_pred, pos_label=pos_label)),
-        "specificity": float(specificity_score(y, y_pred, pos_label=pos_label)),
-        "precision": float(_precision(y, y_pred, pos_label=pos_label)),
-        "f1": float(_f1(y, y_pred, pos_label=pos_label)),
-        "roc_auc": float(roc_auc_score(y == pos_label, proba[:, classes.index(pos_label)])),
-        "pos_label": pos_label,
-    }
+    pos_label, is_pos, pred_pos, score = _binary_predictions(
+        np.asarray(y, dtype=object), proba, np.asarray(estimator.classes_, dtype=object), pos_label
+    )
+    scores = {name: float(value) for name, value in _binary_scores(is_pos, pred_pos, score).items()}
+    for name in ("sensitivity", "specificity"):
+        if np.isnan(scores[name]):
+            scores[name] = 0.0
+    return {**scores, "pos_label": pos_label}
+
+
+def bootstrap_scores(y_true, proba, classes, *, pos_label=None, n_bootstraps=1000,
+                     confidence_level=0.95, random_state=0):
+    """The metrics of held-out predictions, with percentile-bootstrap confidence intervals.
+
+    The evaluated samples are resampled with replacement ``n_bootstraps``
+    times; each metric's interval is the central ``confidence_level`` share of
+    its values over the resamples where it is defined (sensitivity, specificity
+    and ROC-AUC need both classes). Samples from one patient are not
+    independent, so with slice-level test sets the intervals are optimistic.
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n_samples,)
+    proba : array-like of shape (n_samples, 2)
+        Predicted class probabilities, columns in the order of ``classes``;
+        the prediction is the most probable class (the first on a tie).
+    classes : array-like of shape (2,)
+    pos_label : label or None, default=None
+        The positive (COVID) class; ``None`` finds it as
+        :func:`resolve_pos_label` does.
+    n_bootstraps : int, default=1000
+        Number of resamples; 0 for point estimates only.
+    confidence_level : float, default=0.95
+        In (0, 1).
+    random_state : int, RandomState instance or None, default=0
+        Seeds the resampling.
+
+    Returns
+    -------
+    scores : dict
+        For each name in :data:`METRICS`, a dict with ``value`` (the point
+        estimate; NaN for sensitivity, specificity and ROC-AUC when a class is
+        absent from ``y_true``), ``ci_low`` and ``ci_high`` (None when
+        ``n_bootstraps`` is 0, NaN when no resample defines the metric). Also
+        ``pos_label``, the class taken as positive, as
+        :func:`resolve_pos_label` returns it.
+
+    Raises
+    ------
+    ValueError
+        For non-binary ``classes`` or ``proba``, labels of ``y_true`` not in
+        ``classes``, a ``pos_label`` not in ``classes``, or an out-of-range
+        ``n_bootstraps`` or ``confidence_level``.
+
+    Examples
+    --------
+    >>> from skcovid.metrics import bootstrap_scores
+    >>> y = ["COVID", "COVID", "non-COVID", "non-COVID", "non-COVID"]
+    >>> proba = [[0.9, 0.1], [0.4, 0.6], [0.3, 0.7], [0.2, 0.8], [0.6, 0.4]]
+    >>> scores = bootstrap_scores(y, proba, ["COVID", "non-COVID"], n_bootstraps=200)
+    >>> print(scores["pos_label"], scores["sensitivity"]["value"], scores["roc_auc"]["value"])
+    COVID 0.5 0.8333333333333334
+    >>> 0 <= scores["roc_auc"]["ci_low"] <= scores["roc_auc"]["ci_high"] <= 1
+    True
+    """
+    if not 0 < confidence_level < 1:
+        raise ValueError(f"confidence_level must be in (0, 1); got {confidence_level}.")
+    if not isinstance(n_bootstraps, numbers.Integral) or n_bootstraps < 0:
+        raise ValueError(f"n_bootstraps must be an integer >= 0; got {n_bootstraps!r}.")
+    pos_label, is_pos, pred_pos, score = _binary_predictions(y_true, proba, classes, pos_label)
+    point = _binary_scores(is_pos, pred_pos, score)
+    scores = {name: {"value": float(point[name]), "ci_low": None, "ci_high": None}
+              for name in METRICS}
+    if n_bootstraps:
+        rng = check_random_state(random_state)
+        n = len(is_pos)
+        # Bootstraps in chunks keep memory at O(chunk * n) for large test sets.
+        samples = {name: [] for name in METRICS}
+        for start in range(0, n_bootstraps, 200):
+            idx = rng.randint(0, n, size=(min(200, n_bootstraps - start), n))
+            for name, values in _binary_scores(is_pos[idx], pred_pos[idx], score[idx]).items():
+                samples[name].append(values)
+        alpha = (1 - confidence_level) / 2
+        for name in METRICS:
+            values = np.concatenate(samples[name])
+            values = values[~np.isnan(values)]
+            low, high = np.quantile(values, [alpha, 1 - alpha]) if len(values) else (np.nan, np.nan)
+            scores[name].update(ci_low=float(low), ci_high=float(high))
+    return {**scores, "pos_label": pos_label}
 
 
 #: Default scorers (see :func:`make_scoring`).
 SCORING = make_scoring()
 
 __all__ = [
+    "METRICS",
     "SCORING",
+    "bootstrap_scores",
     "diagnostic_scores",
     "make_scoring",
     "resolve_pos_label",

@@ -4,7 +4,8 @@
 :class:`EvaluationReport`; :meth:`EvaluationReport.save` writes
 
 - ``metrics.json``: accuracy, sensitivity, specificity, precision, F1 and
-  ROC-AUC, each with a percentile-bootstrap confidence interval, plus the
+  ROC-AUC (:data:`skcovid.metrics.METRICS`), each with a percentile-bootstrap
+  confidence interval from :func:`skcovid.metrics.bootstrap_scores`, plus the
   confusion matrix, the class counts and, for a pruned model, the pruning
   summary;
 - ``classification_report.txt``;
@@ -26,57 +27,23 @@ import numbers
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import rankdata
 from sklearn.metrics import classification_report, confusion_matrix
-from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from ._fitted import final_estimator
 from ._persistence import atomic_write
 from ._plotting import require_matplotlib
-from .metrics import resolve_pos_label
+from .metrics import METRICS, bootstrap_scores
 from ._version import __version__
 
 __all__ = ["EvaluationReport", "evaluate"]
 
-#: Metric names, in the order reports show them.
-METRICS = ("accuracy", "sensitivity", "specificity", "precision", "f1", "roc_auc")
+# Row titles of the metrics of skcovid.metrics.METRICS.
 _TITLES = {
     "accuracy": "Accuracy", "sensitivity": "Sensitivity (recall of {pos})",
     "specificity": "Specificity (recall of {neg})", "precision": "Precision (PPV)",
     "f1": "F1 score", "roc_auc": "ROC-AUC",
 }
-
-
-def _divide(num, den, empty):
-    """``num / den`` elementwise, ``empty`` where ``den`` is 0."""
-    num, den = np.asarray(num, dtype=float), np.asarray(den, dtype=float)
-    out = np.full(np.broadcast(num, den).shape, empty, dtype=float)
-    np.divide(num, den, out=out, where=den > 0)
-    return out
-
-
-def _binary_metrics(is_pos, pred_pos, score):
-    """The six metrics along the last axis of boolean truth, prediction and score arrays.
-
-    Sensitivity, specificity and ROC-AUC are NaN when a class is absent;
-    precision and F1 are 0 when undefined, as in :mod:`skcovid.metrics`.
-    """
-    tp = np.sum(is_pos & pred_pos, axis=-1)
-    fp = np.sum(~is_pos & pred_pos, axis=-1)
-    fn = np.sum(is_pos & ~pred_pos, axis=-1)
-    tn = np.sum(~is_pos & ~pred_pos, axis=-1)
-    n_pos, n_neg = tp + fn, tn + fp
-    ranks = rankdata(score, axis=-1)  # ties get their average rank: the AUC counts them as 1/2
-    rank_sum = np.sum(np.where(is_pos, ranks, 0.0), axis=-1)
-    return {
-        "accuracy": (tp + tn) / (n_pos + n_neg),
-        "sensitivity": _divide(tp, n_pos, np.nan),
-        "specificity": _divide(tn, n_neg, np.nan),
-        "precision": _divide(tp, tp + fp, 0.0),
-        "f1": _divide(2 * tp, 2 * tp + fp + fn, 0.0),
-        "roc_auc": _divide(rank_sum - n_pos * (n_pos + 1) / 2, n_pos * n_neg, np.nan),
-    }
 
 
 def _jsonable(value):
@@ -134,9 +101,10 @@ class EvaluationReport:
     Attributes
     ----------
     metrics : dict of str to dict
-        For each of ``accuracy``, ``sensitivity``, ``specificity``,
-        ``precision``, ``f1`` and ``roc_auc``: ``value``, ``ci_low`` and
-        ``ci_high``.
+        For each name in :data:`skcovid.metrics.METRICS` (``accuracy``,
+        ``sensitivity``, ``specificity``, ``precision``, ``f1`` and
+        ``roc_auc``): ``value``, ``ci_low`` and ``ci_high``, as
+        :func:`skcovid.metrics.bootstrap_scores` computes them.
     y_pred : ndarray of shape (n_samples,)
         Predicted labels (the most probable class).
     confusion_matrix : ndarray of shape (2, 2)
@@ -151,35 +119,19 @@ class EvaluationReport:
     def __init__(self, y_true, proba, classes, *, pos_label=None, n_bootstraps=1000,
                  confidence_level=0.95, random_state=0, history=(), pruned_at_epoch=None,
                  pruning=None, model=""):
+        # Checks the input, finds the positive class and computes every number shown.
+        scores = bootstrap_scores(y_true, proba, classes, pos_label=pos_label,
+                                  n_bootstraps=n_bootstraps, confidence_level=confidence_level,
+                                  random_state=random_state)
         class_array = np.asarray(classes)
         classes = class_array.tolist()
         proba = np.asarray(proba, dtype=np.float64)
         y_true = np.asarray(y_true)
-        if len(classes) != 2 or proba.ndim != 2 or proba.shape[1] != 2:
-            raise ValueError(
-                f"EvaluationReport is for binary classifiers; got classes {classes} and "
-                f"probabilities of shape {proba.shape}."
-            )
-        if len(y_true) != len(proba) or len(y_true) == 0:
-            raise ValueError(
-                f"y_true has {len(y_true)} labels and proba {len(proba)} rows; they must match "
-                "and not be empty."
-            )
-        unknown = sorted(set(y_true.tolist()) - set(classes), key=str)
-        if unknown:
-            raise ValueError(f"y_true has labels {unknown} the model does not know ({classes}).")
-        if not 0 < confidence_level < 1:
-            raise ValueError(f"confidence_level must be in (0, 1); got {confidence_level}.")
-        if not isinstance(n_bootstraps, numbers.Integral) or n_bootstraps < 0:
-            raise ValueError(f"n_bootstraps must be an integer >= 0; got {n_bootstraps!r}.")
-
         self.classes = classes
         self.y_true = y_true
         self.proba = proba
         self.y_pred = class_array[proba.argmax(axis=1)]
-        self.pos_label = _jsonable(resolve_pos_label(y_true, self.y_pred, pos_label))
-        if self.pos_label not in classes:
-            raise ValueError(f"pos_label {self.pos_label!r} is not one of the classes {classes}.")
+        self.pos_label = _jsonable(scores["pos_label"])
         self.neg_label = _jsonable(next(c for c in classes if c != self.pos_label))
         self.labels = [self.pos_label, self.neg_label]
         self.score = proba[:, classes.index(self.pos_label)]
@@ -192,7 +144,7 @@ class EvaluationReport:
         self.model = model
         self.confusion_matrix = confusion_matrix(y_true, self.y_pred, labels=self.labels)
         self.class_counts = {c: int(np.sum(y_true == c)) for c in self.labels}
-        self.metrics = self._compute_metrics()
+        self.metrics = {name: scores[name] for name in METRICS}
 
     @classmethod
     def from_predictions(cls, y_true, proba, classes, **kwargs):
@@ -211,32 +163,6 @@ class EvaluationReport:
         report : EvaluationReport
         """
         return cls(y_true, proba, classes, **kwargs)
-
-    def _compute_metrics(self):
-        is_pos, pred_pos = self.y_true == self.pos_label, self.y_pred == self.pos_label
-        point = _binary_metrics(is_pos, pred_pos, self.score)
-        metrics = {name: {"value": float(point[name])} for name in METRICS}
-        if self.n_bootstraps:
-            rng = check_random_state(self.random_state)
-            n = len(self.y_true)
-            # Bootstraps in chunks keep memory at O(chunk * n) for large test sets.
-            samples = {name: [] for name in METRICS}
-            for start in range(0, self.n_bootstraps, 200):
-                idx = rng.randint(0, n, size=(min(200, self.n_bootstraps - start), n))
-                for name, values in _binary_metrics(is_pos[idx], pred_pos[idx],
-                                                    self.score[idx]).items():
-                    samples[name].append(values)
-            alpha = (1 - self.confidence_level) / 2
-            for name in METRICS:
-                values = np.concatenate(samples[name])
-                values = values[~np.isnan(values)]
-                low, high = (np.quantile(values, [alpha, 1 - alpha]) if len(values)
-                             else (np.nan, np.nan))
-                metrics[name].update(ci_low=float(low), ci_high=float(high))
-        else:
-            for name in METRICS:
-                metrics[name].update(ci_low=None, ci_high=None)
-        return metrics
 
     # ------------------------------------------------------------------ text
     def _title(self, name):

@@ -1,15 +1,24 @@
-"""Tests of skcovid.metrics: sensitivity, specificity, positive-class inference, scorers."""
+"""Tests of skcovid.metrics: sensitivity, specificity, positive-class inference, scorers,
+the one computation of the metrics and its bootstrap."""
 
+import warnings
+
+import imblearn.metrics
 import numpy as np
 import pytest
 from sklearn.base import clone
 from sklearn.datasets import make_classification
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import recall_score, roc_auc_score
+from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score, roc_auc_score
 from sklearn.model_selection import StratifiedKFold, cross_validate
 
+import skcovid.metrics
 from skcovid.metrics import (
+    METRICS,
     SCORING,
+    _binary_scores,
+    bootstrap_scores,
+    diagnostic_scores,
     make_scoring,
     resolve_pos_label,
     sensitivity_score,
@@ -259,6 +268,14 @@ def test_scoring_keys():
     assert set(SCORING) == {"accuracy", "sensitivity", "specificity", "precision", "f1", "roc_auc"}
     assert len(SCORING) == 6
     assert set(make_scoring(pos_label="COVID")) == set(SCORING)
+    # Every list of metrics comes from METRICS, in its order.
+    assert METRICS == ("accuracy", "sensitivity", "specificity", "precision", "f1", "roc_auc")
+    assert tuple(SCORING) == tuple(make_scoring(pos_label="COVID")) == METRICS
+    y, proba = _random_predictions(np.random.RandomState(0), 30)
+    assert tuple(_binary_scores(y == "COVID", proba[:, 0] > 0.5, proba[:, 0])) == METRICS
+    scores = bootstrap_scores(y, proba, ["COVID", "non-COVID"], n_bootstraps=0)
+    assert tuple(scores) == (*METRICS, "pos_label")
+    assert set(skcovid.metrics.__all__) >= {"METRICS", "bootstrap_scores", "diagnostic_scores"}
 
 
 @pytest.mark.parametrize("pos", ["COVID", "non-COVID"])
@@ -309,3 +326,198 @@ def test_scoring_with_int_labels_uses_1_as_positive():
     by_int = cross_validate(clf, X, y01, cv=cv, scoring=SCORING, error_score="raise")
     for name in SCORING:
         np.testing.assert_allclose(by_int[f"test_{name}"], by_name[f"test_{name}"], err_msg=name)
+
+
+# --- sensitivity and specificity come from imbalanced-learn ----------------------------
+
+def _random_labels(rng, n, labels):
+    return np.asarray(labels, dtype=object)[rng.randint(0, len(labels), size=n)]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_sensitivity_specificity_equal_imblearn_on_random_labels(seed):
+    rng = np.random.RandomState(seed)
+    y_true = _random_labels(rng, 40, ["COVID", "non-COVID"])
+    y_pred = _random_labels(rng, 40, ["COVID", "non-COVID"])
+    for pos in ("COVID", "non-COVID"):
+        assert sensitivity_score(y_true, y_pred, pos_label=pos) == pytest.approx(
+            imblearn.metrics.sensitivity_score(y_true, y_pred, pos_label=pos), abs=1e-15)
+        assert specificity_score(y_true, y_pred, pos_label=pos) == pytest.approx(
+            imblearn.metrics.specificity_score(y_true, y_pred, pos_label=pos), abs=1e-15)
+    y_true, y_pred = _random_labels(rng, 60, [0, 1, 2, 3]), _random_labels(rng, 60, [0, 1, 2, 3])
+    y_true, y_pred = y_true.astype(int), y_pred.astype(int)
+    for average in (None, "macro", "weighted"):
+        np.testing.assert_allclose(
+            sensitivity_score(y_true, y_pred, average=average),
+            imblearn.metrics.sensitivity_score(y_true, y_pred, average=average))
+        np.testing.assert_allclose(
+            specificity_score(y_true, y_pred, average=average),
+            imblearn.metrics.specificity_score(y_true, y_pred, average=average))
+    # Multi-class sensitivity is still scikit-learn's recall, micro-average included.
+    for average in (None, "micro", "macro", "weighted"):
+        np.testing.assert_allclose(sensitivity_score(y_true, y_pred, average=average),
+                                   recall_score(y_true, y_pred, average=average))
+
+
+@pytest.mark.parametrize("y_true, y_pred, pos_label, sens, spec", [
+    # No negative sample: specificity is 0 (imblearn agrees).
+    pytest.param([1, 1, 1], [1, 0, 1], None, 2 / 3, 0.0, id="no-negatives"),
+    # No positive sample, and 1 never predicted: imblearn's binary average gives
+    # specificity 0 here (pos_label is absent); skcovid keeps 1, the recall of 0.
+    pytest.param([0, 0, 0], [0, 0, 0], None, 0.0, 1.0, id="only-negatives"),
+    pytest.param(["non-COVID"] * 4, ["non-COVID", "COVID", "non-COVID", "non-COVID"], "COVID",
+                 0.0, 3 / 4, id="no-positives"),
+    pytest.param(["non-COVID"] * 2, ["non-COVID"] * 2, "COVID", 0.0, 1.0, id="positive-absent"),
+])
+def test_zero_division_is_0_without_warning(y_true, y_pred, pos_label, sens, spec):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert sensitivity_score(y_true, y_pred, pos_label=pos_label) == sens
+        assert specificity_score(y_true, y_pred, pos_label=pos_label) == spec
+        assert isinstance(sensitivity_score(y_true, y_pred, pos_label=pos_label), float)
+
+
+@pytest.mark.parametrize("pos, neg", [
+    pytest.param(np.True_, np.False_, id="numpy-bool"),
+    pytest.param(1.0, 0.0, id="floats"),
+    pytest.param(np.int64(1), np.int64(0), id="numpy-int"),
+])
+def test_pos_label_types_imblearn_would_refuse(pos, neg):
+    # imblearn's pos_label takes str or int only; skcovid passes labels=[pos_label].
+    y_true = np.where(_Y_TRUE_01 == 1, pos, neg)
+    y_pred = np.where(_Y_PRED_01 == 1, pos, neg)
+    assert sensitivity_score(y_true, y_pred, pos_label=pos) == pytest.approx(_SENS)
+    assert specificity_score(y_true, y_pred, pos_label=pos) == pytest.approx(_SPEC)
+    assert sensitivity_score(y_true, y_pred, pos_label=neg) == pytest.approx(_SPEC)
+
+
+def test_binary_pos_label_not_among_two_labels_raises():
+    y_true, y_pred = _binary("COVID", "non-COVID")
+    for score in (sensitivity_score, specificity_score):
+        with pytest.raises(ValueError, match="pos_label='flu' is not a valid label"):
+            score(y_true, y_pred, pos_label="flu")
+
+
+# --- the one computation of the metrics ----------------------------------------------
+
+def _random_predictions(rng, n, p_pos=0.4, decimals=2):
+    y = np.where(rng.rand(n) < p_pos, "COVID", "non-COVID").astype(object)
+    score = np.clip((y == "COVID") * 0.3 + rng.rand(n) * 0.7, 0, 1).round(decimals)  # with ties
+    return y, np.column_stack([score, 1 - score])  # columns: COVID, non-COVID
+
+
+def _library_scores(y_true, y_pred, score, pos):
+    """The metrics as scikit-learn and imbalanced-learn compute them."""
+    return {
+        "accuracy": accuracy_score(y_true, y_pred),
+        "sensitivity": imblearn.metrics.sensitivity_score(y_true, y_pred, pos_label=pos),
+        "specificity": imblearn.metrics.specificity_score(y_true, y_pred, pos_label=pos),
+        "precision": precision_score(y_true, y_pred, pos_label=pos, zero_division=0.0),
+        "f1": f1_score(y_true, y_pred, pos_label=pos, zero_division=0.0),
+        "roc_auc": roc_auc_score(y_true == pos, score),
+    }
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("pos", ["COVID", "non-COVID"])
+def test_point_estimates_equal_library_functions_on_random_data(seed, pos):
+    rng = np.random.RandomState(seed)
+    n = rng.randint(5, 300)
+    y, proba = _random_predictions(rng, n, p_pos=rng.uniform(0.1, 0.9), decimals=rng.randint(1, 4))
+    if len(set(y)) < 2:
+        y[:2] = ["COVID", "non-COVID"]
+    classes = ["COVID", "non-COVID"]
+    y_pred = np.asarray(classes, dtype=object)[proba.argmax(axis=1)]
+    expected = _library_scores(y, y_pred, proba[:, classes.index(pos)], pos)
+
+    scores = bootstrap_scores(y, proba, classes, pos_label=pos, n_bootstraps=0)
+    assert scores["pos_label"] == pos
+    for name in METRICS:
+        assert scores[name]["value"] == pytest.approx(expected[name], abs=1e-12), name
+        assert scores[name]["ci_low"] is None and scores[name]["ci_high"] is None
+
+    class Fitted:  # a fitted classifier that returns these probabilities
+        classes_ = np.array(classes)
+
+        def predict_proba(self, X):
+            return proba
+
+    diagnostic = diagnostic_scores(Fitted(), None, y, pos_label=pos)
+    assert diagnostic["pos_label"] == pos and tuple(diagnostic) == (*METRICS, "pos_label")
+    for name in METRICS:
+        assert diagnostic[name] == pytest.approx(expected[name], abs=1e-12), name
+        assert diagnostic[name] == scores[name]["value"], name
+        # The scorer functions agree with the one computation.
+        if name in ("sensitivity", "specificity"):
+            score = sensitivity_score if name == "sensitivity" else specificity_score
+            assert score(y, y_pred, pos_label=pos) == pytest.approx(diagnostic[name], abs=1e-12)
+
+
+def test_bootstrap_scores_match_library_functions_per_resample():
+    y, proba = _random_predictions(np.random.RandomState(0), 60)
+    rng = np.random.RandomState(0)
+    idx = rng.randint(0, 60, size=(20, 60))
+    is_pos, score = y == "COVID", proba[:, 0]
+    pred_pos = score > 0.5
+    resampled = _binary_scores(is_pos[idx], pred_pos[idx], score[idx])
+    for i, row in enumerate(idx):
+        y_pred = np.where(pred_pos[row], "COVID", "non-COVID").astype(object)
+        expected = _library_scores(y[row], y_pred, score[row], "COVID")
+        for name in METRICS:
+            assert resampled[name][i] == pytest.approx(expected[name], abs=1e-12), (name, i)
+        # The AUC the report's bootstrap uses is scikit-learn's.
+        assert resampled["roc_auc"][i] == pytest.approx(roc_auc_score(is_pos[row], score[row]))
+
+
+def test_undefined_metrics_are_nan_in_the_core_and_0_in_diagnostic_scores():
+    y = np.array(["non-COVID"] * 5, dtype=object)
+    proba = np.array([[0.2, 0.8], [0.7, 0.3], [0.1, 0.9], [0.4, 0.6], [0.3, 0.7]])
+    scores = bootstrap_scores(y, proba, ["COVID", "non-COVID"], n_bootstraps=50)
+    for name in ("sensitivity", "roc_auc"):
+        assert np.isnan(scores[name]["value"]) and np.isnan(scores[name]["ci_low"]), name
+    assert scores["specificity"]["value"] == pytest.approx(4 / 5)
+    assert scores["precision"]["value"] == scores["f1"]["value"] == 0.0
+
+    class Fitted:
+        classes_ = np.array(["COVID", "non-COVID"])
+
+        def predict_proba(self, X):
+            return proba
+
+    diagnostic = diagnostic_scores(Fitted(), None, y)
+    assert diagnostic["sensitivity"] == 0.0  # as sensitivity_score gives it
+    assert diagnostic["specificity"] == pytest.approx(4 / 5)
+    assert np.isnan(diagnostic["roc_auc"])
+
+
+def test_bootstrap_scores_intervals_and_reproducibility():
+    y, proba = _random_predictions(np.random.RandomState(1), 80)
+    classes = ["COVID", "non-COVID"]
+    scores = bootstrap_scores(y, proba, classes, n_bootstraps=300, random_state=3)
+    assert scores == bootstrap_scores(y, proba, classes, n_bootstraps=300, random_state=3)
+    assert scores != bootstrap_scores(y, proba, classes, n_bootstraps=300, random_state=4)
+    wide = bootstrap_scores(y, proba, classes, n_bootstraps=300, random_state=3, confidence_level=0.99)
+    for name in METRICS:
+        m = scores[name]
+        assert m["ci_low"] <= m["value"] <= m["ci_high"], name
+        assert wide[name]["ci_low"] <= m["ci_low"] and m["ci_high"] <= wide[name]["ci_high"], name
+    # More resamples than one chunk of 200, and a RandomState instance.
+    many = bootstrap_scores(y, proba, classes, n_bootstraps=450, random_state=np.random.RandomState(0))
+    assert many["accuracy"]["ci_low"] < many["accuracy"]["ci_high"]
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(classes=["a", "b", "c"]), "binary"),
+    (dict(proba=np.ones((10, 3))), "binary"),
+    (dict(y_true=["COVID"] * 3), "3 labels and proba 10 rows"),
+    (dict(y_true=["COVID", "flu"] * 5), r"labels \['flu'\]"),
+    (dict(pos_label="flu"), "pos_label 'flu' is not one of the classes"),
+    (dict(confidence_level=0.0), "confidence_level"),
+    (dict(n_bootstraps=2.5), "n_bootstraps"),
+])
+def test_bootstrap_scores_bad_input(kwargs, match):
+    args = dict(y_true=["COVID", "non-COVID"] * 5, proba=np.full((10, 2), 0.5),
+                classes=["COVID", "non-COVID"])
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        bootstrap_scores(args.pop("y_true"), args.pop("proba"), args.pop("classes"), **args)

@@ -13,8 +13,9 @@ from sklearn.preprocessing import FunctionTransformer
 
 from skcovid import PrunedCNNClassifier, TransferCNNClassifier
 from skcovid._persistence import atomic_write
+from skcovid.metrics import METRICS, bootstrap_scores
 from skcovid.pruning import StructuredPruner
-from skcovid.report import METRICS, EvaluationReport, evaluate
+from skcovid.report import EvaluationReport, evaluate
 
 from conftest import FAST
 
@@ -63,16 +64,27 @@ def test_bootstrap_intervals_cover_and_shrink_and_reproduce():
         assert width(big) < width(small) / 2, name  # about 1/sqrt(25) as wide
 
 
-def test_bootstrap_roc_auc_matches_scikit_learn_per_resample():
-    from skcovid.report import _binary_metrics
+# The per-resample check of the bootstrap's metrics against scikit-learn's (once
+# test_bootstrap_roc_auc_matches_scikit_learn_per_resample here) is in test_metrics.py,
+# with the computation it checks.
 
-    y, proba = _predictions(60)
-    rng = np.random.RandomState(0)
-    idx = rng.randint(0, 60, size=(20, 60))
-    is_pos, score = y == "COVID", proba[:, 0]
-    aucs = _binary_metrics(is_pos[idx], score[idx] > 0.5, score[idx])["roc_auc"]
-    for row, auc in zip(idx, aucs):
-        assert auc == pytest.approx(roc_auc_score(is_pos[row], score[row]))
+
+@pytest.mark.parametrize("kwargs", [
+    dict(n_bootstraps=300, random_state=2),
+    dict(n_bootstraps=0),
+    dict(n_bootstraps=250, confidence_level=0.9, pos_label="non-COVID", random_state=5),
+])
+def test_report_shows_what_bootstrap_scores_computes(kwargs):
+    y, proba = _predictions(90, seed=3)
+    report = EvaluationReport(y, proba, ["COVID", "non-COVID"], **kwargs)
+    scores = bootstrap_scores(y, proba, ["COVID", "non-COVID"], **kwargs)
+    assert report.metrics == {name: scores[name] for name in METRICS}
+    assert report.pos_label == scores["pos_label"]
+    assert report.to_dict()["metrics"] == {name: scores[name] for name in METRICS}  # no NaN here
+    lines = report.summary().splitlines()
+    assert len(lines) == 1 + len(METRICS)
+    for line, name in zip(lines[1:], METRICS):
+        assert f"{scores[name]['value']:.4f}" in line, name
 
 
 def test_integer_labels_and_explicit_pos_label():
