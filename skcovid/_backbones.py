@@ -332,6 +332,12 @@ def _callable_backbone(factory, weights):
     return Backbone(features, IMAGENET_MEAN, IMAGENET_STD, pretrained=weights is not None)
 
 
+def is_backbone_name(name):
+    """Whether ``name`` names a backbone: one of :data:`BACKBONES` or ``"timm:<name>"``."""
+    return isinstance(name, str) and (name in BACKBONES or (name.startswith("timm:")
+                                                            and len(name) > len("timm:")))
+
+
 def build_backbone(backbone, weights, image_size):
     """Build a backbone by registry name, ``"timm:<name>"`` or callable.
 

@@ -3,30 +3,13 @@
 import json
 from pathlib import Path
 
-import joblib
-import numpy as np
 import torch
 from skorch.callbacks import Callback, EarlyStopping, LRScheduler
 from skorch.history import History
 
-from ._persistence import atomic_write
+from ._persistence import atomic_write, jsonable
 
 FILENAME = "skcovid_checkpoint.pt"
-#: Parameters that do not change what training computes.
-_IRRELEVANT = ("warm_start", "checkpoint_dir", "verbose", "callbacks", "num_workers", "memory",
-               "image_cache_mb", "device")
-
-
-def fingerprint(estimator, y, n_samples, precompute):
-    """What a checkpoint must match to be resumed: settings, labels, data size, training path."""
-    params = {k: v for k, v in estimator.get_params().items() if k not in _IRRELEVANT}
-    return joblib.hash((repr(sorted(params.items())), np.asarray(y).tolist(), n_samples, precompute))
-
-
-def _jsonable(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
 class Checkpointer(Callback):
@@ -74,7 +57,7 @@ class Checkpointer(Callback):
             "finished": finished,
             "module": net.module_.state_dict(),
             "optimizer": net.optimizer_.state_dict(),
-            "history": json.dumps(net.history.to_list(), default=_jsonable),
+            "history": json.dumps(net.history.to_list(), default=jsonable),
             "rng": torch.get_rng_state(),
         }
         if torch.cuda.is_available() and str(net.device).startswith("cuda"):
@@ -85,7 +68,7 @@ class Checkpointer(Callback):
             if isinstance(callback, EarlyStopping):
                 state["early_stopping"] = json.dumps({
                     "misses": callback.misses_, "dynamic_threshold": callback.dynamic_threshold_,
-                    "best_epoch": callback.best_epoch_}, default=_jsonable)
+                    "best_epoch": callback.best_epoch_}, default=jsonable)
                 if callback.best_model_weights_ is not None:
                     state["best_model_weights"] = callback.best_model_weights_
         with atomic_write(Path(self.folder) / FILENAME, "wb") as f:

@@ -1,56 +1,35 @@
 """TransferCNNClassifier: a scikit-learn classifier for CT slices."""
 
-import copy
-import numbers
 import os
 import warnings
+from numbers import Integral, Real
 
-import numpy as np
 import torch
-from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.model_selection import train_test_split
-from sklearn.preprocessing import LabelEncoder
-from sklearn.utils import check_random_state, check_scalar, compute_class_weight
-from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import (
-    check_consistent_length,
-    check_is_fitted,
-    check_memory,
-    column_or_1d,
-)
-from skorch.dataset import Dataset
-from skorch.helper import predefined_split
+from sklearn.base import _fit_context
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 
-from ._backbones import build_backbone, stage_names
-from ._checkpoint import Checkpointer, fingerprint, load_checkpoint, restore
-from ._data import DecodedCache, ImageDataset, check_images, inference_loader, make_augmentation
-from ._features import backbone_features, cached_backbone_features, model_key
-from ._network import TransferNet
-from ._training import (
-    LR_SCHEDULES,
-    AcceleratedNet,
-    OPTIMIZERS,
-    PRECISIONS,
-    SkorchNet,
-    autocast,
-    batches_per_epoch,
-    history_records,
-    resolve_device,
-    resolve_optimizer,
-    silent,
-    training_callbacks,
-)
-
-#: Training images the BatchNorm statistics are re-estimated on after training.
-_N_BATCHNORM_IMAGES = 512
+from . import _engine
+from ._backbones import build_backbone, is_backbone_name, stage_names
+from ._base import BaseCNNClassifier, Satisfies
+from ._network import TransferNet, eval_mode
+from ._training import LR_SCHEDULES, OPTIMIZERS, PRECISIONS, resolve_device
 
 
-def _check_option(value, name, options):
-    if value not in options:
-        raise ValueError(f"{name}={value!r} is not valid; choose one of {list(options)}.")
+def _is_device(device):
+    return device == "auto" or resolve_device(device) == device
 
 
-class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
+def _is_layer_widths(widths):
+    return all(isinstance(w, Integral) and not isinstance(w, bool) and w >= 1 for w in widths)
+
+
+def _is_accelerator(accelerator):
+    from accelerate import Accelerator  # only an installed accelerate can have made one
+
+    return isinstance(accelerator, Accelerator)
+
+
+class TransferCNNClassifier(BaseCNNClassifier):
     """CNN classifier for CT slices by transfer learning from ImageNet.
 
     A pretrained backbone (or a small CNN trained from scratch) gets a new
@@ -104,13 +83,18 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         per half cycle, stepped per batch; ``"onecycle"``: one cycle peaking at
         ``lr`` over the whole fit; ``"cosine"``: cosine annealing over
         ``max_epochs``.
-    early_stopping : int or None, default=5
+    early_stopping : "auto", int or None, default="auto"
         Stop when the validation loss has not improved for this many epochs,
         then restore the weights of the best epoch. ``None`` turns it off.
-        Needs ``validation_fraction``.
-    validation_fraction : float or None, default=0.1
+        ``"auto"`` is a patience of 5 epochs when a validation set is held
+        out and off otherwise. An int needs a validation set.
+    validation_fraction : "auto", float or None, default="auto"
         Fraction of the training data held out, stratified, to monitor
         validation loss and accuracy. ``None`` trains on all of it.
+        ``"auto"`` holds out 0.1 when every class can give at least 5
+        samples to the validation set (50 per class), and trains on all of
+        it otherwise, saying so at ``verbose >= 1``: small data, such as a
+        pilot set of 20 slices, then trains without early stopping.
     class_weight : None, "balanced" or dict, default=None
         Weights of the classes in the cross-entropy loss.
     device : str, default="auto"
@@ -181,8 +165,8 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         a validation set, ``valid_loss`` and ``valid_acc``.
     precomputed_features_ : bool
         Whether the head was trained on precomputed backbone features (see
-        ``precompute_features``); with ``memory``, predictions then look the
-        features up too.
+        ``precompute_features``); with ``memory``, predictions of the fitted
+        network then look the features up too.
     n_features_in_ : int
         Number of features, only when fitted on 2-D ``(n_samples,
         n_features)`` arrays (read as flattened single-channel images).
@@ -214,8 +198,8 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         batch_size=32,
         max_epochs=20,
         lr_schedule=None,
-        early_stopping=5,
-        validation_fraction=0.1,
+        early_stopping="auto",
+        validation_fraction="auto",
         class_weight=None,
         device="auto",
         num_workers=0,
@@ -259,81 +243,61 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         self.verbose = verbose
         self.callbacks = callbacks
 
-    def _validate_hyperparams(self):
-        if not (callable(self.backbone) or isinstance(self.backbone, str)):
-            raise TypeError(f"backbone must be a str or a callable; got {self.backbone!r}.")
-        if self.weights is not None and not isinstance(self.weights, (str, os.PathLike)):
-            raise TypeError(f"weights must be 'DEFAULT', a weights name, a path or None; got {self.weights!r}.")
-        if isinstance(self.freeze, str):
-            _check_option(self.freeze, "freeze", ("backbone", "none"))
-        elif isinstance(self.freeze, numbers.Integral) and not isinstance(self.freeze, bool):
-            check_scalar(self.freeze, "freeze", numbers.Integral, min_val=0)
-        else:
-            raise ValueError(f"freeze must be 'backbone', 'none' or an int >= 0; got {self.freeze!r}.")
-        _check_option(self.pooling, "pooling", ("avg", "max"))
-        if not isinstance(self.hidden_units, (tuple, list)) or not all(
-            isinstance(h, numbers.Integral) and not isinstance(h, bool) and h >= 1
-            for h in self.hidden_units
-        ):
-            raise ValueError(f"hidden_units must be a tuple of positive ints; got {self.hidden_units!r}.")
-        check_scalar(self.dropout, "dropout", numbers.Real, min_val=0.0, max_val=1.0,
-                     include_boundaries="left")
-        check_scalar(self.image_size, "image_size", numbers.Integral, min_val=1)
-        _check_option(self.augment, "augment", (None, "flip", "ct"))
-        if isinstance(self.optimizer, str):
-            _check_option(self.optimizer, "optimizer", tuple(OPTIMIZERS))
-        elif not (isinstance(self.optimizer, type) and issubclass(self.optimizer, torch.optim.Optimizer)):
-            raise ValueError(
-                f"optimizer must be one of {list(OPTIMIZERS)} or a torch.optim.Optimizer "
-                f"subclass; got {self.optimizer!r}."
-            )
-        check_scalar(self.lr, "lr", numbers.Real, min_val=0.0, include_boundaries="neither")
-        check_scalar(self.batch_size, "batch_size", numbers.Integral, min_val=1)
-        check_scalar(self.max_epochs, "max_epochs", numbers.Integral, min_val=1)
-        _check_option(self.lr_schedule, "lr_schedule", LR_SCHEDULES)
-        if self.early_stopping is not None:
-            check_scalar(self.early_stopping, "early_stopping", numbers.Integral, min_val=1)
-        if self.validation_fraction is not None:
-            check_scalar(self.validation_fraction, "validation_fraction", numbers.Real,
-                         min_val=0.0, max_val=1.0, include_boundaries="neither")
-        elif self.early_stopping is not None:
-            raise ValueError(
-                f"early_stopping={self.early_stopping} monitors the validation loss and needs "
-                "validation_fraction; set validation_fraction (e.g. 0.1) or early_stopping=None."
-            )
-        if not (self.class_weight is None or self.class_weight == "balanced"
-                or isinstance(self.class_weight, dict)):
-            raise ValueError(f"class_weight must be None, 'balanced' or a dict; got {self.class_weight!r}.")
-        check_scalar(self.num_workers, "num_workers", numbers.Integral, min_val=0)
-        _check_option(self.precision, "precision", tuple(PRECISIONS))
-        check_scalar(self.image_cache_mb, "image_cache_mb", numbers.Real, min_val=0)
-        _check_option(self.precompute_features, "precompute_features", ("auto", True, False))
+    _parameter_constraints = {
+        "backbone": [Satisfies(is_backbone_name, "a name from skcovid.BACKBONES or 'timm:<name>'"),
+                     callable],
+        "weights": [str, os.PathLike, None],
+        "freeze": [StrOptions({"backbone", "none"}), Interval(Integral, 0, None, closed="left")],
+        "pooling": [StrOptions({"avg", "max"})],
+        "hidden_units": [Satisfies(lambda v: isinstance(v, (tuple, list)) and _is_layer_widths(v),
+                                   "a tuple of positive ints")],
+        "dropout": [Interval(Real, 0, 1, closed="left")],
+        "image_size": [Interval(Integral, 1, None, closed="left")],
+        "augment": [StrOptions({"flip", "ct"}), None],
+        "optimizer": [StrOptions(set(OPTIMIZERS)),
+                      Satisfies(lambda v: issubclass(v, torch.optim.Optimizer),
+                                "a torch.optim.Optimizer subclass")],
+        "lr": [Interval(Real, 0, None, closed="neither")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "max_epochs": [Interval(Integral, 1, None, closed="left")],
+        "lr_schedule": [StrOptions({s for s in LR_SCHEDULES if s is not None}), None],
+        "early_stopping": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left"), None],
+        "validation_fraction": [StrOptions({"auto"}), Interval(Real, 0, 1, closed="neither"), None],
+        "class_weight": [StrOptions({"balanced"}), dict, None],
+        "device": [Satisfies(_is_device, "'auto' or a torch device name such as 'cpu' or 'cuda:0'")],
+        "num_workers": [Interval(Integral, 0, None, closed="left")],
+        "precision": [StrOptions(set(PRECISIONS))],
+        "image_cache_mb": [Interval(Real, 0, None, closed="left")],
+        "precompute_features": [StrOptions({"auto"}), "boolean"],
+        "accelerator": [Satisfies(_is_accelerator, "an accelerate.Accelerator"), None],
+        "memory": [None, str, os.PathLike, HasMethods(["cache"])],
+        "checkpoint_dir": [str, os.PathLike, None],
+        "warm_start": ["boolean"],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+        "callbacks": [list, tuple, None],
+    }
+
+    def _check_params(self):
+        """The checks that involve several parameters (each alone is in ``_parameter_constraints``)."""
         if self.precompute_features is True and not self._features_are_fixed():
             raise ValueError(
                 "precompute_features=True needs freeze='backbone' and augment=None (the backbone's "
                 f"output must not change during training); got freeze={self.freeze!r}, "
                 f"augment={self.augment!r}."
             )
-        self._memory()
-        if self.checkpoint_dir is not None and not isinstance(self.checkpoint_dir, (str, os.PathLike)):
-            raise ValueError(f"checkpoint_dir must be a folder path or None; got {self.checkpoint_dir!r}.")
-        if not isinstance(self.warm_start, bool):
-            raise ValueError(f"warm_start must be True or False; got {self.warm_start!r}.")
+        if self.validation_fraction is None and self.early_stopping not in ("auto", None):
+            raise ValueError(
+                f"early_stopping={self.early_stopping} monitors the validation loss and needs "
+                "validation_fraction; set validation_fraction (e.g. 0.1 or 'auto') or "
+                "early_stopping=None."
+            )
         if self.warm_start and self.checkpoint_dir is None:
             raise ValueError("warm_start=True resumes from a checkpoint and needs checkpoint_dir.")
-        check_scalar(self.verbose, "verbose", numbers.Integral, min_val=0)
-        if self.callbacks is not None and not isinstance(self.callbacks, (list, tuple)):
-            raise ValueError(f"callbacks must be a list of skorch callbacks or None; got {self.callbacks!r}.")
         if self.accelerator is not None:
             self._check_accelerator()
 
     def _check_accelerator(self):
-        try:
-            from accelerate import Accelerator
-        except ImportError:  # then it cannot be one
-            Accelerator = ()
-        if not isinstance(self.accelerator, Accelerator):
-            raise TypeError(f"accelerator must be an accelerate.Accelerator or None; got {self.accelerator!r}.")
         if self.accelerator.num_processes > 1 and not torch.distributed.is_initialized():
             raise ValueError(
                 f"accelerator was made for {self.accelerator.num_processes} processes that are not "
@@ -356,37 +320,8 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
                 "or train without the accelerator."
             )
 
-    def _memory(self):
-        """``memory`` as a joblib.Memory (a folder path, str or not, gives the same store)."""
-        memory = self.memory
-        return check_memory(os.fspath(memory) if isinstance(memory, os.PathLike) else memory)
-
     def _features_are_fixed(self):
         return self.freeze == "backbone" and self.augment is None
-
-    def _check_y(self, y, n_samples):
-        if y is None:
-            raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None.")
-        y = column_or_1d(y, warn=True)
-        check_consistent_length(np.empty(n_samples), y)
-        check_classification_targets(y)
-        return y
-
-    def _split(self, y, rng):
-        """Indices of the training part and of the stratified validation part."""
-        indices = np.arange(len(y))
-        if self.validation_fraction is None:
-            return indices, None
-        try:
-            return train_test_split(indices, test_size=self.validation_fraction, stratify=y,
-                                    random_state=rng)
-        except ValueError as exc:
-            raise ValueError(
-                f"validation_fraction={self.validation_fraction} cannot hold out a stratified "
-                f"validation set from {len(y)} samples of {len(np.unique(y))} classes ({exc}). "
-                "Use more samples, a larger validation_fraction, or validation_fraction=None "
-                "with early_stopping=None."
-            ) from exc
 
     def _build_module(self, n_classes):
         backbone = build_backbone(self.backbone, self.weights, self.image_size)
@@ -418,18 +353,13 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
 
     def _probe_features(self, backbone):
         """Channels of the backbone's output at ``image_size`` (one dry forward pass)."""
-        features = backbone.features
-        was_training = features.training
-        features.eval()
         try:
-            with torch.no_grad():
-                out = features(torch.zeros(1, 3, self.image_size, self.image_size))
+            with eval_mode(backbone.features), torch.no_grad():
+                out = backbone.features(torch.zeros(1, 3, self.image_size, self.image_size))
         except RuntimeError as exc:
             raise ValueError(
                 f"image_size={self.image_size} is too small for backbone {self.backbone!r}: {exc}"
             ) from exc
-        finally:
-            features.train(was_training)
         if out.ndim not in (2, 4) or (out.ndim == 4 and min(out.shape[2:]) < 1):
             raise ValueError(
                 f"Backbone {self.backbone!r} gives output of shape {tuple(out.shape)} at "
@@ -437,6 +367,7 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
             )
         return out.shape[1]
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
         """Train the network on images ``X`` with labels ``y``.
 
@@ -452,232 +383,21 @@ class TransferCNNClassifier(ClassifierMixin, BaseEstimator):
         Returns
         -------
         self : TransferCNNClassifier
+            The fitted classifier.
         """
-        self._validate_hyperparams()
+        self._check_params()
         images, y, y_encoded = self._check_data(X, y)
+        validation_fraction, early_stopping = _engine.resolve_validation(
+            self.validation_fraction, self.early_stopping, y, verbose=self.verbose)
+        settings = {**self.get_params(deep=False), "validation_fraction": validation_fraction,
+                    "early_stopping": early_stopping}
         precompute = self.precompute_features is not False and self._features_are_fixed()
-        self.net_ = self._train(
-            images, y, y_encoded, lambda: self._build_module(len(self.classes_)),
-            max_epochs=self.max_epochs, lr=self.lr, early_stopping=self.early_stopping,
-            precompute=precompute, checkpoint=self.checkpoint_dir is not None,
-        )
-        self.history_ = history_records(self.net_.history)
+        fitted = _engine.fit_network(lambda: self._build_module(len(self.classes_)), images, y,
+                                     y_encoded, self.classes_, settings, precompute=precompute)
+        self.net_ = fitted.net
+        self.history_ = fitted.history
         self.precomputed_features_ = precompute
         return self
 
-    def _check_data(self, X, y):
-        """Validate ``X`` and ``y``; set ``classes_``; return images, labels and encoded labels."""
-        images = check_images(self, X, reset=True)
-        y = self._check_y(y, len(images))
-        encoder = LabelEncoder().fit(y)
-        if len(encoder.classes_) < 2:
-            raise ValueError(
-                f"{type(self).__name__} needs samples of at least 2 classes; got 1 class: "
-                f"{encoder.classes_.tolist()}."
-            )
-        self.classes_ = encoder.classes_
-        return images, y, encoder.transform(y)
-
-    def _train(self, images, y, y_encoded, build_module, *, max_epochs, lr, early_stopping,
-               extra_callbacks=(), precompute=False, checkpoint=False):
-        """Train the module ``build_module()`` returns; return the fitted skorch net.
-
-        Shared by :meth:`fit` and by the fine-tuning of
-        :class:`skcovid.PrunedCNNClassifier`, so both use the same split, seed
-        and training settings. With ``precompute``, the frozen backbone runs
-        once and only the head trains, on its outputs; the returned net still
-        holds (and predicts with) the whole network.
-        """
-        rng = check_random_state(self.random_state)
-        train_idx, valid_idx = self._split(y, rng)
-        seed = int(rng.randint(np.iinfo(np.int32).max))
-        accelerator = self.accelerator
-        if accelerator is None:
-            device = resolve_device(self.device)
-        else:  # "cpu", not accelerate's "cpu:0", which torch.load cannot map to
-            device = "cpu" if accelerator.device.type == "cpu" else str(accelerator.device)
-        cuda = device.startswith("cuda")
-
-        criterion_kwargs = {}
-        if self.class_weight is not None:
-            weights = compute_class_weight(self.class_weight, classes=self.classes_, y=y[train_idx])
-            criterion_kwargs["criterion__weight"] = torch.as_tensor(weights, dtype=torch.float32)
-        optimizer, optimizer_kwargs = resolve_optimizer(self.optimizer)
-        callbacks = training_callbacks(
-            lr=lr, lr_schedule=self.lr_schedule, max_epochs=max_epochs,
-            batches_per_epoch=batches_per_epoch(len(train_idx), self.batch_size),
-            early_stopping=early_stopping, has_validation=valid_idx is not None,
-            verbose=self.verbose,
-        )
-        callbacks += copy.deepcopy(list(self.callbacks or []))
-        callbacks += list(extra_callbacks)
-        resume = None
-        if checkpoint:
-            key = fingerprint(self, y, len(y), precompute)
-            resume = load_checkpoint(self.checkpoint_dir, key) if self.warm_start else None
-            callbacks.append(("checkpoint", Checkpointer(self.checkpoint_dir, key, resume)))
-        loader_kwargs = {"pin_memory": cuda}
-        if self.num_workers and not precompute:
-            # Not persistent: a new iterator per epoch draws from the torch RNG
-            # as without workers, so num_workers does not change the model.
-            loader_kwargs["num_workers"] = self.num_workers
-
-        cuda_devices = [torch.cuda.current_device()] if cuda else []
-        with torch.random.fork_rng(devices=cuda_devices):
-            torch.manual_seed(seed)
-            module = build_module().to(device)
-            if cuda:
-                module = module.to(memory_format=torch.channels_last)
-            if precompute:
-                features = self._backbone_features(module, images, device)
-                train_set = Dataset(features[train_idx], y_encoded[train_idx])
-                valid_set = (None if valid_idx is None
-                             else Dataset(features[valid_idx], y_encoded[valid_idx]))
-            else:
-                cache = DecodedCache(self.image_cache_mb * 2**20) if self.image_cache_mb else None
-                train_set = ImageDataset(images, y_encoded, self.image_size,
-                                         make_augmentation(self.augment), train_idx, cache=cache)
-                valid_set = (None if valid_idx is None else
-                             ImageDataset(images, y_encoded, self.image_size, None, valid_idx,
-                                          cache=cache))
-            net_kwargs = dict(
-                module=module.head if precompute else module,
-                criterion=torch.nn.CrossEntropyLoss,
-                optimizer=optimizer,
-                lr=lr,
-                batch_size=self.batch_size,
-                max_epochs=max_epochs,
-                train_split=None if valid_set is None else predefined_split(valid_set),
-                iterator_train__shuffle=True,
-                **{f"iterator_{kind}__{k}": v for kind in ("train", "valid")
-                   for k, v in loader_kwargs.items()},
-                callbacks=callbacks,
-                classes=np.arange(len(self.classes_)),
-                device=device,
-                precision=self.precision,
-                channels_last=cuda,
-                verbose=self.verbose,
-                **{f"optimizer__{k}": v for k, v in optimizer_kwargs.items()},
-                **criterion_kwargs,
-            )
-            if accelerator is None:
-                net = SkorchNet(**net_kwargs)
-            else:  # the accelerator places the network and the batches
-                net = AcceleratedNet(
-                    **{**net_kwargs, "device": None}, accelerator=accelerator,
-                    # Unwrapped in trained_net, after early stopping has put back
-                    # the best weights, which it saved from the wrapped module.
-                    unwrap_after_train=False,
-                    # skorch prints to any sink but print whatever the verbosity
-                    callbacks__print_log__sink=accelerator.print if self.verbose else silent,
-                )
-            if resume is None:
-                net.fit(train_set, y=None)
-            else:
-                net.initialize()
-                restore(net, resume)  # weights, optimizer, history and the RNG where it stopped
-                remaining = 0 if resume["finished"] else max_epochs - len(net.history)
-                if remaining > 0:
-                    net.partial_fit(train_set, y=None, epochs=remaining)
-            if accelerator is not None:
-                net = net.trained_net(**net_kwargs)
-        if precompute:
-            # The head trained in place: from now on the net predicts on images.
-            net.__dict__.update(module=module, module_=module)
-            if self.num_workers:  # decode in workers when predicting
-                net.set_params(iterator_valid__num_workers=self.num_workers)
-        self._recalibrate_batchnorm(net.module_, images, train_idx, device)
-        return net
-
-    def _backbone_features(self, module, images, device):
-        """The frozen backbone's pooled output for every image (through ``memory`` if set)."""
-        kwargs = dict(batch_size=self.batch_size, device=device, precision=self.precision,
-                      num_workers=self.num_workers)
-        memory = self._memory()
-        if memory.location is None:
-            return backbone_features(module, images, self.image_size, **kwargs)
-        return cached_backbone_features(memory, model_key(self), module, images, self.image_size,
-                                        **kwargs)
-
-    def _recalibrate_batchnorm(self, module, images, train_idx, device):
-        """Re-estimate the running statistics of the BatchNorm layers that trained.
-
-        Running statistics trail the weights: with EfficientNet's momentum of
-        0.01 they still hold much of the ImageNet statistics after a short
-        fine-tuning on CT slices, which skews eval-mode predictions (on the
-        demo split, accuracy 0.64 before and 0.84 after). The statistics are
-        recomputed, in eval mode otherwise (no dropout), on up to
-        ``_N_BATCHNORM_IMAGES`` training images; frozen layers keep theirs.
-        """
-        layers = [m for m in module.modules()
-                  if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
-                  and any(p.requires_grad for p in m.parameters())]
-        if not layers:
-            return
-        rng = check_random_state(self.random_state)
-        chosen = np.sort(rng.choice(train_idx, min(_N_BATCHNORM_IMAGES, len(train_idx)),
-                                    replace=False))
-        loader = inference_loader(images, self.image_size, self.batch_size, indices=chosen)
-        momenta = [layer.momentum for layer in layers]
-        module.eval()
-        for layer in layers:
-            layer.reset_running_stats()
-            layer.momentum = None  # cumulative average over all batches
-            layer.train()
-        try:
-            with torch.no_grad():
-                for x, _ in loader:
-                    module(x.to(device))
-        finally:
-            for layer, momentum in zip(layers, momenta):
-                layer.momentum = momentum
-            module.eval()
-
-    def predict_proba(self, X):
-        """Class probabilities.
-
-        Parameters
-        ----------
-        X : array-like
-            Images in any form :meth:`fit` accepts.
-
-        Returns
-        -------
-        proba : ndarray of shape (n_samples, n_classes)
-            Columns follow ``classes_``.
-        """
-        check_is_fitted(self)
-        return self._predict_proba_images(check_images(self, X, reset=False))
-
-    def _predict_proba_images(self, images):
-        if getattr(self, "precomputed_features_", False) and self._memory().location is not None:
-            # The backbone is the frozen one whose features memory holds: look
-            # them up (a search scores every fold on images seen before) and run
-            # the head only. Same numbers as the whole network.
-            module = self.net_.module_
-            features = self._backbone_features(module, images, str(self.net_.device))
-            logits = []
-            module.eval()
-            with torch.inference_mode(), autocast(self.net_.device, self.net_.precision):
-                for batch in torch.split(features, self.batch_size):
-                    logits.append(module.head(batch.to(self.net_.device)).float())
-            proba = torch.softmax(torch.cat(logits), dim=1).cpu().numpy().astype(np.float64)
-        else:
-            dataset = ImageDataset(images, None, self.image_size)
-            proba = np.asarray(self.net_.predict_proba(dataset), dtype=np.float64)
-        return proba / proba.sum(axis=1, keepdims=True)
-
-    def predict(self, X):
-        """Predicted class labels.
-
-        Parameters
-        ----------
-        X : array-like
-            Images in any form :meth:`fit` accepts.
-
-        Returns
-        -------
-        y_pred : ndarray of shape (n_samples,)
-        """
-        check_is_fitted(self)
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+    def _inference(self):
+        return self.net_, self.image_size, self.batch_size

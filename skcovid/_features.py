@@ -1,18 +1,15 @@
 """Frozen-backbone features: computed once per fit, and cached across fits with joblib.Memory."""
 
 import hashlib
-import os
 from collections import OrderedDict
 
-import joblib
 import numpy as np
 import torch
-import torchvision
 
 from ._data import PathImages, inference_loader
+from ._fingerprint import fingerprint
 from ._network import eval_mode
 from ._training import autocast
-from ._version import __version__
 
 
 def backbone_features(module, images, image_size, *, indices=None, batch_size=32, device="cpu",
@@ -52,22 +49,13 @@ def _image_digest(images, index):
     return digest.hexdigest()
 
 
-def model_key(estimator):
-    """What the features depend on: backbone, weights, image size, pooling, precision, versions."""
-    backbone = estimator.backbone
-    if callable(backbone):
-        try:
-            backbone = f"callable:{joblib.hash(backbone)}"
-        except Exception:  # unpicklable closures: their name is the best we have
-            backbone = f"callable:{backbone.__module__}.{backbone.__qualname__}"
-    weights = estimator.weights
-    if weights is not None and os.path.isfile(weights):
-        stat = os.stat(weights)
-        weights = f"{os.path.abspath(weights)}:{stat.st_size}:{stat.st_mtime_ns}"
-    return "|".join(str(part) for part in (
-        backbone, weights, estimator.image_size, estimator.pooling, estimator.precision,
-        f"skcovid {__version__}", f"torch {torch.__version__}", f"torchvision {torchvision.__version__}",
-    ))
+#: The parameters of a TransferCNNClassifier that the backbone's features depend on.
+FEATURE_PARAMS = ("backbone", "weights", "image_size", "pooling", "precision")
+
+
+def feature_key(params):
+    """What the features depend on, as one key: the :data:`FEATURE_PARAMS` of ``params``."""
+    return fingerprint({name: params[name] for name in FEATURE_PARAMS})
 
 
 class _RecentFeatures:
@@ -135,3 +123,24 @@ def cached_backbone_features(memory, key, module, images, image_size, **kwargs):
             _RECENT.put((str(memory.location), key, digests[i]), feature)
             found[i] = feature
     return torch.from_numpy(np.stack([found[i] for i in range(len(digests))]))
+
+
+class FeatureCache:
+    """One backbone's features in a joblib.Memory store (see :func:`cached_backbone_features`).
+
+    Parameters
+    ----------
+    memory : joblib.Memory
+        A store with a location.
+    key : str
+        What the features depend on (:func:`feature_key`).
+    """
+
+    def __init__(self, memory, key):
+        self.memory = memory
+        self.key = key
+
+    def __call__(self, module, images, image_size, **kwargs):
+        """The features of ``images``: looked up, or computed and stored."""
+        return cached_backbone_features(self.memory, self.key, module, images, image_size,
+                                        **kwargs)

@@ -6,7 +6,25 @@ import tempfile
 from pathlib import Path
 
 import joblib
+import numpy as np
 from sklearn.base import BaseEstimator
+
+
+def jsonable(value):
+    """``value`` with numpy scalars and arrays as Python numbers and lists, for :mod:`json`.
+
+    Parameters
+    ----------
+    value : object
+
+    Returns
+    -------
+    value : object
+        Unchanged unless it is a numpy scalar or array.
+    """
+    if isinstance(value, (np.generic, np.ndarray)):
+        return value.tolist()
+    return value
 
 
 def _new_file_mode():

@@ -1,17 +1,20 @@
 """PrunedCNNClassifier: train, prune, fine-tune, as one scikit-learn estimator."""
 
 import copy
-import numbers
+from numbers import Integral, Real
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, ClassifierMixin, clone
-from sklearn.utils import check_random_state, check_scalar
+from sklearn.base import _fit_context, clone
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import HasMethods, Interval
 from sklearn.utils.validation import check_is_fitted
 
+from . import _engine
+from ._base import BaseCNNClassifier
 from ._classifier import TransferCNNClassifier
 from ._data import ImageDataset, check_images
-from ._training import shallow_copy, batches_per_epoch, history_records
+from ._training import batches_per_epoch
 from .pruning import (
     StructuredPruner,
     count_flops,
@@ -19,13 +22,12 @@ from .pruning import (
     count_params,
     serialized_size,
 )
-from .pruning._sparse import pack_module, unpack_module
 
 #: Number of training images handed to the pruner's ``fit`` (Taylor gradients).
 _N_SCORING_IMAGES = 64
 
 
-class PrunedCNNClassifier(ClassifierMixin, BaseEstimator):
+class PrunedCNNClassifier(BaseCNNClassifier):
     """A CNN classifier trained, pruned and fine-tuned in :meth:`fit`.
 
     ``fit`` trains a clone of ``estimator`` (or uses it as fitted with
@@ -88,6 +90,15 @@ class PrunedCNNClassifier(ClassifierMixin, BaseEstimator):
     >>> search = GridSearchCV(clf, {"pruner__ratio": [0.3, 0.5], "estimator__lr": [1e-3, 1e-4]})
     """
 
+    _parameter_constraints = {
+        "estimator": [TransferCNNClassifier, None],
+        "pruner": [HasMethods(["fit", "transform", "prepare_finetuning"]), None],
+        "finetune_epochs": [Interval(Integral, 0, None, closed="left")],
+        "finetune_lr": [Interval(Real, 0, None, closed="neither")],
+        "unfreeze": ["boolean"],
+        "prefit": ["boolean"],
+    }
+
     def __init__(self, estimator=None, pruner=None, finetune_epochs=5, finetune_lr=1e-4,
                  unfreeze=True, prefit=False):
         self.estimator = estimator
@@ -96,24 +107,6 @@ class PrunedCNNClassifier(ClassifierMixin, BaseEstimator):
         self.finetune_lr = finetune_lr
         self.unfreeze = unfreeze
         self.prefit = prefit
-
-    def _validate_hyperparams(self):
-        if self.estimator is not None and not isinstance(self.estimator, TransferCNNClassifier):
-            raise TypeError(f"estimator must be a TransferCNNClassifier; got {type(self.estimator).__name__}.")
-        if self.pruner is not None and not all(
-            hasattr(self.pruner, m) for m in ("fit", "transform", "prepare_finetuning")
-        ):
-            raise TypeError(
-                f"pruner must be a skcovid.pruning pruner (fit, transform, prepare_finetuning); "
-                f"got {type(self.pruner).__name__}."
-            )
-        check_scalar(self.finetune_epochs, "finetune_epochs", numbers.Integral, min_val=0)
-        check_scalar(self.finetune_lr, "finetune_lr", numbers.Real, min_val=0.0,
-                     include_boundaries="neither")
-        if not isinstance(self.unfreeze, bool):
-            raise ValueError(f"unfreeze must be a bool; got {self.unfreeze!r}.")
-        if not isinstance(self.prefit, bool):
-            raise ValueError(f"prefit must be a bool; got {self.prefit!r}.")
 
     def _fitted_estimator(self, X, y):
         if not self.prefit:
@@ -124,6 +117,8 @@ class PrunedCNNClassifier(ClassifierMixin, BaseEstimator):
         check_is_fitted(self.estimator)
         return copy.deepcopy(self.estimator)
 
+    # The estimator and the pruner validate their own parameters when fitted.
+    @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y):
         """Train (unless ``prefit``), prune and fine-tune.
 
@@ -132,38 +127,45 @@ class PrunedCNNClassifier(ClassifierMixin, BaseEstimator):
         X : array-like
             Images in any form :meth:`TransferCNNClassifier.fit` accepts.
         y : array-like of shape (n_samples,)
+            Class labels.
 
         Returns
         -------
         self : PrunedCNNClassifier
+            The fitted classifier.
         """
-        self._validate_hyperparams()
         check_images(self, X, reset=True)
         estimator = self._fitted_estimator(X, y)
-        fitted_classes = estimator.classes_
-        images, y, y_encoded = estimator._check_data(X, y)
-        if not np.array_equal(estimator.classes_, fitted_classes):
+        images, y, y_encoded = self._check_data(X, y)
+        if not np.array_equal(estimator.classes_, self.classes_):
             raise ValueError(
-                f"The prefit estimator was fitted on classes {fitted_classes.tolist()}, "
-                f"but y has classes {estimator.classes_.tolist()}."
+                f"The prefit estimator was fitted on classes {estimator.classes_.tolist()}, "
+                f"but y has classes {self.classes_.tolist()}."
             )
-        module = estimator.net_.module_
-        # Pruning changes the backbone: cached features no longer describe it.
-        estimator.precomputed_features_ = False
+        net = estimator.net_
+        module = net.module_
         input_shape = (1, 1, estimator.image_size, estimator.image_size)
         self.n_params_before_ = count_params(module)
         self.flops_before_ = count_flops(module, input_shape)
         self.model_size_bytes_before_ = serialized_size(module, sparse=False)
 
         # Images the pruner scores and BatchNorm is recalibrated on come from
-        # the training part only, never from the estimator's validation split.
-        train_idx, _ = estimator._split(y, check_random_state(estimator.random_state))
+        # the training part only, never from the estimator's validation split:
+        # the same split as the estimator's fit.
+        validation_fraction, _ = _engine.resolve_validation(
+            estimator.validation_fraction, estimator.early_stopping, y)
+        settings = {**estimator.get_params(deep=False), "validation_fraction": validation_fraction,
+                    # Early stopping is off so that the final sparsity is the one asked.
+                    "early_stopping": None, "max_epochs": self.finetune_epochs,
+                    "lr": self.finetune_lr, "checkpoint_dir": None}
+        train_idx, _ = _engine.validation_split(
+            y, validation_fraction, check_random_state(estimator.random_state))
         pruner = StructuredPruner() if self.pruner is None else self.pruner
         X_score, y_score = self._sample(estimator, images, y_encoded, train_idx, _N_SCORING_IMAGES)
         self.pruner_ = clone(pruner).fit(module, X_score, y_score)
         if self.finetune_epochs > 0:
-            n_train = len(train_idx)
-            total_steps = self.finetune_epochs * batches_per_epoch(n_train, estimator.batch_size)
+            total_steps = self.finetune_epochs * batches_per_epoch(len(train_idx),
+                                                                   estimator.batch_size)
             pruned, callbacks = self.pruner_.prepare_finetuning(module, total_steps)
         else:
             pruned, callbacks = self.pruner_.transform(module), []
@@ -172,30 +174,30 @@ class PrunedCNNClassifier(ClassifierMixin, BaseEstimator):
             for param in pruned.parameters():
                 param.requires_grad_(True)
         if self.finetune_epochs > 0:
-            estimator.net_ = estimator._train(
-                images, y, y_encoded, lambda: pruned, max_epochs=self.finetune_epochs,
-                lr=self.finetune_lr, early_stopping=None, extra_callbacks=callbacks,
-            )
-            self.history_ = history_records(estimator.net_.history)
+            fitted = _engine.fit_network(lambda: pruned, images, y, y_encoded, self.classes_,
+                                         settings, extra_callbacks=callbacks)
+            net, self.history_ = fitted.net, fitted.history
         else:
-            estimator.net_.__dict__.update(module=pruned, module_=pruned)
-            estimator.net_.initialize_optimizer()
+            # The pruned backbone's features are not the cached ones.
+            net.set_params(module=pruned, feature_cache=None)
             self.history_ = []
             if self.unfreeze:
                 # Pruning shifts what every later layer sees: re-estimate the
                 # BatchNorm statistics (fine-tuning does it at its end).
-                estimator._recalibrate_batchnorm(pruned, images, train_idx,
-                                                 str(estimator.net_.device))
+                _engine.recalibrate_batchnorm(pruned, images, train_idx, settings, str(net.device))
+        estimator.net_ = net
 
-        module = estimator.net_.module_
+        module = net.module_
         self.n_params_ = count_params(module)
         self.n_nonzero_params_ = count_nonzero_params(module)
         self.sparsity_ = 1.0 - self.n_nonzero_params_ / self.n_params_
         self.flops_ = count_flops(module, input_shape)
         self.model_size_bytes_ = serialized_size(module, sparse=True)
         self.estimator_ = estimator
-        self.classes_ = estimator.classes_
         return self
+
+    def _inference(self):
+        return self.estimator_.net_, self.estimator_.image_size, self.estimator_.batch_size
 
     @staticmethod
     def _sample(estimator, images, y_encoded, indices, n_max):
@@ -233,58 +235,3 @@ class PrunedCNNClassifier(ClassifierMixin, BaseEstimator):
         report["flops_reduction"] = 1 - self.flops_ / self.flops_before_
         report["size_reduction"] = 1 - self.model_size_bytes_ / self.model_size_bytes_before_
         return report
-
-    def predict_proba(self, X):
-        """Class probabilities of the pruned network.
-
-        Parameters
-        ----------
-        X : array-like
-            Images in any form :meth:`fit` accepts.
-
-        Returns
-        -------
-        proba : ndarray of shape (n_samples, n_classes)
-        """
-        check_is_fitted(self)
-        return self.estimator_._predict_proba_images(check_images(self, X, reset=False))
-
-    def predict(self, X):
-        """Predicted class labels.
-
-        Parameters
-        ----------
-        X : array-like
-
-        Returns
-        -------
-        y_pred : ndarray of shape (n_samples,)
-        """
-        check_is_fitted(self)
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
-
-    def __getstate__(self):
-        # Store mostly-zero weights as bit masks plus values (the net leaves
-        # the optimizer out): a pickled pruned model is as small as its pruned
-        # tensors.
-        # BaseEstimator returns the live __dict__ for non-sklearn classes: copy it.
-        state = dict(super().__getstate__())
-        estimator = state.get("estimator_")
-        if estimator is not None:
-            net = shallow_copy(estimator.net_)
-            packed = pack_module(net.module_)
-            net.__dict__.update(module=packed["skeleton"], module_=packed["skeleton"])
-            estimator = shallow_copy(estimator)
-            estimator.net_ = net
-            state["estimator_"] = estimator
-            state["_packed_tensors"] = packed["tensors"]
-        return state
-
-    def __setstate__(self, state):
-        tensors = state.pop("_packed_tensors", None)
-        super().__setstate__(state)
-        if tensors is not None:
-            net = self.estimator_.net_
-            module = unpack_module({"skeleton": net.module_, "tensors": tensors})
-            net.__dict__.update(module=module, module_=module)
-            net.initialize_optimizer()

@@ -8,8 +8,10 @@ import torch
 from skorch import NeuralNetClassifier
 from skorch.dataset import unpack_data
 from skorch.hf import AccelerateMixin
-from torch.optim.lr_scheduler import CosineAnnealingLR, CyclicLR, OneCycleLR
 from skorch.callbacks import Callback, EarlyStopping, LRScheduler, ProgressBar
+from torch.optim.lr_scheduler import CosineAnnealingLR, CyclicLR, OneCycleLR
+
+from .pruning._sparse import pack_module, unpack_module
 
 OPTIMIZERS = {
     "adam": (torch.optim.Adam, {}),
@@ -55,40 +57,47 @@ class SkorchNet(NeuralNetClassifier):
     :func:`torch.autocast` (fp16 with a gradient scaler); ``channels_last``
     feeds 4-D batches in that memory format. Batches move to the device with
     non-blocking copies, and evaluation runs under :func:`torch.inference_mode`.
+    ``feature_cache`` (a :class:`skcovid._features.FeatureCache`) holds the
+    frozen backbone's features of this net's module, for prediction.
 
-    Pickles hold what prediction needs. The module is given as an instance,
-    so ``module`` and ``module_`` are the same object: it is stored once,
-    where skorch would store it twice. The optimizer, whose state is twice
+    Pickles hold what prediction needs. The optimizer, whose state is twice
     the trainable parameters, and the LR schedulers that refer to it are left
-    out; unpickling starts a fresh optimizer.
+    out; unpickling starts a fresh optimizer. Parameters that are mostly zero
+    (magnitude pruning) are stored as bit masks plus their non-zero values,
+    so a pickled pruned model is as small as its pruned tensors.
     """
 
-    def __getstate__(self):
-        net = shallow_copy(self)
-        net.__dict__.update(
-            optimizer_=None,
-            callbacks=[_without_scheduler(cb) for cb in self.callbacks or []] or self.callbacks,
-            callbacks_=[_without_scheduler(cb) for cb in self.__dict__.get("callbacks_", [])],
-        )
-        shared = self.__dict__.get("module") is self.__dict__.get("module_")
-        state = NeuralNetClassifier.__getstate__(net)
-        if shared:
-            state["module"] = None
-            state["_module_is_module_"] = True
-        return state
-
-    def __setstate__(self, state):
-        shared = state.pop("_module_is_module_", False)
-        super().__setstate__(state)
-        if shared:
-            self.__dict__["module"] = self.module_
-        if getattr(self, "initialized_", False) and self.__dict__.get("optimizer_") is None:
-            self.initialize_optimizer()
-
-    def __init__(self, *args, precision="fp32", channels_last=False, **kwargs):
+    def __init__(self, *args, precision="fp32", channels_last=False, feature_cache=None,
+                 **kwargs):
         super().__init__(*args, **kwargs)
         self.precision = precision
         self.channels_last = channels_last
+        self.feature_cache = feature_cache
+
+    def __getstate__(self):
+        net = shallow_copy(self)
+        net.optimizer_ = None
+        net.callbacks = [_without_scheduler(cb) for cb in self.callbacks or []] or self.callbacks
+        net.callbacks_ = [_without_scheduler(cb) for cb in vars(self).get("callbacks_", [])]
+        tensors = {}
+        module = vars(self).get("module_")
+        if isinstance(module, torch.nn.Module):
+            skeleton, tensors = pack_module(module)
+            net.module_ = skeleton
+            if self.module is module:
+                net.module = skeleton
+        state = NeuralNetClassifier.__getstate__(net)
+        if tensors:
+            state["_packed_tensors"] = tensors
+        return state
+
+    def __setstate__(self, state):
+        tensors = state.pop("_packed_tensors", None)
+        super().__setstate__(state)
+        if tensors:
+            unpack_module(self.module_, tensors)
+        if getattr(self, "initialized_", False) and vars(self).get("optimizer_") is None:
+            self.initialize_optimizer()
 
     def get_all_learnable_params(self):
         for name, param in super().get_all_learnable_params():
@@ -121,7 +130,7 @@ class SkorchNet(NeuralNetClassifier):
             return self.infer(Xi)
 
     def train_step_single(self, batch, **fit_params):
-        scaler = self.__dict__.get("grad_scaler_")
+        scaler = vars(self).get("grad_scaler_")
         if scaler is None:
             return super().train_step_single(batch, **fit_params)
         self._set_training(True)
@@ -132,7 +141,7 @@ class SkorchNet(NeuralNetClassifier):
         return {"loss": loss, "y_pred": y_pred}
 
     def _step_optimizer(self, step_fn):
-        scaler = self.__dict__.get("grad_scaler_")
+        scaler = vars(self).get("grad_scaler_")
         if scaler is None or step_fn is None:
             return super()._step_optimizer(step_fn)
         step_fn()  # zero_grad, forward, scaled backward
@@ -183,25 +192,6 @@ class AcceleratedNet(AccelerateMixin, SkorchNet):
         # Batches are not sharded (see get_iterator): nothing to gather.
         return SkorchNet.evaluation_step(self, batch, training=training)
 
-    def trained_net(self, **kwargs):
-        """A plain :class:`SkorchNet` built from ``kwargs`` holding this net's training result.
-
-        The trained (unwrapped) module, the history and the callbacks carry
-        over. The result predicts on ``kwargs["device"]`` without the
-        accelerator, so it pickles and loads in any process; the accelerator
-        belongs to the processes that trained.
-        """
-        # Without callbacks: initialize() would reset the trained ones, shared with this net.
-        module = self.accelerator.unwrap_model(self.module_, keep_fp32_wrapper=False)
-        net = SkorchNet(**{**kwargs, "module": module, "callbacks": []}).initialize()
-        net.callbacks, net.callbacks_ = self.callbacks, self.callbacks_
-        net.history = self.history
-        # The accelerator keeps every network, optimizer and DataLoader it
-        # prepared: let go of them, or every fit of a search stays in memory
-        # (and in the estimator's pickle, through its accelerator parameter).
-        self.accelerator.free_memory()
-        return net
-
 
 class _OnDevice:
     """A DataLoader's batches, moved to ``device``."""
@@ -218,6 +208,32 @@ class _OnDevice:
 
         for batch in self.loader:
             yield send_to_device(batch, self.device, non_blocking=True)
+
+
+def rebuilt_net(trained, module, **kwargs):
+    """A plain :class:`SkorchNet` around ``module`` that carries ``trained``'s result.
+
+    The history and the (trained) callbacks of ``trained`` carry over; the
+    optimizer is fresh. Used when the net that trained is not the one that
+    predicts: a head trained on precomputed features, or a net trained
+    through an accelerator, whose module is unwrapped first.
+
+    Parameters
+    ----------
+    trained : SkorchNet
+    module : nn.Module
+    **kwargs
+        The parameters of the new net.
+
+    Returns
+    -------
+    net : SkorchNet
+    """
+    # Without callbacks: initialize() would reset the trained ones, shared with the old net.
+    net = SkorchNet(**{**kwargs, "module": module, "callbacks": []}).initialize()
+    net.callbacks, net.callbacks_ = trained.callbacks, trained.callbacks_
+    net.history = trained.history
+    return net
 
 
 def resolve_optimizer(optimizer):

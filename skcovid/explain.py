@@ -115,7 +115,7 @@ def grad_cam(estimator, X, *, layer=None, target=None, batch_size=16, return_pro
     handle = module.register_forward_hook(hook)
     try:
         with eval_mode(net):
-                for x in _batches(estimator, X, batch_size):
+            for x in _batches(estimator, X, batch_size):
                 # Frozen stages have no trainable parameters: asking for the
                 # input's gradient makes autograd record them anyway.
                 x.requires_grad_(True)

@@ -67,7 +67,7 @@ def test_mixed_precision_follows_the_accelerator(images):
 
 
 @pytest.mark.parametrize("params, error, match", [
-    ({"accelerator": "yes"}, TypeError, "accelerator must be an accelerate.Accelerator"),
+    ({"accelerator": "yes"}, TypeError, "'accelerator' parameter of TransferCNNClassifier must be an accelerate.Accelerator or None. Got 'yes'"),
     ({"device": "cpu"}, ValueError, "device='cpu' conflicts with accelerator"),
     ({"precision": "bf16"}, ValueError, r"Accelerator\(mixed_precision="),
     ({"checkpoint_dir": "ckpt"}, ValueError, "checkpoint_dir is not supported together with accelerator"),

@@ -59,7 +59,8 @@ def test_bad_arrays(X, match):
 
 def test_unknown_pruner():
     X, y = np.random.RandomState(0).rand(8, 8, 8), np.arange(8) % 2
-    with pytest.raises(TypeError, match="pruner must be a skcovid.pruning pruner.*got str"):
+    with pytest.raises(TypeError, match="'pruner' parameter of PrunedCNNClassifier must be an object "
+                                        "implementing 'fit', 'transform' and 'prepare_finetuning'.*Got 'l1'"):
         PrunedCNNClassifier(TransferCNNClassifier(**FAST), pruner="l1").fit(X, y)
 
 

@@ -1,8 +1,13 @@
-"""scikit-learn's estimator checks on TransferCNNClassifier in a fast configuration."""
+"""scikit-learn's estimator checks on both classifiers, with their default validation settings.
+
+Only the backbone, its weights, the image size and the epochs are changed, for
+speed: ``validation_fraction`` and ``early_stopping`` stay ``"auto"``, which
+trains on everything when the checks' small data cannot give a validation set.
+"""
 
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from skcovid import TransferCNNClassifier
+from skcovid import PrunedCNNClassifier, TransferCNNClassifier
 
 EXPECTED_FAILED_CHECKS = {
     "check_methods_subset_invariance": (
@@ -12,17 +17,13 @@ EXPECTED_FAILED_CHECKS = {
 }
 
 
-def fast_classifier(**params):
-    """A configuration that fits the checks' small tabular data in well under a second."""
-    defaults = dict(
-        backbone="simple_cnn", weights=None, freeze="none", image_size=8, lr=1e-2,
-        max_epochs=20, validation_fraction=None, early_stopping=None, random_state=0,
-    )
-    return TransferCNNClassifier(**{**defaults, **params})
+def _small_classifier():
+    return TransferCNNClassifier(backbone="simple_cnn", weights=None, image_size=16, max_epochs=3)
 
 
 @parametrize_with_checks(
-    [fast_classifier()], expected_failed_checks=lambda est: EXPECTED_FAILED_CHECKS
+    [_small_classifier(), PrunedCNNClassifier(_small_classifier(), finetune_epochs=1)],
+    expected_failed_checks=lambda estimator: EXPECTED_FAILED_CHECKS,
 )
 def test_sklearn_compatible_estimator(estimator, check):
     check(estimator)

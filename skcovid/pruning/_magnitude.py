@@ -1,11 +1,11 @@
 """Unstructured magnitude pruning, one-shot or along a polynomial-decay schedule."""
 
 import copy
-import numbers
+from numbers import Integral, Real
 
 import torch
-from sklearn.base import BaseEstimator
-from sklearn.utils import check_scalar
+from sklearn.base import BaseEstimator, _fit_context
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 from skorch.callbacks import Callback
 from torch import nn
@@ -102,6 +102,17 @@ class MagnitudePruner(BaseEstimator):
     0.5
     """
 
+    _parameter_constraints = {
+        "sparsity": [Interval(Real, 0, 1, closed="left")],
+        "scope": [StrOptions({"global", "layer"})],
+        "schedule": [StrOptions({"oneshot", "polynomial"})],
+        "initial_sparsity": [Interval(Real, 0, 1, closed="left")],
+        "power": [Interval(Real, 0, None, closed="neither")],
+        "frequency": [Interval(Integral, 1, None, closed="left")],
+        "begin_step": [Interval(Integral, 0, None, closed="left")],
+        "end_step": [Interval(Integral, 1, None, closed="left"), None],
+    }
+
     def __init__(self, sparsity=0.5, scope="global", schedule="oneshot", initial_sparsity=0.0,
                  power=3, frequency=10, begin_step=0, end_step=None):
         self.sparsity = sparsity
@@ -113,21 +124,16 @@ class MagnitudePruner(BaseEstimator):
         self.begin_step = begin_step
         self.end_step = end_step
 
-    def _validate(self):
-        check_scalar(self.sparsity, "sparsity", numbers.Real, min_val=0.0, max_val=1.0,
-                     include_boundaries="left")
-        check_scalar(self.initial_sparsity, "initial_sparsity", numbers.Real, min_val=0.0,
-                     max_val=self.sparsity, include_boundaries="both")
-        if self.scope not in ("global", "layer"):
-            raise ValueError(f"scope={self.scope!r} is not valid; choose 'global' or 'layer'.")
-        if self.schedule not in ("oneshot", "polynomial"):
-            raise ValueError(f"schedule={self.schedule!r} is not valid; choose 'oneshot' or 'polynomial'.")
-        check_scalar(self.power, "power", numbers.Real, min_val=0.0, include_boundaries="neither")
-        check_scalar(self.frequency, "frequency", numbers.Integral, min_val=1)
-        check_scalar(self.begin_step, "begin_step", numbers.Integral, min_val=0)
-        if self.end_step is not None:
-            check_scalar(self.end_step, "end_step", numbers.Integral, min_val=self.begin_step + 1)
+    def _check_params(self):
+        """The checks that involve several parameters (each alone is in ``_parameter_constraints``)."""
+        if self.initial_sparsity > self.sparsity:
+            raise ValueError(f"initial_sparsity={self.initial_sparsity} must not exceed "
+                             f"sparsity={self.sparsity}.")
+        if self.end_step is not None and self.end_step <= self.begin_step:
+            raise ValueError(f"end_step={self.end_step} must be greater than "
+                             f"begin_step={self.begin_step}.")
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, module, X=None, y=None):
         """Find the layers to prune; magnitudes are scored in :meth:`transform`.
 
@@ -141,7 +147,7 @@ class MagnitudePruner(BaseEstimator):
         -------
         self : MagnitudePruner
         """
-        self._validate()
+        self._check_params()
         self.layers_ = _prunable_layers(module)
         if not self.layers_:
             raise ValueError("The module has no convolution or linear layer to prune.")

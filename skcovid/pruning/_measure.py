@@ -48,8 +48,7 @@ def serialized_size(module, *, sparse=True):
     module : nn.Module
     sparse : bool, default=True
         Store mostly-zero weight tensors as a bit mask plus their non-zero
-        values (see :func:`skcovid.pruning._sparse.pack_module`), as
-        :class:`skcovid.PrunedCNNClassifier` does when it is pickled.
+        values, as a fitted classifier's network is when it is pickled.
 
     Returns
     -------

@@ -40,15 +40,19 @@ def pack_module(module, min_sparsity=MIN_SPARSITY):
 
     Returns
     -------
-    packed : dict
-        ``{"skeleton": module copy with packed parameters emptied,
-        "tensors": {name: packed tensor}}``; :func:`unpack_module` reverses it.
+    skeleton : nn.Module
+        A copy of ``module`` with the packed parameters emptied; ``module``
+        itself when no parameter is sparse enough to pack.
+    tensors : dict of str to dict
+        The packed parameters by name; :func:`unpack_module` puts them back.
     """
     names = [
         name for name, p in module.named_parameters()
         if p.is_floating_point() and p.numel() > 0
         and 1.0 - torch.count_nonzero(p).item() / p.numel() >= min_sparsity
     ]
+    if not names:
+        return module, {}
     tensors = {name: _pack(module.get_parameter(name).detach()) for name in names}
     originals = {name: module.get_parameter(name).data for name in names}
     try:
@@ -58,13 +62,23 @@ def pack_module(module, min_sparsity=MIN_SPARSITY):
     finally:
         for name in names:
             module.get_parameter(name).data = originals[name]
-    return {"skeleton": skeleton, "tensors": tensors}
+    return skeleton, tensors
 
 
-def unpack_module(packed):
-    """Rebuild the module that :func:`pack_module` split."""
-    module = packed["skeleton"]
-    for name, tensor in packed["tensors"].items():
-        param = module.get_parameter(name)
+def unpack_module(skeleton, tensors):
+    """Put the parameters that :func:`pack_module` packed back into ``skeleton``, in place.
+
+    Parameters
+    ----------
+    skeleton : nn.Module
+    tensors : dict of str to dict
+
+    Returns
+    -------
+    module : nn.Module
+        ``skeleton``, whole again.
+    """
+    for name, tensor in tensors.items():
+        param = skeleton.get_parameter(name)
         param.data = _unpack(tensor, param.device)
-    return module
+    return skeleton

@@ -1,11 +1,11 @@
 """Structured (filter and channel) pruning on Torch-Pruning's dependency graph."""
 
 import copy
-import numbers
+from numbers import Integral, Real
 
 import torch
-from sklearn.base import BaseEstimator
-from sklearn.utils import check_scalar
+from sklearn.base import BaseEstimator, _fit_context
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
@@ -66,6 +66,14 @@ class StructuredPruner(BaseEstimator):
         :meth:`fit`.
     """
 
+    _parameter_constraints = {
+        "ratio": [Interval(Real, 0, 1, closed="left")],
+        "importance": [StrOptions(set(_IMPORTANCES))],
+        "global_pruning": ["boolean"],
+        "round_to": [Interval(Integral, 1, None, closed="left"), None],
+        "iterative_steps": [Interval(Integral, 1, None, closed="left")],
+    }
+
     def __init__(self, ratio=0.5, importance="l1", global_pruning=False, round_to=None,
                  iterative_steps=1):
         self.ratio = ratio
@@ -74,17 +82,7 @@ class StructuredPruner(BaseEstimator):
         self.round_to = round_to
         self.iterative_steps = iterative_steps
 
-    def _validate(self):
-        check_scalar(self.ratio, "ratio", numbers.Real, min_val=0.0, max_val=1.0,
-                     include_boundaries="left")
-        if self.importance not in _IMPORTANCES:
-            raise ValueError(f"importance={self.importance!r} is not valid; choose one of {list(_IMPORTANCES)}.")
-        if not isinstance(self.global_pruning, bool):
-            raise ValueError(f"global_pruning must be a bool; got {self.global_pruning!r}.")
-        if self.round_to is not None:
-            check_scalar(self.round_to, "round_to", numbers.Integral, min_val=1)
-        check_scalar(self.iterative_steps, "iterative_steps", numbers.Integral, min_val=1)
-
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, module, X, y=None):
         """Record the input shape and, for Taylor importance, the loss gradients.
 
@@ -101,7 +99,6 @@ class StructuredPruner(BaseEstimator):
         -------
         self : StructuredPruner
         """
-        self._validate()
         X = torch.as_tensor(X)
         self.example_input_shape_ = (1, *X.shape[1:])
         if self.importance == "taylor":

@@ -1,0 +1,388 @@
+"""The training engine both estimators share, and their inference path.
+
+:func:`fit_network` takes a module factory, the data and the training
+settings (a :class:`skcovid.TransferCNNClassifier`'s parameters) and does
+everything between them and a fitted skorch net: the validation split, the
+datasets and loaders, precomputed and cached backbone features, the skorch
+net and its callbacks, checkpoints and BatchNorm re-estimation.
+:func:`predict_proba` runs a fitted net on images.
+"""
+
+import copy
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from sklearn.model_selection import train_test_split
+from sklearn.utils import check_random_state, compute_class_weight
+from sklearn.utils.validation import check_memory
+from skorch.dataset import Dataset
+from skorch.helper import predefined_split
+
+from ._checkpoint import Checkpointer, load_checkpoint, restore
+from ._data import DecodedCache, ImageDataset, inference_loader, make_augmentation
+from ._features import FeatureCache, backbone_features, feature_key
+from ._fingerprint import fingerprint
+from ._network import eval_mode
+from ._training import (
+    AcceleratedNet,
+    SkorchNet,
+    autocast,
+    batches_per_epoch,
+    history_records,
+    rebuilt_net,
+    resolve_device,
+    resolve_optimizer,
+    silent,
+    training_callbacks,
+)
+
+#: Training images the BatchNorm statistics are re-estimated on after training.
+N_BATCHNORM_IMAGES = 512
+#: What ``validation_fraction="auto"`` holds out when the data allow it ...
+AUTO_VALIDATION_FRACTION = 0.1
+#: ... which is when every class gives at least this many validation samples.
+MIN_VALIDATION_PER_CLASS = 5
+#: Patience of ``early_stopping="auto"`` when a validation set is held out.
+AUTO_PATIENCE = 5
+#: Parameters that do not change what training computes (left out of checkpoint keys).
+_NOT_IN_CHECKPOINT_KEY = ("warm_start", "checkpoint_dir", "verbose", "callbacks", "num_workers",
+                          "memory", "image_cache_mb", "device", "accelerator")
+
+
+@dataclass(frozen=True)
+class FittedNetwork:
+    """What :func:`fit_network` returns.
+
+    Attributes
+    ----------
+    net : SkorchNet
+        Predicts with the whole network, on images.
+    history : list of dict
+        Per-epoch records (see :func:`skcovid._training.history_records`).
+    train_indices : ndarray of int
+        The samples trained on (the rest were the validation set).
+    """
+
+    net: SkorchNet
+    history: list
+    train_indices: np.ndarray
+
+
+def memory_store(memory):
+    """``memory`` as a joblib.Memory (a folder path, str or not, gives the same store)."""
+    return check_memory(os.fspath(memory) if isinstance(memory, os.PathLike) else memory)
+
+
+def resolve_validation(validation_fraction, early_stopping, y, *, verbose=0):
+    """Settle ``"auto"`` validation settings for labels ``y``.
+
+    ``validation_fraction="auto"`` holds out :data:`AUTO_VALIDATION_FRACTION`
+    when every class can give :data:`MIN_VALIDATION_PER_CLASS` samples to it,
+    and nothing otherwise; ``early_stopping="auto"`` is a patience of
+    :data:`AUTO_PATIENCE` epochs with a validation set and off without one.
+
+    Parameters
+    ----------
+    validation_fraction : "auto", float or None
+    early_stopping : "auto", int or None
+    y : ndarray of shape (n_samples,)
+    verbose : int, default=0
+        At 1 or more, say what ``"auto"`` chose.
+
+    Returns
+    -------
+    validation_fraction : float or None
+    early_stopping : int or None
+    """
+    if validation_fraction == "auto":
+        smallest = int(np.unique(y, return_counts=True)[1].min())
+        if int(smallest * AUTO_VALIDATION_FRACTION) >= MIN_VALIDATION_PER_CLASS:
+            validation_fraction = AUTO_VALIDATION_FRACTION
+        else:
+            validation_fraction = None
+            if early_stopping not in ("auto", None):
+                raise ValueError(
+                    f"early_stopping={early_stopping} monitors a validation set, but "
+                    f"validation_fraction='auto' holds none out of {len(y)} samples whose "
+                    f"smallest class has {smallest} (it needs {MIN_VALIDATION_PER_CLASS} per "
+                    "class at a fraction of 0.1). Set validation_fraction to a number or "
+                    "early_stopping=None."
+                )
+            if verbose:
+                print(f"validation_fraction='auto': the smallest class has {smallest} samples, "
+                      f"too few to give {MIN_VALIDATION_PER_CLASS} to a validation set; "
+                      "training on all samples without early stopping.", flush=True)
+    if early_stopping == "auto":
+        early_stopping = None if validation_fraction is None else AUTO_PATIENCE
+    return validation_fraction, early_stopping
+
+
+def validation_split(y, validation_fraction, rng):
+    """Indices of the training part and of the stratified validation part (or None).
+
+    Parameters
+    ----------
+    y : ndarray of shape (n_samples,)
+    validation_fraction : float or None
+    rng : RandomState
+
+    Returns
+    -------
+    train_indices : ndarray of int
+    valid_indices : ndarray of int or None
+    """
+    indices = np.arange(len(y))
+    if validation_fraction is None:
+        return indices, None
+    try:
+        return train_test_split(indices, test_size=validation_fraction, stratify=y,
+                                random_state=rng)
+    except ValueError as exc:
+        raise ValueError(
+            f"validation_fraction={validation_fraction} cannot hold out a stratified "
+            f"validation set from {len(y)} samples of {len(np.unique(y))} classes ({exc}). "
+            "Use more samples, a larger validation_fraction, or validation_fraction='auto'."
+        ) from exc
+
+
+def _device(settings):
+    accelerator = settings["accelerator"]
+    if accelerator is None:
+        return resolve_device(settings["device"])
+    # "cpu", not accelerate's "cpu:0", which torch.load cannot map to
+    return "cpu" if accelerator.device.type == "cpu" else str(accelerator.device)
+
+
+def _features(module, images, settings, device):
+    """The frozen backbone's pooled output for every image (through ``memory`` if set)."""
+    kwargs = dict(batch_size=settings["batch_size"], device=device,
+                  precision=settings["precision"], num_workers=settings["num_workers"])
+    cache = feature_cache(settings)
+    compute = backbone_features if cache is None else cache
+    return compute(module, images, settings["image_size"], **kwargs)
+
+
+def feature_cache(settings):
+    """The :class:`FeatureCache` that ``settings["memory"]`` asks for, or None."""
+    memory = memory_store(settings["memory"])
+    return None if memory.location is None else FeatureCache(memory, feature_key(settings))
+
+
+def fit_network(build_module, images, y, y_encoded, classes, settings, *, precompute=False,
+                extra_callbacks=()):
+    """Train the module ``build_module()`` returns.
+
+    Parameters
+    ----------
+    build_module : callable
+        Returns the ``TransferNet`` to train; called under the fit's seed.
+    images : PathImages or ArrayImages
+    y : ndarray of shape (n_samples,)
+        Labels (for ``class_weight``).
+    y_encoded : ndarray of int of shape (n_samples,)
+    classes : ndarray of shape (n_classes,)
+    settings : dict
+        A :class:`skcovid.TransferCNNClassifier`'s parameters, with
+        ``validation_fraction`` and ``early_stopping`` resolved
+        (:func:`resolve_validation`).
+    precompute : bool, default=False
+        Run the frozen backbone once and train only the head, on its outputs;
+        the returned net still holds (and predicts with) the whole network.
+    extra_callbacks : sequence of skorch callbacks, default=()
+
+    Returns
+    -------
+    fitted : FittedNetwork
+    """
+    rng = check_random_state(settings["random_state"])
+    train_idx, valid_idx = validation_split(y, settings["validation_fraction"], rng)
+    seed = int(rng.randint(np.iinfo(np.int32).max))
+    accelerator = settings["accelerator"]
+    device = _device(settings)
+    cuda = device.startswith("cuda")
+    max_epochs, batch_size = settings["max_epochs"], settings["batch_size"]
+
+    criterion_kwargs = {}
+    if settings["class_weight"] is not None:
+        weights = compute_class_weight(settings["class_weight"], classes=classes, y=y[train_idx])
+        criterion_kwargs["criterion__weight"] = torch.as_tensor(weights, dtype=torch.float32)
+    optimizer, optimizer_kwargs = resolve_optimizer(settings["optimizer"])
+    callbacks = training_callbacks(
+        lr=settings["lr"], lr_schedule=settings["lr_schedule"], max_epochs=max_epochs,
+        batches_per_epoch=batches_per_epoch(len(train_idx), batch_size),
+        early_stopping=settings["early_stopping"], has_validation=valid_idx is not None,
+        verbose=settings["verbose"],
+    )
+    callbacks += copy.deepcopy(list(settings["callbacks"] or []))
+    callbacks += list(extra_callbacks)
+    resume = None
+    if settings["checkpoint_dir"] is not None:
+        params = {k: v for k, v in settings.items() if k not in _NOT_IN_CHECKPOINT_KEY}
+        key = fingerprint(params, np.asarray(y).tolist(), len(y), precompute)
+        resume = load_checkpoint(settings["checkpoint_dir"], key) if settings["warm_start"] else None
+        callbacks.append(("checkpoint", Checkpointer(settings["checkpoint_dir"], key, resume)))
+    loader_kwargs = {"pin_memory": cuda}
+    if settings["num_workers"]:
+        # Not persistent: a new iterator per epoch draws from the torch RNG
+        # as without workers, so num_workers does not change the model.
+        loader_kwargs["num_workers"] = settings["num_workers"]
+
+    cuda_devices = [torch.cuda.current_device()] if cuda else []
+    with torch.random.fork_rng(devices=cuda_devices):
+        torch.manual_seed(seed)
+        module = build_module().to(device)
+        if cuda:
+            module = module.to(memory_format=torch.channels_last)
+        if precompute:
+            features = _features(module, images, settings, device)
+            train_set = Dataset(features[train_idx], y_encoded[train_idx])
+            valid_set = (None if valid_idx is None
+                         else Dataset(features[valid_idx], y_encoded[valid_idx]))
+        else:
+            budget = settings["image_cache_mb"] * 2**20
+            cache = DecodedCache(budget) if budget else None
+            train_set = ImageDataset(images, y_encoded, settings["image_size"],
+                                     make_augmentation(settings["augment"]), train_idx, cache=cache)
+            valid_set = (None if valid_idx is None else
+                         ImageDataset(images, y_encoded, settings["image_size"], None, valid_idx,
+                                      cache=cache))
+        net_kwargs = dict(
+            criterion=torch.nn.CrossEntropyLoss,
+            optimizer=optimizer,
+            lr=settings["lr"],
+            batch_size=batch_size,
+            max_epochs=max_epochs,
+            iterator_train__shuffle=True,
+            classes=np.arange(len(classes)),
+            device=device,
+            precision=settings["precision"],
+            channels_last=cuda,
+            verbose=settings["verbose"],
+            **{f"optimizer__{k}": v for k, v in optimizer_kwargs.items()},
+            **criterion_kwargs,
+        )
+        # The head trains on features in memory: no loader workers for it.
+        train_loader_kwargs = {} if precompute else loader_kwargs
+        train_kwargs = dict(
+            net_kwargs, callbacks=callbacks,
+            module=module.head if precompute else module,
+            train_split=None if valid_set is None else predefined_split(valid_set),
+            **{f"iterator_{kind}__{k}": v for kind in ("train", "valid")
+               for k, v in train_loader_kwargs.items()},
+        )
+        if accelerator is None:
+            net = SkorchNet(**train_kwargs)
+        else:  # the accelerator places the network and the batches
+            net = AcceleratedNet(
+                **{**train_kwargs, "device": None}, accelerator=accelerator,
+                # Unwrapped below, after early stopping has put back the best
+                # weights, which it saved from the wrapped module.
+                unwrap_after_train=False,
+                # skorch prints to any sink but print whatever the verbosity
+                callbacks__print_log__sink=accelerator.print if settings["verbose"] else silent,
+            )
+        if resume is None:
+            net.fit(train_set, y=None)
+        else:
+            net.initialize()
+            restore(net, resume)  # weights, optimizer, history and the RNG where it stopped
+            remaining = 0 if resume["finished"] else max_epochs - len(net.history)
+            if remaining > 0:
+                net.partial_fit(train_set, y=None, epochs=remaining)
+    if accelerator is not None:
+        # Unwrapping also takes mixed precision's forward wrappers off the module.
+        trained = accelerator.unwrap_model(net.module_, keep_fp32_wrapper=False)
+        # The accelerator keeps every network, optimizer and DataLoader it
+        # prepared: let go of them, or every fit of a search stays in memory
+        # (and in the estimator's pickle, through its accelerator parameter).
+        accelerator.free_memory()
+        if not precompute:
+            module = trained
+    if precompute or accelerator is not None:
+        # The net that predicts holds the whole network and decodes in
+        # workers if asked; with precomputed features, it finds them in memory.
+        predict_kwargs = {f"iterator_valid__{k}": v for k, v in loader_kwargs.items()}
+        net = rebuilt_net(net, module, **net_kwargs, **predict_kwargs,
+                          feature_cache=feature_cache(settings) if precompute else None)
+    recalibrate_batchnorm(net.module_, images, train_idx, settings, device)
+    return FittedNetwork(net, history_records(net.history), train_idx)
+
+
+def recalibrate_batchnorm(module, images, train_indices, settings, device):
+    """Re-estimate the running statistics of the BatchNorm layers that trained.
+
+    Running statistics trail the weights: with EfficientNet's momentum of
+    0.01 they still hold much of the ImageNet statistics after a short
+    fine-tuning on CT slices, which skews eval-mode predictions (on the demo
+    split, accuracy 0.64 before and 0.84 after). The statistics are
+    recomputed, in eval mode otherwise (no dropout), on up to
+    :data:`N_BATCHNORM_IMAGES` training images; frozen layers keep theirs.
+
+    Parameters
+    ----------
+    module : nn.Module
+    images : PathImages or ArrayImages
+    train_indices : ndarray of int
+    settings : dict
+        Reads ``random_state``, ``image_size`` and ``batch_size``.
+    device : str
+    """
+    layers = [m for m in module.modules()
+              if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+              and any(p.requires_grad for p in m.parameters())]
+    if not layers:
+        return
+    rng = check_random_state(settings["random_state"])
+    chosen = np.sort(rng.choice(train_indices, min(N_BATCHNORM_IMAGES, len(train_indices)),
+                                replace=False))
+    loader = inference_loader(images, settings["image_size"], settings["batch_size"],
+                              indices=chosen)
+    momenta = [layer.momentum for layer in layers]
+    with eval_mode(module):
+        for layer in layers:
+            layer.reset_running_stats()
+            layer.momentum = None  # cumulative average over all batches
+            layer.train()
+        try:
+            with torch.no_grad():
+                for x, _ in loader:
+                    module(x.to(device))
+        finally:
+            for layer, momentum in zip(layers, momenta):
+                layer.momentum = momentum
+    module.eval()
+
+
+def predict_proba(net, images, *, image_size, batch_size):
+    """Class probabilities of a fitted net on images, rows summing to 1.
+
+    With a ``feature_cache`` on the net, the frozen backbone's features are
+    looked up (a search scores every fold on images seen before) and only
+    the head runs: the same numbers as the whole network.
+
+    Parameters
+    ----------
+    net : SkorchNet
+    images : PathImages or ArrayImages
+    image_size, batch_size : int
+
+    Returns
+    -------
+    proba : ndarray of shape (n_samples, n_classes), float64
+    """
+    cache = net.feature_cache
+    if cache is not None:
+        module, device = net.module_, str(net.device)
+        features = cache(module, images, image_size, batch_size=batch_size, device=device,
+                         precision=net.precision)
+        logits = []
+        with eval_mode(module), torch.inference_mode(), autocast(device, net.precision):
+            for batch in torch.split(features, batch_size):
+                logits.append(module.head(batch.to(device)).float())
+        proba = torch.softmax(torch.cat(logits), dim=1).cpu().numpy().astype(np.float64)
+    else:
+        proba = np.asarray(net.predict_proba(ImageDataset(images, None, image_size)),
+                           dtype=np.float64)
+    return proba / proba.sum(axis=1, keepdims=True)
