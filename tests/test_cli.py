@@ -1,7 +1,10 @@
 """The ``skcovid`` command."""
 
+import ast
 import csv
+import inspect
 import json
+import re
 import subprocess
 import sys
 
@@ -10,7 +13,8 @@ import pytest
 from PIL import Image
 
 from skcovid import PrunedCNNClassifier, TransferCNNClassifier
-from skcovid._cli import main
+from skcovid._cli import (_MODEL_OPTIONS, _build_estimator, _docstring_parameters, _parser, _plain,
+                          main)
 from skcovid._persistence import load_model
 
 #: Options that train the small CNN in seconds.
@@ -63,7 +67,8 @@ def test_train_holds_out_and_saves(data_dir, tmp_path, capsys):
     assert "Sensitivity (recall of COVID)" in stdout and "95% CI" in stdout
     model = load_model(out)
     assert isinstance(model, TransferCNNClassifier) and model.max_epochs == 6
-    assert json.loads((tmp_path / "report" / "metrics.json").read_text())["n_samples"] == 6
+    metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    assert metrics["n_samples"] == 6 and metrics["pruning"] is None  # not a pruned model
 
 
 def test_train_cross_validates_and_prunes(data_dir, tmp_path, capsys):
@@ -117,10 +122,20 @@ def test_explain_writes_pngs(model_path, image_folder, tmp_path, capsys):
     (["train", "{missing}", "--out", "m.joblib"], 1, "Image folder not found: '.*missing'"),
     (["train", "{data}", "--out", "m.joblib", "--prune", "heavy:0.5"], 2, "structured:RATIO"),
     (["train", "{data}", "--out", "m.joblib", "--prune", "structured:1.5"], 2, r"\[0, 1\)"),
-    (["train", "{data}", "--out", "m.joblib", "--epochs", "0"], 2, "at least 1"),
+    (["train", "{data}", "--out", "m.joblib", "--cv", "0"], 2, "at least 1"),
     (["train", "{data}", "--out", "m.joblib", "--test-size", "1.5"], 2, "test-size"),
-    (["train", "{data}", "--out", "m.joblib", "--optimizer", "adagrad", *FAST_ARGS], 1,
-     "optimizer='adagrad' is not valid"),
+    # Text that is not a value of the option's kind: argparse's usage error.
+    (["train", "{data}", "--out", "m.joblib", "--freeze", "many"], 2,
+     "--freeze: expected one of int, 'backbone', 'none'; got 'many'"),
+    (["train", "{data}", "--out", "m.joblib", "--early-stopping", "soon"], 2,
+     "--early-stopping: expected one of int, 'none', 'auto'; got 'soon'"),
+    (["train", "{data}", "--out", "m.joblib", "--hidden-units", "512x256"], 2, "512,256"),
+    # A value of the right kind that the estimator refuses: its error, in one line.
+    (["train", "{data}", "--out", "m.joblib", *FAST_ARGS, "--optimizer", "adagrad"], 1,
+     "optimizer.*adagrad"),
+    (["train", "{data}", "--out", "m.joblib", *FAST_ARGS, "--epochs", "0"], 1, "max_epochs.*0"),
+    (["train", "{data}", "--out", "m.joblib", *FAST_ARGS, "--cv", "2", "--pooling", "median"], 1,
+     "'pooling' parameter of TransferCNNClassifier .*'median'"),
     (["evaluate", "{missing}", "{data}"], 1, "Model file not found"),
     (["evaluate", "{data}", "{data}"], 1, "got the directory"),
     (["predict", "{model}", "{missing}"], 1, "No such file or folder: .*missing"),
@@ -130,8 +145,6 @@ def test_explain_writes_pngs(model_path, image_folder, tmp_path, capsys):
 ])
 def test_bad_input_exits_with_a_clear_error(argv, code, message, model_path, data_dir, image_folder,
                                              tmp_path, capsys, monkeypatch):
-    import re
-
     monkeypatch.chdir(tmp_path)
     corrupt = tmp_path / "corrupt.png"
     corrupt.write_bytes(b"\x89PNG\r\n\x1a\n not really")
@@ -144,7 +157,8 @@ def test_bad_input_exits_with_a_clear_error(argv, code, message, model_path, dat
         status = exc.code
     err = capsys.readouterr().err
     assert status == code
-    assert re.search(message, err), err
+    last = err.strip().splitlines()[-1]  # after a progress bar, if any
+    assert re.match(rf"skcovid( {argv[0]})?: error: ", last) and re.search(message, last), err
     assert not (tmp_path / "m.joblib").exists()
 
 
@@ -180,5 +194,95 @@ def test_demo_runs_the_whole_flow(tmp_path, capsys):
     model = load_model(tmp_path / "model.joblib")
     assert isinstance(model, PrunedCNNClassifier) and not model.prefit
     assert (tmp_path / "report" / "index.html").exists()
-    assert "pruning" in json.loads((tmp_path / "report" / "metrics.json").read_text())
+    pruning = json.loads((tmp_path / "report" / "metrics.json").read_text())["pruning"]
+    assert pruning["n_params"] == model.n_params_ < pruning["n_params_before"]
+    assert 0 < pruning["params_reduction"] < 1 and 0 < pruning["flops_reduction"] < 1
     assert len(list((tmp_path / "explain").glob("*_gradcam.png"))) == 4
+
+
+# ------------------------------------------------ options generated from the estimators
+def _estimator_class(option):
+    return {"TransferCNNClassifier": TransferCNNClassifier,
+            "PrunedCNNClassifier": PrunedCNNClassifier}[option.estimator]
+
+
+def _train_args(*options):
+    return _parser().parse_args(["train", "DATA_DIR", "--out", "m.joblib", *options])
+
+
+def _train_help(capsys, monkeypatch):
+    """``train --help``, each option's entry on one line: ``{flag: "--flag METAVAR help"}``."""
+    monkeypatch.setenv("COLUMNS", "10000")  # no wrapping inside the help texts
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    entries = re.split(r"\n(?=\S|  -)", capsys.readouterr().out)
+    return {entry.split()[0]: " ".join(entry.split()) for entry in entries
+            if entry.startswith("  -")}
+
+
+@pytest.mark.parametrize("cls", [TransferCNNClassifier, PrunedCNNClassifier])
+def test_docstring_parameters_agree_with_numpydoc(cls):
+    docscrape = pytest.importorskip("numpydoc.docscrape")
+    expected = {
+        param.name: (param.type, " ".join(line.strip() for line in param.desc if line.strip()))
+        for param in docscrape.NumpyDocString(inspect.getdoc(cls))["Parameters"]
+    }
+    assert _docstring_parameters(cls) == expected
+    assert set(expected) == set(cls().get_params(deep=False))
+
+
+def test_every_option_sets_a_parameter_with_its_default():
+    args = _train_args()
+    assert len({option.flag for option in _MODEL_OPTIONS}) == len(_MODEL_OPTIONS)
+    for option in _MODEL_OPTIONS:
+        cls = _estimator_class(option)
+        defaults = cls().get_params(deep=False)
+        assert option.param in defaults, option
+        spec, _ = _docstring_parameters(cls)[option.param]
+        documented = ast.literal_eval(spec.rpartition("default=")[2])
+        assert documented == defaults[option.param], (option, spec)
+        if option.param == "random_state":
+            assert getattr(args, option.param) == 0  # the command line's documented default
+        else:
+            assert getattr(args, option.param) == defaults[option.param], option
+    estimator = _build_estimator(_train_args("--prune", "structured:0.5"), verbose=0)
+    params = estimator.get_params()
+    for option in _MODEL_OPTIONS:
+        prefix = "estimator__" if option.estimator == "TransferCNNClassifier" else ""
+        assert params[prefix + option.param] == getattr(args, option.param), option
+
+
+def test_option_help_is_the_docstring_description(capsys, monkeypatch):
+    entries = _train_help(capsys, monkeypatch)
+    for option in _MODEL_OPTIONS:
+        cls = _estimator_class(option)
+        _, description = _docstring_parameters(cls)[option.param]
+        default = 0 if option.param == "random_state" else cls().get_params()[option.param]
+        note = option.note() if callable(option.note) else option.note
+        expected = " ".join(filter(None, [_plain(description).replace("%%", "%"), note,
+                                          f"(default: {default})"]))
+        assert entries[option.flag].endswith(" " + expected), (entries[option.flag], expected)
+    assert entries["--freeze"].startswith("--freeze {backbone,none,K} ")
+    assert "an int k trains the last k stages" in entries["--freeze"]
+    assert "resnet34" in entries["--backbone"]
+
+
+@pytest.mark.parametrize("options, param, value", [
+    (["--freeze", "2"], "freeze", 2),
+    (["--freeze", "none"], "freeze", "none"),
+    (["--weights", "none"], "weights", None),
+    (["--weights", "IMAGENET1K_V1"], "weights", "IMAGENET1K_V1"),
+    (["--hidden-units", "512,256"], "hidden_units", (512, 256)),
+    (["--hidden-units", "()"], "hidden_units", ()),
+    (["--early-stopping", "auto"], "early_stopping", "auto"),
+    (["--early-stopping", "None"], "early_stopping", None),
+    (["--early-stopping", "3"], "early_stopping", 3),
+    (["--validation-fraction", "AUTO"], "validation_fraction", "auto"),
+    (["--validation-fraction", "none"], "validation_fraction", None),
+    (["--validation-fraction", "0.25"], "validation_fraction", 0.25),
+    (["--augment", "none"], "augment", None),
+    (["--class-weight", "balanced"], "class_weight", "balanced"),
+])
+def test_options_convert_text_to_parameter_values(options, param, value):
+    estimator = _build_estimator(_train_args(*options), verbose=0)
+    assert estimator.get_params()[param] == value

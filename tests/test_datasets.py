@@ -10,6 +10,7 @@ from PIL import Image
 
 from skcovid._imageio import read_gray
 from skcovid.datasets import load_image_folder, load_sample_ct
+from skcovid.datasets._folder import list_image_files
 
 
 def _save_png(path, size=(6, 4), value=128, mode="L"):
@@ -164,6 +165,35 @@ def test_load_image_folder_lists_every_bad_file(tmp_path):
         load_image_folder(tmp_path)
     for path in bad:
         assert str(path) in str(excinfo.value)
+
+
+# --- list_image_files (the scanner load_image_folder and the command line share) -------------
+
+def test_list_image_files(image_folder):
+    images, others = list_image_files(image_folder)
+    assert images == [
+        image_folder / "COVID" / "D.PNG",
+        image_folder / "COVID" / "a.png",
+        image_folder / "COVID" / "b.png",
+        image_folder / "COVID" / "sub" / "c.png",
+        image_folder / "non-COVID" / "x.jpg",
+        image_folder / "non-COVID" / "y.png",
+    ]
+    # Hidden files and everything in hidden folders are left out.
+    assert others == [image_folder / "README.md"]
+    assert list_image_files(str(image_folder)) == (images, others)
+
+
+def test_list_image_files_extensions_and_order(tmp_path):
+    for name in ("b/z.png", "a-b/y.png", "a/x.png", ".a/hidden.png"):
+        _save_png(tmp_path / name)
+    (tmp_path / "a" / "notes.txt").write_text("scanner notes")
+    images, others = list_image_files(tmp_path)
+    assert [str(p) for p in images] == sorted(str(p) for p in images)  # sorted as strings
+    assert images == [tmp_path / "a-b" / "y.png", tmp_path / "a" / "x.png", tmp_path / "b" / "z.png"]
+    assert others == [tmp_path / "a" / "notes.txt"]
+    images, others = list_image_files(tmp_path, extensions=(".txt",))
+    assert images == [tmp_path / "a" / "notes.txt"] and len(others) == 3
 
 
 # --- load_sample_ct -----------------------------------------------------------

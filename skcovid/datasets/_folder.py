@@ -1,5 +1,6 @@
 """Image collections laid out as one sub-folder per class."""
 
+import os
 import warnings
 from pathlib import Path
 
@@ -15,6 +16,38 @@ class UnreadableImagesError(ValueError):
     def __init__(self, message, files):
         super().__init__(message)
         self.files = files
+
+
+def list_image_files(folder, extensions=IMAGE_EXTENSIONS):
+    """List the files under a folder, searched recursively, split into images and others.
+
+    Hidden files and folders (names starting with a dot) are left out, and
+    hidden folders are not searched.
+
+    Parameters
+    ----------
+    folder : str or os.PathLike
+        The folder to search.
+    extensions : tuple of str, default=skcovid._imageio.IMAGE_EXTENSIONS
+        File extensions (lower case, with the dot) that count as images; the
+        case of a file's extension does not matter.
+
+    Returns
+    -------
+    images : list of pathlib.Path
+        Files with one of ``extensions``, sorted by path.
+    others : list of pathlib.Path
+        The other files, sorted by path.
+    """
+    images, others = [], []
+    for parent, dirs, files in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for name in files:
+            path = Path(parent, name)
+            if name.startswith(".") or not path.is_file():
+                continue
+            (images if path.suffix.lower() in extensions else others).append(path)
+    return sorted(images, key=str), sorted(others, key=str)
 
 
 def _check_image(path):
@@ -90,15 +123,11 @@ def load_image_folder(path, *, extensions=IMAGE_EXTENSIONS, check_images=True, o
         )
     paths, labels, not_images = [], [], []
     for class_dir in class_dirs:
-        files = sorted(
-            f for f in class_dir.rglob("*")
-            if f.is_file() and not any(part.startswith(".") for part in f.relative_to(root).parts)
-        )
+        found, others = list_image_files(class_dir, extensions)
+        not_images += [f"{f} (extension {f.suffix!r} is not one of {list(extensions)})"
+                       for f in others]
         images = []
-        for f in files:
-            if f.suffix.lower() not in extensions:
-                not_images.append(f"{f} (extension {f.suffix!r} is not one of {list(extensions)})")
-                continue
+        for f in found:
             reason = _check_image(f) if check_images else None
             if reason is not None:
                 not_images.append(f"{f} ({reason})")
