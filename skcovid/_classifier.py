@@ -77,7 +77,9 @@ class TransferCNNClassifier(BaseCNNClassifier):
     lr : float, default=1e-3
         Learning rate (the peak rate of the schedules).
     batch_size : int, default=32
+        Images per training and prediction batch.
     max_epochs : int, default=20
+        Most training epochs (early stopping may end training sooner).
     lr_schedule : {None, "cyclic", "onecycle", "cosine"}, default=None
         ``"cyclic"``: triangular cycles between ``lr/10`` and ``lr``, 2 epochs
         per half cycle, stepped per batch; ``"onecycle"``: one cycle peaking at
@@ -401,3 +403,10 @@ class TransferCNNClassifier(BaseCNNClassifier):
 
     def _inference(self):
         return self.net_, self.image_size, self.batch_size
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        # Randomly initialised stages that stay frozen (a warning says so)
+        # cannot be expected to score well on scikit-learn's check data.
+        tags.classifier_tags.poor_score = self.weights is None and self.freeze != "none"
+        return tags

@@ -199,6 +199,12 @@ class PrunedCNNClassifier(BaseCNNClassifier):
     def _inference(self):
         return self.estimator_.net_, self.estimator_.image_size, self.estimator_.batch_size
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        estimator = TransferCNNClassifier() if self.estimator is None else self.estimator
+        tags.classifier_tags.poor_score = estimator.__sklearn_tags__().classifier_tags.poor_score
+        return tags
+
     @staticmethod
     def _sample(estimator, images, y_encoded, indices, n_max):
         """A seeded random batch of at most ``n_max`` of the given images, as tensors."""
