@@ -31,7 +31,7 @@ from sklearn.metrics import classification_report, confusion_matrix
 from sklearn.utils.validation import check_is_fitted
 
 from ._fitted import final_estimator
-from ._persistence import atomic_write
+from ._persistence import atomic_write, jsonable
 from ._plotting import require_matplotlib
 from .metrics import METRICS, bootstrap_scores
 from ._version import __version__
@@ -46,12 +46,6 @@ _TITLES = {
 }
 
 
-def _jsonable(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
 def _training_history(estimator):
     """Per-epoch records and the number of epochs before pruning (None when not pruned)."""
     estimator = final_estimator(estimator)
@@ -64,7 +58,7 @@ def _training_history(estimator):
 def _pruning_summary(estimator):
     estimator = final_estimator(estimator)
     if hasattr(estimator, "pruning_report") and hasattr(estimator, "estimator_"):
-        return {k: _jsonable(v) for k, v in estimator.pruning_report().items()}
+        return {k: jsonable(v) for k, v in estimator.pruning_report().items()}
     return None
 
 
@@ -131,8 +125,8 @@ class EvaluationReport:
         self.y_true = y_true
         self.proba = proba
         self.y_pred = class_array[proba.argmax(axis=1)]
-        self.pos_label = _jsonable(scores["pos_label"])
-        self.neg_label = _jsonable(next(c for c in classes if c != self.pos_label))
+        self.pos_label = jsonable(scores["pos_label"])
+        self.neg_label = jsonable(next(c for c in classes if c != self.pos_label))
         self.labels = [self.pos_label, self.neg_label]
         self.score = proba[:, classes.index(self.pos_label)]
         self.n_bootstraps = int(n_bootstraps)
@@ -186,16 +180,16 @@ class EvaluationReport:
 
         return {
             "n_samples": len(self.y_true),
-            "pos_label": _jsonable(self.pos_label),
-            "classes": [_jsonable(c) for c in self.classes],
-            "class_counts": {str(_jsonable(k)): v for k, v in self.class_counts.items()},
+            "pos_label": jsonable(self.pos_label),
+            "classes": [jsonable(c) for c in self.classes],
+            "class_counts": {str(jsonable(k)): v for k, v in self.class_counts.items()},
             "metrics": {name: {k: clean(v) for k, v in m.items()} for name, m in self.metrics.items()},
             "confidence_level": self.confidence_level,
             "n_bootstraps": self.n_bootstraps,
             "bootstrap_random_state": (self.random_state
                                        if isinstance(self.random_state, numbers.Integral) else None),
             "confusion_matrix": {
-                "labels": [_jsonable(c) for c in self.labels],
+                "labels": [jsonable(c) for c in self.labels],
                 "matrix": self.confusion_matrix.tolist(),
                 "note": "rows are true classes, columns predicted classes",
             },
