@@ -25,13 +25,12 @@ import tempfile
 import time
 
 import numpy as np
+from _slices import machine, real_slices
 from sklearn.model_selection import StratifiedKFold
 
 from skcovid import PrunedCNNClassifier, TransferCNNClassifier
 from skcovid.pruning import MagnitudePruner, StructuredPruner
 from skcovid.report import evaluate
-
-from _slices import machine, real_slices
 
 PUBLISHED = "pruned ResNet34 95.47% (sens 0.9216, spec 0.9942), ResNet101 95.18%, xDNN 97.38%"
 METRICS = ("accuracy", "sensitivity", "specificity", "f1", "roc_auc")

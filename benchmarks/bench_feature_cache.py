@@ -16,11 +16,10 @@ import tempfile
 import time
 
 import numpy as np
+from _slices import machine, real_slices
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
 
 from skcovid import TransferCNNClassifier
-
-from _slices import machine, real_slices
 
 
 def search(X, y, args, memory):

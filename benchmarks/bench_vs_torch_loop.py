@@ -18,12 +18,11 @@ import time
 
 import numpy as np
 import torch
+from _slices import machine, real_slices
 from PIL import Image
 from torchvision.transforms import v2
 
 from skcovid import TransferCNNClassifier
-
-from _slices import machine, real_slices
 
 
 class _Slices(torch.utils.data.Dataset):

@@ -2,10 +2,10 @@
 
 import time
 
+from _common import weights
+
 from skcovid import TransferCNNClassifier
 from skcovid.metrics import diagnostic_scores
-
-from _common import weights
 
 
 def add_arguments(parser, backbone):

@@ -24,11 +24,10 @@ import os
 import sys
 import time
 
+from _common import add_data_arguments, load_split, print_report
 from accelerate import Accelerator
 
 from skcovid import TransferCNNClassifier, save_model
-
-from _common import add_data_arguments, load_split, print_report
 
 
 def main():

@@ -15,13 +15,12 @@ Stacking fits every member ``--stacking-cv`` + 1 times.
 
 import argparse
 
+from _common import add_data_arguments, load_split, print_report
 from sklearn.ensemble import StackingClassifier, VotingClassifier
 from sklearn.linear_model import LogisticRegression
 
 from skcovid import TransferCNNClassifier
 from skcovid.report import EvaluationReport
-
-from _common import add_data_arguments, load_split, print_report
 
 
 def main():

@@ -19,12 +19,11 @@ networks: a GPU job.
 
 import argparse
 
+from _common import add_data_arguments, load_split, print_report
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
 
 from skcovid import TransferCNNClassifier
 from skcovid.metrics import SCORING
-
-from _common import add_data_arguments, load_split, print_report
 
 _NATIVE_SIZE = {"inception_v3": 299, "timm:inception_resnet_v2": 299}
 

@@ -19,12 +19,11 @@ import tempfile
 import time
 
 import joblib
+from _common import load_split
+from _pruning_common import add_arguments, print_comparison, train_base
 
 from skcovid import PrunedCNNClassifier
 from skcovid.pruning import MagnitudePruner
-
-from _common import load_split
-from _pruning_common import add_arguments, print_comparison, train_base
 
 
 def main():

@@ -17,11 +17,11 @@ torch hub cache) and falls back to random initialisation otherwise.
 import argparse
 import time
 
-from skcovid import PrunedCNNClassifier
-from skcovid.pruning import StructuredPruner
-
 from _common import load_split
 from _pruning_common import add_arguments, print_comparison, train_base
+
+from skcovid import PrunedCNNClassifier
+from skcovid.pruning import StructuredPruner
 
 
 def main():

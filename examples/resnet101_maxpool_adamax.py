@@ -17,9 +17,9 @@ the full dataset, or ``--image-size 128 --epochs 5`` to try it.
 import argparse
 import time
 
-from skcovid import TransferCNNClassifier
-
 from _common import add_data_arguments, load_split, print_report
+
+from skcovid import TransferCNNClassifier
 
 
 def main():

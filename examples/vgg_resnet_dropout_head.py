@@ -15,9 +15,9 @@ val for training, test held out); ``--backbones`` picks the models to compare.
 import argparse
 import time
 
-from skcovid import TransferCNNClassifier
-
 from _common import add_data_arguments, load_split, print_report
+
+from skcovid import TransferCNNClassifier
 
 
 def main():

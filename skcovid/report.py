@@ -33,8 +33,8 @@ from sklearn.utils.validation import check_is_fitted
 from ._fitted import final_estimator
 from ._persistence import atomic_write, jsonable
 from ._plotting import require_matplotlib
-from .metrics import METRICS, bootstrap_scores
 from ._version import __version__
+from .metrics import METRICS, bootstrap_scores
 
 __all__ = ["EvaluationReport", "evaluate"]
 
