@@ -122,15 +122,6 @@ class TransferCNNClassifier(BaseCNNClassifier):
         the head on it (same numbers as the per-epoch path, much faster).
         ``"auto"`` does so whenever it applies; ``True`` requires it;
         ``False`` runs the backbone every epoch.
-    checkpoint_dir : str, path-like or None, default=None
-        Save a checkpoint (network, optimizer, history, schedule, early
-        stopping and RNG state) into this folder at the end of every epoch,
-        atomically.
-    warm_start : bool, default=False
-        Resume from the checkpoint in ``checkpoint_dir`` when there is one
-        (of a fit with the same parameters and data, else an error): the
-        remaining epochs run and the result equals an uninterrupted fit's.
-        Without a checkpoint, training starts from scratch.
     accelerator : accelerate.Accelerator or None, default=None
         Train through this accelerator (skorch's
         :class:`~skorch.hf.AccelerateMixin`): in a script started with
@@ -147,6 +138,15 @@ class TransferCNNClassifier(BaseCNNClassifier):
         precision and the content of each image, so that cross-validation and
         grid searches over head hyperparameters run the backbone once per
         image. Only used with precomputed features.
+    checkpoint_dir : str, path-like or None, default=None
+        Save a checkpoint (network, optimizer, history, schedule, early
+        stopping and RNG state) into this folder at the end of every epoch,
+        atomically.
+    warm_start : bool, default=False
+        Resume from the checkpoint in ``checkpoint_dir`` when there is one
+        (of a fit with the same parameters and data, else an error): the
+        remaining epochs run and the result equals an uninterrupted fit's.
+        Without a checkpoint, training starts from scratch.
     random_state : int, RandomState instance or None, default=None
         Seeds weight initialisation, the validation split, shuffling,
         dropout and augmentation. The global torch RNG is left as it was.

@@ -83,7 +83,7 @@ def save_model(estimator, path, *, compress=3):
     estimator : estimator
     path : str or path-like
     compress : int, default=3
-        joblib's zlib compression level (0 for none).
+        The zlib compression level of joblib (0 for none).
 
     Returns
     -------

@@ -27,7 +27,7 @@ __all__ = ["feature_maps", "grad_cam", "layer_names", "overlay", "plot_feature_m
 
 
 def layer_names(estimator):
-    """Names of the backbone stages that ``layer=`` accepts, in forward order.
+    """List the backbone stages that ``layer=`` accepts, in forward order.
 
     Any qualified sub-module name inside them (``"layer4.1.conv2"``) works too.
 
@@ -140,7 +140,7 @@ def grad_cam(estimator, X, *, layer=None, target=None, batch_size=16, return_pro
 
 
 def feature_maps(estimator, X, *, layer=None, batch_size=16):
-    """Activations of a layer for each image.
+    """Compute the activations of a layer for each image.
 
     Parameters
     ----------
@@ -209,13 +209,16 @@ def _input_images(estimator, X):
 
 
 def plot_grad_cam(estimator, X, *, layer=None, target=None, titles=None):
-    """Figures of each slice beside its Grad-CAM overlay, with the prediction.
+    """Draw each slice beside its Grad-CAM overlay, with the prediction.
 
     Parameters
     ----------
     estimator : fitted skcovid classifier
     X : array-like
-    layer, target
+    layer : str or None, default=None
+        See :func:`grad_cam`.
+    target : label or None, default=None
+        See :func:`grad_cam`.
         See :func:`grad_cam`.
     titles : list of str or None, default=None
         One per image (file names, say), shown above the slice.

@@ -176,7 +176,7 @@ _SCORE_FUNCTIONS = {
 
 
 def make_scoring(pos_label=None):
-    """Scorers for binary COVID-19 classification.
+    """Make the scorers for binary COVID-19 classification.
 
     Parameters
     ----------

@@ -214,7 +214,7 @@ class EvaluationReport:
         return "\n".join(lines)
 
     def classification_report(self):
-        """scikit-learn's classification report, headed by the summary.
+        """Format scikit-learn's classification report, headed by the summary.
 
         Returns
         -------
@@ -295,7 +295,7 @@ class EvaluationReport:
         return fig
 
     def plot_confusion_matrix(self):
-        """Counts and row-normalised rates, side by side.
+        """Draw the confusion matrix: counts and row-normalised rates, side by side.
 
         Returns
         -------

@@ -238,7 +238,7 @@ class _KeepPrunedWeightsAtZero(Callback):
 
 
 class PolynomialDecayPruning(Callback):
-    """skorch callback raising magnitude sparsity along a polynomial schedule.
+    """A skorch callback raising magnitude sparsity along a polynomial schedule.
 
     Every ``pruner.frequency`` optimizer steps between ``begin_step`` and
     ``end_step`` it masks the weights of smallest magnitude so that the
@@ -278,6 +278,14 @@ class PolynomialDecayPruning(Callback):
         self.updates_.append((step, 1.0 - kept / sum(mask.numel() for mask in masks)))
 
     def on_train_begin(self, net, **kwargs):
+        """Mask the pruned layers' weights and apply the schedule's first sparsity.
+
+        Parameters
+        ----------
+        net : skorch.NeuralNet
+        **kwargs
+            What skorch passes to callbacks (unused).
+        """
         self.step_ = 0
         self.updates_ = []
         for layer in self._layers(net):
@@ -286,6 +294,16 @@ class PolynomialDecayPruning(Callback):
             self._update(net, 0)
 
     def on_batch_end(self, net, training=False, **kwargs):
+        """Count an optimizer step and raise the sparsity when the schedule says so.
+
+        Parameters
+        ----------
+        net : skorch.NeuralNet
+        training : bool, default=False
+            Whether the batch was a training batch (validation batches are not steps).
+        **kwargs
+            What skorch passes to callbacks (unused).
+        """
         if not training:
             return
         self.step_ += 1
@@ -294,6 +312,14 @@ class PolynomialDecayPruning(Callback):
             self._update(net, self.step_)
 
     def on_train_end(self, net, **kwargs):
+        """Apply the final sparsity and make the masked weights permanent.
+
+        Parameters
+        ----------
+        net : skorch.NeuralNet
+        **kwargs
+            What skorch passes to callbacks (unused).
+        """
         self._update(net, self.end_step)
         for layer in self._layers(net):
             prune.remove(layer, "weight")

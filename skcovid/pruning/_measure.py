@@ -10,12 +10,30 @@ from ._sparse import pack_module
 
 
 def count_params(module):
-    """Number of parameter entries of ``module``."""
+    """Count the parameter entries of ``module``.
+
+    Parameters
+    ----------
+    module : nn.Module
+
+    Returns
+    -------
+    n_params : int
+    """
     return sum(p.numel() for p in module.parameters())
 
 
 def count_nonzero_params(module):
-    """Number of non-zero parameter entries of ``module``."""
+    """Count the non-zero parameter entries of ``module``.
+
+    Parameters
+    ----------
+    module : nn.Module
+
+    Returns
+    -------
+    n_nonzero : int
+    """
     return sum(int(torch.count_nonzero(p)) for p in module.parameters())
 
 
@@ -41,7 +59,7 @@ def count_flops(module, input_shape):
 
 
 def serialized_size(module, *, sparse=True):
-    """Bytes that ``torch.save`` writes for ``module``.
+    """Measure the bytes that ``torch.save`` writes for ``module``.
 
     Parameters
     ----------
