@@ -21,12 +21,14 @@ def _stable(value):
     if callable(value) and not isinstance(value, type):
         try:  # functions pickle by reference: module and qualified name
             return ("callable", joblib.hash(value))
-        except Exception:  # lambdas and closures: their code and defaults
+        except Exception:  # lambdas and closures: their code, constants and captured values
             code = getattr(value, "__code__", None)
+            cells = getattr(value, "__closure__", None) or ()
             return ("callable", getattr(value, "__module__", None),
                     getattr(value, "__qualname__", repr(type(value))),
-                    None if code is None else code.co_code,
-                    repr(getattr(value, "__defaults__", None)))
+                    None if code is None else (code.co_code, repr(code.co_consts), code.co_names),
+                    repr(getattr(value, "__defaults__", None)),
+                    repr([cell.cell_contents for cell in cells]))
     return value
 
 
