@@ -9,9 +9,15 @@ backbone that stays frozen has the ``poor_score`` tag, so the accuracy part of
 ``check_classifiers_train`` runs separately on a network that trains whole.
 """
 
-from sklearn.utils.estimator_checks import check_classifiers_train, parametrize_with_checks
+import pytest
+from sklearn.utils.estimator_checks import (
+    check_classifiers_train,
+    check_param_validation,
+    parametrize_with_checks,
+)
 
 from skcovid import PrunedCNNClassifier, TransferCNNClassifier
+from skcovid.pruning import MagnitudePruner, StructuredPruner
 
 from conftest import FAST
 
@@ -50,3 +56,11 @@ def test_a_network_that_trains_whole_scores_well_on_the_check_data():
     check_classifiers_train("TransferCNNClassifier", TransferCNNClassifier(**params))
     check_classifiers_train("PrunedCNNClassifier", PrunedCNNClassifier(
         TransferCNNClassifier(**params), finetune_epochs=5, finetune_lr=1e-2))
+
+
+@pytest.mark.parametrize("estimator", [
+    _small_classifier(), PrunedCNNClassifier(_small_classifier()), StructuredPruner(), MagnitudePruner(),
+], ids=lambda estimator: type(estimator).__name__)
+def test_param_validation(estimator):
+    """Every parameter has constraints, and a value outside them fails in fit, before anything else."""
+    check_param_validation(type(estimator).__name__, estimator)
