@@ -12,9 +12,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+# Private pieces are imported where they are tested: the command's parser (_parser),
+# and the option table's docstring parser (_docstring_parameters) and help-text cleaner (_plain).
 from skcovid import PrunedCNNClassifier, TransferCNNClassifier
-from skcovid._cli import (_MODEL_OPTIONS, _build_estimator, _docstring_parameters, _parser, _plain,
-                          main)
+from skcovid._cli import _parser, main
+from skcovid._cli_options import MODEL_OPTIONS, _docstring_parameters, _plain, build_estimator
 from skcovid._persistence import load_model
 
 #: Options that train the small CNN in seconds.
@@ -233,8 +235,8 @@ def test_docstring_parameters_agree_with_numpydoc(cls):
 
 def test_every_option_sets_a_parameter_with_its_default():
     args = _train_args()
-    assert len({option.flag for option in _MODEL_OPTIONS}) == len(_MODEL_OPTIONS)
-    for option in _MODEL_OPTIONS:
+    assert len({option.flag for option in MODEL_OPTIONS}) == len(MODEL_OPTIONS)
+    for option in MODEL_OPTIONS:
         cls = _estimator_class(option)
         defaults = cls().get_params(deep=False)
         assert option.param in defaults, option
@@ -245,16 +247,16 @@ def test_every_option_sets_a_parameter_with_its_default():
             assert getattr(args, option.param) == 0  # the command line's documented default
         else:
             assert getattr(args, option.param) == defaults[option.param], option
-    estimator = _build_estimator(_train_args("--prune", "structured:0.5"), verbose=0)
+    estimator = build_estimator(_train_args("--prune", "structured:0.5"), verbose=0)
     params = estimator.get_params()
-    for option in _MODEL_OPTIONS:
+    for option in MODEL_OPTIONS:
         prefix = "estimator__" if option.estimator == "TransferCNNClassifier" else ""
         assert params[prefix + option.param] == getattr(args, option.param), option
 
 
 def test_option_help_is_the_docstring_description(capsys, monkeypatch):
     entries = _train_help(capsys, monkeypatch)
-    for option in _MODEL_OPTIONS:
+    for option in MODEL_OPTIONS:
         cls = _estimator_class(option)
         _, description = _docstring_parameters(cls)[option.param]
         default = 0 if option.param == "random_state" else cls().get_params()[option.param]
@@ -284,5 +286,5 @@ def test_option_help_is_the_docstring_description(capsys, monkeypatch):
     (["--class-weight", "balanced"], "class_weight", "balanced"),
 ])
 def test_options_convert_text_to_parameter_values(options, param, value):
-    estimator = _build_estimator(_train_args(*options), verbose=0)
+    estimator = build_estimator(_train_args(*options), verbose=0)
     assert estimator.get_params()[param] == value
