@@ -24,15 +24,24 @@ def backbone_features(module, images, image_size, *, indices=None, batch_size=32
     """
     loader = inference_loader(images, image_size, batch_size, indices=indices,
                               num_workers=num_workers)
-    out = []
+    # One output tensor, filled batch by batch: a small tensor kept from every
+    # batch, among the large activations the next batch frees and allocates
+    # again, splits the freed heap so that glibc cannot reuse it, and peak RSS
+    # grew with the number of images (docs/benchmarks.md, peak memory).
+    features = None
+    start = 0
     # no_grad, not inference_mode: the head trains on these tensors.
     with eval_mode(module), torch.no_grad(), autocast(device, precision):
         for x, _ in loader:
             h = module.features(module.input(x.to(device, non_blocking=True)))
             if h.ndim == 4:
                 h = module.pool(h)
-            out.append(h.flatten(1).float().cpu())
-    return torch.cat(out) if out else torch.empty(0, 0)
+            h = h.flatten(1)
+            if features is None:
+                features = torch.empty(len(loader.dataset), h.shape[1], dtype=torch.float32)
+            features[start:start + len(h)] = h
+            start += len(h)
+    return torch.empty(0, 0) if features is None else features
 
 
 def _image_digest(images, index):

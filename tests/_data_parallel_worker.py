@@ -16,8 +16,8 @@ from sklearn.model_selection import GridSearchCV
 from skcovid import PrunedCNNClassifier, TransferCNNClassifier, save_model
 from skcovid.pruning import StructuredPruner
 
-sys.path.insert(0, str(Path(__file__).parent))
-from conftest import TrainingBatches, make_images  # noqa: E402
+sys.path.insert(0, str(Path(__file__).parent))  # torchrun runs this file as a script
+from conftest import FAST, TrainingBatches, make_images  # noqa: E402
 
 
 def summary(clf, X):
@@ -37,21 +37,20 @@ def summary(clf, X):
 def main(out_dir):
     accelerator = Accelerator(cpu=True)
     X, y = make_images(n_per_class=20, size=24)
-    common = dict(backbone="simple_cnn", weights=None, image_size=16, batch_size=8, lr=1e-2,
-                  validation_fraction=0.2, random_state=0, accelerator=accelerator,
-                  callbacks=[("batches", TrainingBatches())])
+    common = {**FAST, "batch_size": 8, "validation_fraction": 0.2, "accelerator": accelerator,
+              "callbacks": [("batches", TrainingBatches())]}
     results = {"world_size": accelerator.num_processes, "n_train": 32}
-    finetuned = TransferCNNClassifier(freeze="none", max_epochs=30, early_stopping=1, **common)
+    finetuned = TransferCNNClassifier(**{**common, "max_epochs": 30, "early_stopping": 1})
     results["finetuned"] = summary(finetuned.fit(X, y), X)
-    frozen = TransferCNNClassifier(freeze="backbone", max_epochs=3, early_stopping=None, **common)
+    frozen = TransferCNNClassifier(**{**common, "freeze": "backbone", "max_epochs": 3})
     results["frozen"] = summary(frozen.fit(X, y), X)
     results["frozen"]["precomputed"] = frozen.precomputed_features_
     pruned = PrunedCNNClassifier(finetuned, StructuredPruner(ratio=0.5), finetune_epochs=2,
                                  prefit=True).fit(X, y)
     results["pruned"] = {**summary(pruned.estimator_, X), "epochs": len(pruned.history_),
                          "valid_loss": [row["valid_loss"] for row in pruned.history_]}
-    search = GridSearchCV(TransferCNNClassifier(freeze="backbone", max_epochs=2, early_stopping=None,
-                                                **common), {"lr": [1e-2, 1e-3]}, cv=2).fit(X, y)
+    search = GridSearchCV(TransferCNNClassifier(**{**common, "freeze": "backbone", "max_epochs": 2}),
+                          {"lr": [1e-2, 1e-3]}, cv=2).fit(X, y)
     results["search"] = {"best_params": search.best_params_,
                          "scores": search.cv_results_["mean_test_score"].tolist()}
     if accelerator.is_main_process:

@@ -6,14 +6,24 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from skorch.callbacks import Callback
+
+# The tests' networks and batches are tiny: one intra-op thread is enough for them,
+# while on a busy machine threads waiting for each other in every operation made fits
+# ten to fifty times slower. The variable carries the setting to the scripts the tests
+# start (examples, torchrun workers); set it to use more threads.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 REAL_DATA = Path(
     os.environ.get("SKCOVID_SARSCOV2_DIR", Path(__file__).resolve().parents[2] / "shared" / "data" / "sarscov2-ctscan")
 )
 
-#: Hyperparameters of a classifier that fits small data in about a second.
+#: Hyperparameters of a classifier that fits small data in about a second: the one
+#: fast configuration of the tests, which override only what they are about
+#: (``{**FAST, "max_epochs": 2}``).
 FAST = dict(
     backbone="simple_cnn", weights=None, freeze="none", image_size=16, lr=1e-2, batch_size=16,
     max_epochs=8, validation_fraction=None, early_stopping=None, random_state=0,
@@ -37,6 +47,23 @@ class TrainingBatches(Callback):
     def on_batch_end(self, net, batch=None, training=False, **kwargs):
         if training:
             self.sizes.append(len(batch[1]))
+
+
+class ConvOutputDtypes(Callback):
+    """Dtypes of the first convolution's outputs while training (mixed precision shows here)."""
+
+    def initialize(self):
+        self.dtypes = set()
+        return self
+
+    def on_train_begin(self, net, **kwargs):
+        accelerator = getattr(net, "accelerator", None)
+        module = net.module_ if accelerator is None else accelerator.unwrap_model(net.module_)
+        conv = next(m for m in module.modules() if isinstance(m, torch.nn.Conv2d))
+        self._hook = conv.register_forward_hook(lambda m, i, out: self.dtypes.add(out.dtype))
+
+    def on_train_end(self, net, **kwargs):
+        self._hook.remove()
 
 
 def make_images(n_per_class=12, size=24, seed=0):
@@ -72,3 +99,15 @@ def image_folder(tmp_path_factory, images):
         Image.fromarray(image, mode="L").save(path)
         paths.append(str(path))
     return np.asarray(paths, dtype=object), y
+
+
+@pytest.fixture(scope="session")
+def simple_cnn_weights(tmp_path_factory, images):
+    """A state_dict file of weights for backbone="simple_cnn" (a short fit's), as if pretrained."""
+    from skcovid import TransferCNNClassifier
+
+    X, y = images
+    clf = TransferCNNClassifier(**{**FAST, "max_epochs": 1}).fit(X, y)
+    path = tmp_path_factory.mktemp("weights") / "simple_cnn.pth"
+    torch.save(clf.net_.module_.features.state_dict(), path)
+    return path

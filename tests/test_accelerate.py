@@ -9,12 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from skorch.callbacks import Callback
 
 from skcovid import TransferCNNClassifier, load_model, save_model
-from skcovid._training import SkorchNet
 
-from conftest import FAST, free_port, make_images
+from conftest import FAST, ConvOutputDtypes, free_port, make_images
 
 accelerate = pytest.importorskip("accelerate")
 
@@ -33,7 +31,7 @@ def test_one_process_gives_the_plain_fit(images, tmp_path):
     plain = TransferCNNClassifier(**FAST).fit(X, y)
     accelerated = TransferCNNClassifier(accelerator=accelerate.Accelerator(cpu=True), **FAST).fit(X, y)
     # The fitted net predicts without the accelerator, like any other.
-    assert type(accelerated.net_) is SkorchNet
+    assert type(accelerated.net_) is type(plain.net_)
     assert accelerated.net_.device == "cpu"
     np.testing.assert_allclose(accelerated.predict_proba(X), plain.predict_proba(X), atol=1e-6)
     path = tmp_path / "model.joblib"
@@ -41,33 +39,18 @@ def test_one_process_gives_the_plain_fit(images, tmp_path):
     np.testing.assert_array_equal(load_model(path).predict_proba(X), accelerated.predict_proba(X))
 
 
-class _ConvDtypes(Callback):
-    """Dtypes of the first convolution's outputs while training."""
-
-    def initialize(self):
-        self.dtypes = set()
-        return self
-
-    def on_train_begin(self, net, **kwargs):
-        module = net.accelerator.unwrap_model(net.module_)
-        conv = next(m for m in module.modules() if isinstance(m, torch.nn.Conv2d))
-        self._hook = conv.register_forward_hook(lambda m, i, out: self.dtypes.add(out.dtype))
-
-    def on_train_end(self, net, **kwargs):
-        self._hook.remove()
-
-
 def test_mixed_precision_follows_the_accelerator(images):
     X, y = images
     accelerator = accelerate.Accelerator(cpu=True, mixed_precision="bf16")
-    clf = TransferCNNClassifier(accelerator=accelerator, callbacks=[("dtypes", _ConvDtypes())],
+    clf = TransferCNNClassifier(accelerator=accelerator, callbacks=[("dtypes", ConvOutputDtypes())],
                                 **FAST).fit(X, y)
     assert dict(clf.net_.callbacks_)["dtypes"].dtypes == {torch.bfloat16}
     assert clf.score(X, y) > 0.9
 
 
 @pytest.mark.parametrize("params, error, match", [
-    ({"accelerator": "yes"}, TypeError, "'accelerator' parameter of TransferCNNClassifier must be an accelerate.Accelerator or None. Got 'yes'"),
+    ({"accelerator": "yes"}, TypeError,
+     "'accelerator' parameter of TransferCNNClassifier must be an accelerate.Accelerator or None. Got 'yes'"),
     ({"device": "cpu"}, ValueError, "device='cpu' conflicts with accelerator"),
     ({"precision": "bf16"}, ValueError, r"Accelerator\(mixed_precision="),
     ({"checkpoint_dir": "ckpt"}, ValueError, "checkpoint_dir is not supported together with accelerator"),

@@ -8,7 +8,6 @@ import pytest
 from PIL import Image
 
 from skcovid import PrunedCNNClassifier, TransferCNNClassifier
-from skcovid._imageio import read_gray
 from skcovid.datasets import load_image_folder
 
 from conftest import FAST
@@ -23,10 +22,16 @@ def _png(path, size=(24, 24)):
     return path
 
 
+def _fit_with(path, tmp_path):
+    """Fit on a good slice and ``path``: the error of the bad one reaches the caller."""
+    good = _png(tmp_path / "good.png")
+    TransferCNNClassifier(**FAST).fit([str(good), str(path)], ["COVID", "non-COVID"])
+
+
 def test_one_pixel_image(tmp_path):
     path = _png(tmp_path / "dot.png", (1, 1))
     with pytest.raises(ValueError, match=_named(path) + r" is 1x1 pixels; a CT slice needs at least 4x4"):
-        read_gray(path)
+        _fit_with(path, tmp_path)
 
 
 def test_decompression_bomb(tmp_path, monkeypatch):
@@ -34,7 +39,7 @@ def test_decompression_bomb(tmp_path, monkeypatch):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 1200 pixels is over the limit
     with pytest.raises(ValueError, match=_named(path) + r" is 40x30 = 1200 pixels, over Pillow's "
                                          r"decompression-bomb limit of 1000"):
-        read_gray(path)
+        _fit_with(path, tmp_path)
 
 
 def test_corrupt_jpeg(tmp_path):
@@ -43,7 +48,7 @@ def test_corrupt_jpeg(tmp_path):
     path = tmp_path / "cut.jpg"
     path.write_bytes(whole.read_bytes()[:300])
     with pytest.raises(ValueError, match="Cannot decode image file " + _named(path)):
-        read_gray(path)
+        _fit_with(path, tmp_path)
 
 
 @pytest.mark.parametrize("X, match", [

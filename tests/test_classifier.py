@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from skorch.callbacks import Callback, EpochScoring
 from sklearn.utils.class_weight import compute_class_weight
+from skorch.callbacks import Callback, EpochScoring
 
 from skcovid import TransferCNNClassifier
+from skcovid.explain import feature_maps
 
 from conftest import FAST
 
@@ -257,25 +258,19 @@ def test_early_stopping_restores_best_weights(images):
         torch.testing.assert_close(value, stopper.best_model_weights_[name])
 
 
+@pytest.mark.filterwarnings("ignore:freeze=2 keeps randomly initialised")
 @pytest.mark.parametrize("freeze", ["none", 2])
 def test_batchnorm_statistics_reestimated_on_training_images(images, freeze):
     X, y = images
     clf = fit(X, y, freeze=freeze, batch_size=12, max_epochs=2)
     module = clf.net_.module_
-    inputs = {}
-    for name in ("block1", "block3"):
-        bn = module.features.get_submodule(name)[1]
-        bn.register_forward_pre_hook(lambda m, i, name=name: inputs.setdefault(name, i[0].clone()))
-    from skcovid._data import ImageDataset, check_images
-
-    dataset = ImageDataset(check_images(clf, X, reset=False), None, clf.image_size)
-    with torch.no_grad():
-        module(torch.stack([dataset[i][0] for i in range(len(dataset))]))
-    # The first trained layer holds the mean of its inputs over the 24 training
-    # images (later ones see batch-normalised inputs while they are estimated).
+    # The first trained layer holds the mean of its inputs (its convolution's
+    # outputs) over the 24 training images (later ones see batch-normalised
+    # inputs while they are estimated).
     first_trained = "block1" if freeze == "none" else "block3"
+    inputs = feature_maps(clf, X, layer=f"{first_trained}.0")
     bn = module.features.get_submodule(first_trained)[1]
-    torch.testing.assert_close(bn.running_mean, inputs[first_trained].mean(dim=(0, 2, 3)),
+    torch.testing.assert_close(bn.running_mean, torch.from_numpy(inputs.mean(axis=(0, 2, 3))),
                                atol=1e-5, rtol=1e-4)
     if freeze != "none":  # frozen layers keep the statistics they came with
         frozen = module.features.block1[1]
@@ -365,21 +360,11 @@ def test_random_state_reproducible(images):
 
 # ------------------------------------------------------------- freezing
 
-def _pretrained_simple_cnn(tmp_path):
-    from skcovid._backbones import SimpleCNN
-
-    torch.manual_seed(0)
-    path = tmp_path / "simple.pth"
-    torch.save(SimpleCNN().state_dict(), path)
-    return path
-
-
 @pytest.mark.parametrize("freeze, n_frozen", [("backbone", 4), ("none", 0), (1, 3), (3, 1), (0, 4)])
-def test_freeze(tmp_path, images, freeze, n_frozen):
+def test_freeze(simple_cnn_weights, images, freeze, n_frozen):
     X, y = images
-    weights = _pretrained_simple_cnn(tmp_path)
-    initial = torch.load(weights, weights_only=True)
-    clf = fit(X, y, weights=weights, freeze=freeze, max_epochs=2)
+    initial = torch.load(simple_cnn_weights, weights_only=True)
+    clf = fit(X, y, weights=simple_cnn_weights, freeze=freeze, max_epochs=2)
     features = clf.net_.module_.features
     for i, (name, stage) in enumerate(features.named_children()):
         frozen = i < n_frozen

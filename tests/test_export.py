@@ -5,9 +5,9 @@ import json
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from skcovid import PrunedCNNClassifier, TransferCNNClassifier, export
-from skcovid._imageio import read_gray
 from skcovid.pruning import MagnitudePruner, StructuredPruner
 
 from conftest import FAST
@@ -20,8 +20,9 @@ def fitted(image_folder):
 
 
 def _pixels(paths):
-    """What a device would feed: each slice in grayscale, in [0, 1], at its own size."""
-    return [torch.from_numpy(np.asarray(read_gray(p), dtype=np.float32))[None, None] for p in paths]
+    """What a device would feed, read without skcovid: each slice in grayscale, in [0, 1], at its own size."""
+    return [torch.from_numpy(np.asarray(Image.open(p).convert("L"), dtype=np.float32) / 255)[None, None]
+            for p in paths]
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")

@@ -11,12 +11,12 @@ import pytest
 from PIL import Image
 
 from skcovid.datasets import (
+    _covid_ct,  # private: its GitHub address, pointed at a local server
     fetch_covid_ct,
     fetch_sarscov2_ct,
     get_data_home,
     load_image_folder,
 )
-from skcovid.datasets import _covid_ct
 
 from conftest import REAL_DATA
 

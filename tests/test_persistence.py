@@ -1,12 +1,14 @@
 """Saving and loading models."""
 
 import os
+import stat
 
 import joblib
 import numpy as np
 import pytest
 
 from skcovid import TransferCNNClassifier, load_model, save_model
+from skcovid._persistence import atomic_write  # private: the one writer of every output file
 
 from conftest import FAST
 
@@ -55,3 +57,31 @@ def test_load_errors(tmp_path, content, error, match):
         load_model(path)
     with pytest.raises(IsADirectoryError):
         load_model(tmp_path)
+
+
+# --- atomic_write, a private piece: save_model, report.save, export, the checkpoints
+# and the command line all write their files through it.
+
+def test_interrupted_save_keeps_previous_file(tmp_path):
+    target = tmp_path / "metrics.json"
+    target.write_text("good")
+    with pytest.raises(RuntimeError, match="disk full"):
+        with atomic_write(target, "w") as f:
+            f.write("half")
+            raise RuntimeError("disk full")
+    assert target.read_text() == "good"
+    assert os.listdir(tmp_path) == ["metrics.json"]
+
+
+def test_atomic_write_gives_usual_permissions(tmp_path):
+    old = os.umask(0o022)
+    try:
+        with atomic_write(tmp_path / "new.txt", "w") as f:
+            f.write("x")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "new.txt").stat().st_mode) == 0o644
+    os.chmod(tmp_path / "new.txt", 0o600)
+    with atomic_write(tmp_path / "new.txt", "w") as f:
+        f.write("y")
+    assert stat.S_IMODE((tmp_path / "new.txt").stat().st_mode) == 0o600

@@ -9,7 +9,6 @@ import pytest
 import torch
 from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
-from sklearn.utils.estimator_checks import parametrize_with_checks
 from torch import nn
 
 from skcovid import PrunedCNNClassifier, TransferCNNClassifier
@@ -26,6 +25,10 @@ from conftest import FAST
 
 
 def _network(backbone="simple_cnn", image_size=32, **params):
+    """The untrained network TransferCNNClassifier.fit would train, for the pruners to work on.
+
+    It comes from a private method: fitting the classifier for it would only add time.
+    """
     torch.manual_seed(0)
     clf = TransferCNNClassifier(**{**FAST, "backbone": backbone, "image_size": image_size, **params})
     return clf._build_module(n_classes=2)
@@ -278,14 +281,9 @@ def test_magnitude_pruned_model_is_smaller_on_disk(tmp_path, images):
 
 
 @pytest.mark.parametrize("unfreeze", [True, False])
-def test_unfreeze_controls_which_stages_finetune(tmp_path, images, unfreeze):
-    from skcovid._backbones import SimpleCNN
-
+def test_unfreeze_controls_which_stages_finetune(simple_cnn_weights, images, unfreeze):
     X, y = images
-    torch.manual_seed(0)
-    weights = tmp_path / "simple.pth"
-    torch.save(SimpleCNN().state_dict(), weights)
-    base = TransferCNNClassifier(**{**FAST, "weights": weights, "freeze": "backbone"}).fit(X, y)
+    base = TransferCNNClassifier(**{**FAST, "weights": simple_cnn_weights, "freeze": "backbone"}).fit(X, y)
     clf = PrunedCNNClassifier(base, MagnitudePruner(sparsity=0.3), finetune_epochs=2, finetune_lr=1e-2,
                               unfreeze=unfreeze, prefit=True).fit(X, y)
     pruned = clf.pruner_.transform(base.net_.module_)  # the network right before fine-tuning

@@ -10,6 +10,8 @@ from skcovid.datasets import load_image_folder
 from skcovid.metrics import SCORING, diagnostic_scores
 from skcovid.pruning import MagnitudePruner, StructuredPruner
 
+from conftest import FAST, REAL_DATA
+
 
 @pytest.fixture(scope="module")
 def real_split(request):
@@ -23,18 +25,16 @@ def real_split(request):
 
 @pytest.fixture(scope="module")
 def real_data():
-    from conftest import REAL_DATA
-
     if not REAL_DATA.is_dir():
         pytest.skip(f"SARS-CoV-2 CT-scan dataset not found at {REAL_DATA}")
     return REAL_DATA
 
 
 def _lite0(**params):
-    defaults = dict(backbone="efficientnet_lite0", weights="DEFAULT", freeze="backbone", image_size=128,
-                    max_epochs=15, batch_size=16, lr=1e-3, validation_fraction=None, early_stopping=None,
-                    random_state=0)
-    return TransferCNNClassifier(**{**defaults, **params})
+    """The pretrained EfficientNet-Lite0 these tests train (FAST's batch size, no validation, seed 0)."""
+    lite0 = {"backbone": "efficientnet_lite0", "weights": "DEFAULT", "freeze": "backbone", "image_size": 128,
+             "max_epochs": 15, "lr": 1e-3}
+    return TransferCNNClassifier(**{**FAST, **lite0, **params})
 
 
 def test_pretrained_efficientnet_lite0_scores_well_above_chance(real_split):
@@ -50,10 +50,17 @@ def test_pretrained_efficientnet_lite0_scores_well_above_chance(real_split):
     assert SCORING["sensitivity"](clf, X_test, y_test) == np.mean(clf.predict(X_test[y_test == "COVID"]) == "COVID")
 
 
+@pytest.fixture(scope="module")
+def last_stages_trained(real_split):
+    """The base model of the pruning tests, fitted once: prefit=True leaves it as it is."""
+    X_train, _, y_train, _ = real_split
+    return _lite0(freeze=2, max_epochs=10).fit(X_train, y_train)
+
+
 @pytest.mark.parametrize("pruner", [StructuredPruner(ratio=0.3), MagnitudePruner(sparsity=0.5)])
-def test_pruned_model_still_scores_well_above_chance(real_split, pruner):
+def test_pruned_model_still_scores_well_above_chance(real_split, last_stages_trained, pruner):
     X_train, X_test, y_train, y_test = real_split
-    base = _lite0(freeze=2, max_epochs=10).fit(X_train, y_train)
+    base = last_stages_trained
     pruned = PrunedCNNClassifier(base, pruner, finetune_epochs=4, finetune_lr=5e-4, prefit=True).fit(X_train, y_train)
     before, after = diagnostic_scores(base, X_test, y_test), diagnostic_scores(pruned, X_test, y_test)
     print(f"{type(pruner).__name__}: accuracy {before['accuracy']:.4f} -> {after['accuracy']:.4f}, "
@@ -66,9 +73,11 @@ def test_command_line_on_real_slices(real_split, tmp_path, capsys):
     """train, evaluate, predict and explain on folders of real slices (RGB and RGBA files)."""
     import json
     import os
+    from importlib.metadata import entry_points
     from pathlib import Path
 
-    from skcovid._cli import main
+    (command,) = entry_points(group="console_scripts", name="skcovid")
+    main = command.load()  # the installed `skcovid` command's function
 
     X_train, X_test, y_train, y_test = real_split
     for name, X, y in (("train", X_train, y_train), ("test", X_test, y_test)):

@@ -1,8 +1,6 @@
 """Evaluation reports: metrics with bootstrap intervals, files, plots."""
 
 import json
-import os
-import stat
 
 import numpy as np
 import pytest
@@ -12,7 +10,6 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 
 from skcovid import PrunedCNNClassifier, TransferCNNClassifier
-from skcovid._persistence import atomic_write
 from skcovid.metrics import METRICS, bootstrap_scores
 from skcovid.pruning import StructuredPruner
 from skcovid.report import EvaluationReport, evaluate
@@ -165,31 +162,6 @@ def test_evaluate_reaches_into_a_pipeline(fitted, images):
     pipe.fit(X, y)  # refits the classifier inside
     report = evaluate(pipe, X, y, n_bootstraps=0)
     assert len(report.history) == len(pipe[-1].history_)
-
-
-def test_interrupted_save_keeps_previous_file(tmp_path):
-    target = tmp_path / "metrics.json"
-    target.write_text("good")
-    with pytest.raises(RuntimeError, match="disk full"):
-        with atomic_write(target, "w") as f:
-            f.write("half")
-            raise RuntimeError("disk full")
-    assert target.read_text() == "good"
-    assert os.listdir(tmp_path) == ["metrics.json"]
-
-
-def test_atomic_write_gives_usual_permissions(tmp_path):
-    old = os.umask(0o022)
-    try:
-        with atomic_write(tmp_path / "new.txt", "w") as f:
-            f.write("x")
-    finally:
-        os.umask(old)
-    assert stat.S_IMODE((tmp_path / "new.txt").stat().st_mode) == 0o644
-    os.chmod(tmp_path / "new.txt", 0o600)
-    with atomic_write(tmp_path / "new.txt", "w") as f:
-        f.write("y")
-    assert stat.S_IMODE((tmp_path / "new.txt").stat().st_mode) == 0o600
 
 
 def test_report_folder_that_is_a_file(fitted, images, tmp_path):
