@@ -9,7 +9,7 @@ from sklearn.base import _fit_context
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 
 from . import _engine
-from ._backbones import build_backbone, is_backbone_name, stage_names
+from ._backbones import BACKBONES, build_backbone, is_backbone_name, stage_names
 from ._base import BaseCNNClassifier, Satisfies
 from ._network import TransferNet, eval_mode
 from ._training import LR_SCHEDULES, OPTIMIZERS, PRECISIONS, resolve_device
@@ -246,7 +246,8 @@ class TransferCNNClassifier(BaseCNNClassifier):
         self.callbacks = callbacks
 
     _parameter_constraints = {
-        "backbone": [Satisfies(is_backbone_name, "a name from skcovid.BACKBONES or 'timm:<name>'"),
+        "backbone": [Satisfies(is_backbone_name, f"a name from skcovid.BACKBONES ({', '.join(BACKBONES)}), "
+                                                 "'timm:<name>'"),
                      callable],
         "weights": [str, os.PathLike, None],
         "freeze": [StrOptions({"backbone", "none"}), Interval(Integral, 0, None, closed="left")],

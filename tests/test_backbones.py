@@ -129,7 +129,9 @@ def _fit(images, **params):
 
 
 def test_unknown_backbone_lists_known_names(images):
-    with pytest.raises(ValueError, match=r"Unknown backbone 'resnet35'.*resnet34.*simple_cnn.*timm"):
+    with pytest.raises(ValueError, match=r"'backbone' parameter of TransferCNNClassifier must be a name from "
+                                         r"skcovid.BACKBONES \(.*resnet34.*simple_cnn\), 'timm:<name>'.*"
+                                         r"Got 'resnet35'"):
         _fit(images, backbone="resnet35")
 
 
