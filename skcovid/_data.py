@@ -153,21 +153,45 @@ class DecodedCache:
     spent; nothing is evicted, so with shuffled epochs a fixed share of the
     data hits the cache (an LRU cache smaller than the data would miss every
     time). Memory stays bounded whatever the number of images.
+
+    Images are copied into blocks of up to 64 MB, not kept as a tensor each:
+    a small allocation kept per image, made among the large activations that
+    training frees and allocates again every batch, splits the freed memory
+    so that glibc cannot reuse it, and peak memory grew by more than the
+    cache (docs/benchmarks.md, peak memory).
     """
+
+    _BLOCK_BYTES = 64 * 2**20
 
     def __init__(self, max_bytes):
         self.max_bytes = max_bytes
         self.n_bytes = 0
-        self.tensors = {}
+        self.slots = {}  # index: (block, row)
+        self._blocks = []
+        self._used = 0  # rows filled in the last block
+
+    def __len__(self):
+        return len(self.slots)
 
     def get(self, index):
-        return self.tensors.get(index)
+        slot = self.slots.get(index)
+        return None if slot is None else self._blocks[slot[0]][slot[1]]
 
     def put(self, index, tensor):
         size = tensor.numel() * tensor.element_size()
-        if self.n_bytes + size <= self.max_bytes:
-            self.tensors[index] = tensor
-            self.n_bytes += size
+        if self.n_bytes + size > self.max_bytes:
+            return
+        block = self._blocks[-1] if self._blocks else None
+        if (block is None or self._used == len(block) or block.shape[1:] != tensor.shape
+                or block.dtype != tensor.dtype):
+            rows = min(self.max_bytes - self.n_bytes, self._BLOCK_BYTES) // max(size, 1)
+            block = tensor.new_empty((max(int(rows), 1), *tensor.shape))
+            self._blocks.append(block)
+            self._used = 0
+        block[self._used] = tensor
+        self.slots[index] = (len(self._blocks) - 1, self._used)
+        self._used += 1
+        self.n_bytes += size
 
 
 def inference_loader(images, image_size, batch_size, *, indices=None, num_workers=0):

@@ -134,7 +134,7 @@ def test_decoded_images_are_kept_within_the_budget(image_folder, monkeypatch):
     first = [dataset[i][0] for i in range(len(dataset))]
     second = [dataset[i][0] for i in range(len(dataset))]
     assert len(reads) == len(X) + (len(X) - 10)  # the first 10 are decoded once
-    assert cache.n_bytes == 10 * 16 * 16 * 4 and len(cache.tensors) == 10
+    assert cache.n_bytes == 10 * 16 * 16 * 4 and len(cache) == 10
     for a, b in zip(first, second):
         torch.testing.assert_close(a, b)
 
