@@ -68,7 +68,8 @@ def _check_image(path):
     return None
 
 
-def load_image_folder(path, *, extensions=IMAGE_EXTENSIONS, check_images=True, on_error="raise"):
+def load_image_folder(path, *, extensions=IMAGE_EXTENSIONS, check_images=True, on_error="raise",
+                      return_groups=False):
     """List the images of a folder with one sub-folder per class.
 
     ``path/COVID/a.png`` gets label ``"COVID"``; sub-folders of a class folder
@@ -89,6 +90,14 @@ def load_image_folder(path, *, extensions=IMAGE_EXTENSIONS, check_images=True, o
         What to do with files that fail the check or do not have an image
         extension: raise one error listing them all, or leave them out with
         a warning that lists them.
+    return_groups : bool, default=False
+        Also return the patient of each image, for patient-level splits such
+        as :class:`~sklearn.model_selection.GroupKFold`: in
+        ``path/<class>/<patient>/...`` the patient is the name of the first
+        sub-folder under the class folder (same-named folders in two class
+        folders are one patient). An image directly in its class folder is
+        its own group (its path): the patient is unknown, so each slice
+        stands alone, which amounts to a slice-level split.
 
     Returns
     -------
@@ -96,6 +105,8 @@ def load_image_folder(path, *, extensions=IMAGE_EXTENSIONS, check_images=True, o
         Paths (str), sorted by class then path.
     y : ndarray of shape (n_images,), dtype object
         The class folder name of each image.
+    groups : ndarray of shape (n_images,), dtype object
+        The patient of each image; returned only if ``return_groups`` is True.
 
     Raises
     ------
@@ -121,7 +132,7 @@ def load_image_folder(path, *, extensions=IMAGE_EXTENSIONS, check_images=True, o
             f"Folder {str(root)!r} has no class sub-folders; expected e.g. "
             f"{str(root / 'COVID')!r} and {str(root / 'non-COVID')!r} holding the images."
         )
-    paths, labels, not_images = [], [], []
+    paths, labels, groups, not_images = [], [], [], []
     for class_dir in class_dirs:
         found, others = list_image_files(class_dir, extensions)
         not_images += [f"{f} (extension {f.suffix!r} is not one of {list(extensions)})"
@@ -137,6 +148,7 @@ def load_image_folder(path, *, extensions=IMAGE_EXTENSIONS, check_images=True, o
             raise ValueError(f"Class folder {str(class_dir)!r} holds no image files it can use.")
         paths += images
         labels += [class_dir.name] * len(images)
+        groups += [_patient_of(Path(f), class_dir) for f in images]
     if not_images:
         shown = "\n  ".join(not_images[:20])
         more = f"\n  ... and {len(not_images) - 20} more" if len(not_images) > 20 else ""
@@ -145,4 +157,12 @@ def load_image_folder(path, *, extensions=IMAGE_EXTENSIONS, check_images=True, o
             raise UnreadableImagesError(
                 f"{message} (on_error='skip' leaves them out):\n  {shown}{more}", not_images)
         warnings.warn(f"{message}; skipped:\n  {shown}{more}", UserWarning, stacklevel=2)
+    if return_groups:
+        return np.asarray(paths, dtype=object), np.asarray(labels, dtype=object), np.asarray(groups, dtype=object)
     return np.asarray(paths, dtype=object), np.asarray(labels, dtype=object)
+
+
+def _patient_of(image, class_dir):
+    """The first sub-folder of ``class_dir`` holding ``image``, or the image's own path."""
+    parts = image.relative_to(class_dir).parts
+    return parts[0] if len(parts) > 1 else str(image)
