@@ -1,5 +1,7 @@
 """What both skcovid classifiers share: targets, prediction and parameter constraints."""
 
+import inspect
+
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.preprocessing import LabelEncoder
@@ -9,6 +11,7 @@ from sklearn.utils.validation import check_consistent_length, check_is_fitted, c
 
 from . import _engine
 from ._data import check_images
+from ._patients import aggregate, check_groups, patient_labels
 
 
 class Satisfies(HasMethods):
@@ -46,12 +49,32 @@ class Satisfies(HasMethods):
 class BaseCNNClassifier(ClassifierMixin, BaseEstimator):
     """Targets, prediction and scoring of a classifier that owns a fitted skorch net.
 
-    Subclasses implement ``fit`` and ``_inference``.
+    Subclasses implement ``fit`` and ``_fitted_classifier``.
     """
 
-    def _check_data(self, X, y):
-        """Validate ``X`` and ``y``; set ``classes_``; return images, labels and encoded labels."""
-        images = check_images(self, X, reset=True)
+    # Under metadata routing, ``score`` scores slices unless
+    # ``set_score_request(groups=True)`` asks it to score patients.
+    __metadata_request__score = {"groups": False}
+
+    def __setstate__(self, state):
+        # A file saved before a parameter existed loads with the parameter's default.
+        for name, param in inspect.signature(type(self).__init__).parameters.items():
+            if name != "self":
+                state.setdefault(name, param.default)
+        super().__setstate__(state)
+
+    def _check_data(self, X, y, *, window=None, groups=None):
+        """Validate ``X``, ``y`` and ``groups``; set ``classes_``.
+
+        Returns
+        -------
+        images : PathImages or ArrayImages
+            Read under ``window``.
+        y : ndarray of shape (n_samples,)
+        y_encoded : ndarray of int of shape (n_samples,)
+        groups : ndarray of shape (n_samples,), dtype object, or None
+        """
+        images = check_images(self, X, reset=True, window=window)
         if y is None:
             raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None.")
         y = column_or_1d(y, warn=True)
@@ -63,18 +86,22 @@ class BaseCNNClassifier(ClassifierMixin, BaseEstimator):
                 f"{type(self).__name__} needs samples of at least 2 classes; got 1 class: "
                 f"{encoder.classes_.tolist()}."
             )
+        if groups is not None:
+            groups = check_groups(groups, len(y))
         self.classes_ = encoder.classes_
-        return images, y, encoder.transform(y)
+        return images, y, encoder.transform(y), groups
 
-    def _inference(self):
-        """The fitted net with the ``image_size`` and ``batch_size`` it predicts at.
+    def _fitted_classifier(self):
+        """The fitted :class:`~skcovid.TransferCNNClassifier` that owns the network.
 
-        Returns
-        -------
-        net : SkorchNet
-        image_size, batch_size : int
+        Its ``net_``, ``image_size``, ``batch_size``, ``window`` and patient
+        aggregation settings are the ones inference uses.
         """
         raise NotImplementedError
+
+    def _images(self, X):
+        check_is_fitted(self)
+        return check_images(self, X, reset=False, window=self._fitted_classifier().window)
 
     def predict_proba(self, X):
         """Class probabilities.
@@ -89,10 +116,10 @@ class BaseCNNClassifier(ClassifierMixin, BaseEstimator):
         proba : ndarray of shape (n_samples, n_classes)
             Columns follow ``classes_``.
         """
-        check_is_fitted(self)
-        images = check_images(self, X, reset=False)
-        net, image_size, batch_size = self._inference()
-        return _engine.predict_proba(net, images, image_size=image_size, batch_size=batch_size)
+        images = self._images(X)
+        owner = self._fitted_classifier()
+        return _engine.predict_proba(owner.net_, images, image_size=owner.image_size,
+                                     batch_size=owner.batch_size)
 
     def predict(self, X):
         """Predicted class labels.
@@ -108,3 +135,61 @@ class BaseCNNClassifier(ClassifierMixin, BaseEstimator):
         """
         check_is_fitted(self)
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+    def predict_patients(self, X, groups):
+        """One diagnosis per patient: the slices' probabilities aggregated per patient.
+
+        The aggregation is the classifier's ``patient_aggregation`` (with
+        ``patient_top_k`` and ``patient_threshold``).
+
+        Parameters
+        ----------
+        X : array-like
+            Slices, in any form ``fit`` accepts.
+        groups : array-like of shape (n_samples,)
+            The patient of each slice (for example from
+            :func:`skcovid.datasets.load_dicom_folder`).
+
+        Returns
+        -------
+        patients : ndarray of shape (n_patients,), dtype object
+            Patient ids, sorted.
+        proba : ndarray of shape (n_patients, n_classes)
+            Columns follow ``classes_``; rows sum to 1.
+        """
+        check_is_fitted(self)
+        groups = check_groups(groups, len(self._images(X)))
+        owner = self._fitted_classifier()
+        return aggregate(self.predict_proba(X), groups, self.classes_, owner.patient_aggregation,
+                         top_k=owner.patient_top_k, threshold=owner.patient_threshold)
+
+    def score(self, X, y, sample_weight=None, groups=None):
+        """Accuracy of the slices, or of the patients when ``groups`` is given.
+
+        With ``groups`` (routed by scikit-learn's metadata routing when
+        ``set_score_request(groups=True)`` was called), the score is the
+        accuracy of :meth:`predict_patients` against each patient's label, so
+        that a search over ``patient_aggregation`` compares patients.
+
+        Parameters
+        ----------
+        X : array-like
+            Images in any form ``fit`` accepts.
+        y : array-like of shape (n_samples,)
+            True labels.
+        sample_weight : array-like of shape (n_samples,) or None, default=None
+            Weights of the slices (slice-level score only).
+        groups : array-like of shape (n_samples,) or None, default=None
+            The patient of each slice.
+
+        Returns
+        -------
+        score : float
+        """
+        if groups is None:
+            return super().score(X, y, sample_weight=sample_weight)
+        if sample_weight is not None:
+            raise ValueError("sample_weight weighs slices; it cannot be used with a patient-level score (groups).")
+        _, labels = patient_labels(y, groups)
+        _, proba = self.predict_patients(X, groups)
+        return float(np.mean(self.classes_[np.argmax(proba, axis=1)] == labels))

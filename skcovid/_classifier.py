@@ -12,7 +12,9 @@ from . import _engine
 from ._backbones import BACKBONES, build_backbone, is_backbone_name, stage_names
 from ._base import BaseCNNClassifier, Satisfies
 from ._network import TransferNet, eval_mode
+from ._patients import AGGREGATIONS
 from ._training import LR_SCHEDULES, OPTIMIZERS, PRECISIONS, resolve_device
+from ._window import is_window
 
 
 def _is_device(device):
@@ -34,9 +36,12 @@ class TransferCNNClassifier(BaseCNNClassifier):
 
     A pretrained backbone (or a small CNN trained from scratch) gets a new
     classification head and is trained with skorch inside :meth:`fit`. Inputs
-    are image file paths (decoded lazily per batch) or image arrays; every image
-    is converted to grayscale the same way, resized to ``image_size`` and
-    repeated over the backbone's 3 input channels.
+    are image file paths (decoded lazily per batch: raster images, DICOM files
+    and NIfTI slices) or image arrays; every raster image is converted to
+    grayscale the same way, every DICOM or NIfTI slice read in Hounsfield units
+    and windowed (``window``), then resized to ``image_size`` and repeated over
+    the backbone's 3 input channels (or given the three windows of
+    ``window="multi"``).
 
     Parameters
     ----------
@@ -67,6 +72,16 @@ class TransferCNNClassifier(BaseCNNClassifier):
         Dropout rate in the head.
     image_size : int, default=224
         Side of the square the images are resized to.
+    window : {"lung", "mediastinal", "multi"}, (level, width) or None, default=None
+        How Hounsfield units (DICOM and NIfTI slices) become intensities,
+        before resizing and augmentation: ``"lung"`` is level -600, width
+        1500; ``"mediastinal"`` level 50, width 350; ``(level, width)`` any
+        window; ``"multi"`` gives the lung, mediastinal and a wide (level 0,
+        width 2000) window as the three input channels of the backbone.
+        ``None`` reads HU slices through the lung window. Raster images (PNG,
+        JPEG, ...) were windowed when exported and carry no HU: they keep their
+        grey intensities whatever the window (repeated over the three channels
+        of ``"multi"``).
     augment : {None, "flip", "ct"}, default=None
         Training-time augmentation: ``"flip"`` is random horizontal flips;
         ``"ct"`` is rotation, shear, zoom, horizontal and vertical flips,
@@ -155,6 +170,19 @@ class TransferCNNClassifier(BaseCNNClassifier):
     callbacks : list of skorch callbacks or None, default=None
         Extra skorch callbacks (instances or ``(name, callback)`` pairs); they
         are copied at each fit.
+    patient_aggregation : {"mean", "max", "topk", "fraction"}, default="mean"
+        How :meth:`predict_patients` turns slice probabilities into one per
+        patient: their mean; the most suspicious slice's (suspicion being one
+        minus the probability of the negative class, "normal" or
+        "non-COVID"); the mean over the ``patient_top_k`` most suspicious
+        slices; or the share of slices voting for each class (a slice votes
+        for its most probable non-negative class when its suspicion is at
+        least ``patient_threshold``, else for the negative class).
+    patient_top_k : int, default=5
+        Slices averaged by ``patient_aggregation="topk"``.
+    patient_threshold : float, default=0.5
+        Suspicion from which a slice votes for a disease with
+        ``patient_aggregation="fraction"``.
 
     Attributes
     ----------
@@ -194,6 +222,7 @@ class TransferCNNClassifier(BaseCNNClassifier):
         hidden_units=(),
         dropout=0.2,
         image_size=224,
+        window=None,
         augment=None,
         optimizer="adam",
         lr=1e-3,
@@ -215,6 +244,9 @@ class TransferCNNClassifier(BaseCNNClassifier):
         random_state=None,
         verbose=0,
         callbacks=None,
+        patient_aggregation="mean",
+        patient_top_k=5,
+        patient_threshold=0.5,
     ):
         self.backbone = backbone
         self.weights = weights
@@ -223,6 +255,7 @@ class TransferCNNClassifier(BaseCNNClassifier):
         self.hidden_units = hidden_units
         self.dropout = dropout
         self.image_size = image_size
+        self.window = window
         self.augment = augment
         self.optimizer = optimizer
         self.lr = lr
@@ -244,6 +277,9 @@ class TransferCNNClassifier(BaseCNNClassifier):
         self.random_state = random_state
         self.verbose = verbose
         self.callbacks = callbacks
+        self.patient_aggregation = patient_aggregation
+        self.patient_top_k = patient_top_k
+        self.patient_threshold = patient_threshold
 
     _parameter_constraints = {
         "backbone": [Satisfies(is_backbone_name, f"a name from skcovid.BACKBONES ({', '.join(BACKBONES)}), "
@@ -256,6 +292,8 @@ class TransferCNNClassifier(BaseCNNClassifier):
                                    "a tuple of positive ints")],
         "dropout": [Interval(Real, 0, 1, closed="left")],
         "image_size": [Interval(Integral, 1, None, closed="left")],
+        "window": [Satisfies(is_window, "'lung', 'mediastinal', 'multi', (level, width) with width > 0, "
+                                        "or None")],
         "augment": [StrOptions({"flip", "ct"}), None],
         "optimizer": [StrOptions(set(OPTIMIZERS)),
                       Satisfies(lambda v: issubclass(v, torch.optim.Optimizer),
@@ -279,6 +317,9 @@ class TransferCNNClassifier(BaseCNNClassifier):
         "random_state": ["random_state"],
         "verbose": ["verbose"],
         "callbacks": [list, tuple, None],
+        "patient_aggregation": [StrOptions(set(AGGREGATIONS))],
+        "patient_top_k": [Interval(Integral, 1, None, closed="left")],
+        "patient_threshold": [Interval(Real, 0, 1, closed="both")],
     }
 
     def _check_params(self):
@@ -371,17 +412,22 @@ class TransferCNNClassifier(BaseCNNClassifier):
         return out.shape[1]
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y):
+    def fit(self, X, y, groups=None):
         """Train the network on images ``X`` with labels ``y``.
 
         Parameters
         ----------
         X : array-like
-            A 1-D sequence (or one column) of image file paths; an image array
+            A 1-D sequence (or one column) of image file paths (raster images,
+            DICOM files, NIfTI slices ``"volume.nii.gz#k"``); an image array
             of shape ``(n, H, W)`` or ``(n, H, W, C)``; or a 2-D array of shape
             ``(n_samples, n_features)`` read as flattened one-channel images.
         y : array-like of shape (n_samples,)
             Class labels (any hashable values, strings included).
+        groups : array-like of shape (n_samples,) or None, default=None
+            The patient of each slice: the validation split then never puts
+            one patient on both sides. Routed by scikit-learn's metadata
+            routing after ``set_fit_request(groups=True)``.
 
         Returns
         -------
@@ -389,21 +435,22 @@ class TransferCNNClassifier(BaseCNNClassifier):
             The fitted classifier.
         """
         self._check_params()
-        images, y, y_encoded = self._check_data(X, y)
+        images, y, y_encoded, groups = self._check_data(X, y, window=self.window, groups=groups)
         validation_fraction, early_stopping = _engine.resolve_validation(
-            self.validation_fraction, self.early_stopping, y, verbose=self.verbose)
+            self.validation_fraction, self.early_stopping, y, groups=groups, verbose=self.verbose)
         settings = {**self.get_params(deep=False), "validation_fraction": validation_fraction,
                     "early_stopping": early_stopping}
         precompute = self.precompute_features is not False and self._features_are_fixed()
         fitted = _engine.fit_network(lambda: self._build_module(len(self.classes_)), images, y,
-                                     y_encoded, self.classes_, settings, precompute=precompute)
+                                     y_encoded, self.classes_, settings, groups=groups,
+                                     precompute=precompute)
         self.net_ = fitted.net
         self.history_ = fitted.history
         self.precomputed_features_ = precompute
         return self
 
-    def _inference(self):
-        return self.net_, self.image_size, self.batch_size
+    def _fitted_classifier(self):
+        return self
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

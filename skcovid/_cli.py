@@ -9,14 +9,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ._cli_data import CommandError, expand_images, held_out_split, load_folder, patients_of
 from ._cli_options import MODEL_OPTIONS, add_model_options, add_option, build_estimator
 from ._version import __version__
 
 _EPILOG = "Run 'skcovid COMMAND --help' for a command's options. Set SKCOVID_DEBUG=1 for tracebacks."
-
-
-class CommandError(Exception):
-    """A user error the command reports in one line, exiting with status 1."""
 
 
 # ---------------------------------------------------------------- arguments
@@ -52,38 +49,6 @@ def _predict_proba(estimator, X, *, quiet, chunk=256):
             proba.append(estimator.predict_proba(part))
             bar.update(len(part))
     return np.concatenate(proba)
-
-
-def _load_folder(path, skip_unreadable=False):
-    from .datasets import load_image_folder
-    from .datasets._folder import UnreadableImagesError
-
-    try:
-        return load_image_folder(path, on_error="skip" if skip_unreadable else "raise")
-    except UnreadableImagesError as exc:
-        shown = "\n  ".join(exc.files[:20])
-        raise CommandError(f"{len(exc.files)} files under {path} are not usable images "
-                           f"(--skip-unreadable leaves them out):\n  {shown}") from exc
-
-
-def _expand_images(inputs):
-    """Image files, in order, from files and (recursively searched) folders."""
-    from ._imageio import IMAGE_EXTENSIONS
-    from .datasets._folder import list_image_files
-
-    files = []
-    for item in inputs:
-        path = Path(item)
-        if path.is_dir():
-            found, _ = list_image_files(path)
-            if not found:
-                raise CommandError(f"No image files ({', '.join(IMAGE_EXTENSIONS)}) in folder {path}.")
-            files.extend(str(f) for f in found)
-        elif path.exists():
-            files.append(str(path))
-        else:
-            raise CommandError(f"No such file or folder: {path}")
-    return np.asarray(files, dtype=object)
 
 
 def _load_model(path):
@@ -130,7 +95,8 @@ def _write_explanations(estimator, files, out_dir, *, layer, target, feature_map
 
 # ----------------------------------------------------------------- commands
 def _cmd_train(args):
-    from sklearn.model_selection import StratifiedKFold, cross_validate, train_test_split
+    import sklearn
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, cross_validate
     from sklearn.utils._param_validation import InvalidParameterError
 
     from ._persistence import save_model
@@ -138,15 +104,25 @@ def _cmd_train(args):
     from .report import evaluate
 
     start = time.perf_counter()
-    X, y = _load_folder(args.data_dir, args.skip_unreadable)
-    _log(args, f"{len(X)} images in {args.data_dir} ({_class_counts(y)})")
+    X, y, groups, has_patients = load_folder(args.data_dir, args.skip_unreadable)
+    groups = patients_of(args, groups, has_patients, args.data_dir)
+    patients = "" if groups is None else f" of {len(np.unique(groups))} patients"
+    _log(args, f"{len(X)} images{patients} in {args.data_dir} ({_class_counts(y)})")
     estimator = build_estimator(args, verbose=0 if args.quiet else 1)
     if args.cv:
-        cv = StratifiedKFold(args.cv, shuffle=True, random_state=args.random_state)
-        _log(args, f"{args.cv}-fold stratified cross-validation (seed {args.random_state})")
+        if groups is None:
+            cv = StratifiedKFold(args.cv, shuffle=True, random_state=args.random_state)
+            _log(args, f"{args.cv}-fold stratified cross-validation by slice (seed {args.random_state})")
+        else:
+            cv = StratifiedGroupKFold(args.cv, shuffle=True, random_state=args.random_state)
+            _log(args, f"{args.cv}-fold stratified cross-validation by patient (StratifiedGroupKFold, "
+                       f"seed {args.random_state})")
         try:
-            scores = cross_validate(estimator, X, y, cv=cv, scoring=make_scoring(),
-                                    error_score="raise")
+            # Metadata routing hands the patients to the folds and to fit's validation split.
+            with sklearn.config_context(enable_metadata_routing=True):
+                estimator.set_fit_request(groups=True)
+                scores = cross_validate(estimator, X, y, cv=cv, scoring=make_scoring(),
+                                        error_score="raise", params={"groups": groups})
         except InvalidParameterError as exc:
             # cross_validate reports the estimator's parameter errors under its own name.
             raise exc.__cause__ or exc
@@ -155,15 +131,14 @@ def _cmd_train(args):
             print(f"{name:>12}: {values.mean():.4f} +/- {values.std():.4f}  "
                   f"(folds: {', '.join(f'{v:.4f}' for v in values)})")
         _log(args, "refitting on all images for the saved model")
-        estimator.fit(X, y)
+        estimator.fit(X, y, groups=groups)
     else:
-        X_train, X_test, y_train, y_test = train_test_split(
-            X, y, test_size=args.test_size, stratify=y, random_state=args.random_state)
-        _log(args, f"training on {len(X_train)}, holding out {len(X_test)} "
-                   f"(stratified, seed {args.random_state})")
-        estimator.fit(X_train, y_train)
-        proba = _predict_proba(estimator, X_test, quiet=args.quiet)
-        report = evaluate(estimator, X_test, y_test, proba=proba, random_state=args.random_state)
+        train, test, said = held_out_split(args, y, groups)
+        _log(args, said)
+        estimator.fit(X[train], y[train], groups=None if groups is None else groups[train])
+        proba = _predict_proba(estimator, X[test], quiet=args.quiet)
+        report = evaluate(estimator, X[test], y[test], proba=proba, random_state=args.random_state,
+                          groups=None if groups is None else groups[test])
         print("held-out metrics:")
         print(report.summary())
         if args.report:
@@ -179,16 +154,18 @@ def _cmd_evaluate(args):
 
     start = time.perf_counter()
     estimator = _load_model(args.model)
-    X, y = _load_folder(args.data_dir, args.skip_unreadable)
+    X, y, groups, has_patients = load_folder(args.data_dir, args.skip_unreadable)
+    groups = patients_of(args, groups, has_patients, args.data_dir)
     unknown = sorted(set(y) - set(estimator.classes_))
     if unknown:
         raise CommandError(
             f"{args.data_dir} has class folders {unknown} the model does not know; "
             f"its classes are {list(estimator.classes_)}.")
-    _log(args, f"{len(X)} images in {args.data_dir} ({_class_counts(y)})")
+    patients = "" if groups is None else f" of {len(np.unique(groups))} patients"
+    _log(args, f"{len(X)} images{patients} in {args.data_dir} ({_class_counts(y)})")
     proba = _predict_proba(estimator, X, quiet=args.quiet)
     report = evaluate(estimator, X, y, proba=proba, pos_label=args.pos_label,
-                      n_bootstraps=args.n_bootstraps, random_state=0)
+                      n_bootstraps=args.n_bootstraps, random_state=0, groups=groups)
     print(report.summary())
     _print_pruning(estimator)
     if args.report:
@@ -198,22 +175,34 @@ def _cmd_evaluate(args):
 
 
 def _cmd_predict(args):
+    from ._patients import aggregate
     from ._persistence import atomic_write
 
     estimator = _load_model(args.model)
-    files = _expand_images(args.inputs)
+    files, patients, medical = expand_images(args.inputs)
+    by_patient = (args.group_by or ("patient" if medical else "none")) == "patient"
     proba = _predict_proba(estimator, files, quiet=args.quiet)
     classes = [str(c) for c in estimator.classes_]
     labels = np.asarray(classes, dtype=object)[proba.argmax(axis=1)]
     if args.csv:
         with atomic_write(args.csv, "w", newline="", encoding="utf-8") as f:
             writer = csv.writer(f)
-            writer.writerow(["path", "label", *(f"proba_{c}" for c in classes)])
-            for path, label, p in zip(files, labels, proba):
-                writer.writerow([path, label, *(f"{v:.6f}" for v in p)])
+            writer.writerow(["path", *(["patient"] if by_patient else []), "label",
+                             *(f"proba_{c}" for c in classes)])
+            for path, patient, label, p in zip(files, patients, labels, proba):
+                writer.writerow([path, *([patient] if by_patient else []), label, *(f"{v:.6f}" for v in p)])
         counts = ", ".join(f"{c}: {int(np.sum(labels == c))}" for c in classes)
-        print(f"{len(files)} images ({counts}); written to {args.csv}")
-    else:
+        print(f"{len(files)} slices ({counts}); written to {args.csv}")
+    if by_patient:
+        owner = getattr(estimator, "estimator_", estimator)
+        ids, patient_proba = aggregate(proba, patients, estimator.classes_, owner.patient_aggregation,
+                                       top_k=owner.patient_top_k, threshold=owner.patient_threshold)
+        print("\t".join(["patient", "label", "probability", "slices"]))
+        for patient, p in zip(ids, patient_proba):
+            best = int(p.argmax())
+            print("\t".join([str(patient), classes[best], f"{p[best]:.4f}",
+                             str(int(np.sum(patients == patient)))]))
+    elif not args.csv:
         print("\t".join(["label", *(f"P({c})" for c in classes), "path"]))
         for path, label, p in zip(files, labels, proba):
             print("\t".join([label, *(f"{v:.4f}" for v in p), path]))
@@ -221,7 +210,7 @@ def _cmd_predict(args):
 
 def _cmd_explain(args):
     estimator = _load_model(args.model)
-    files = _expand_images(args.images)
+    files, _, _ = expand_images(args.images)
     if args.target is not None:
         names = {str(c): c for c in estimator.classes_}
         if args.target not in names:
@@ -309,10 +298,17 @@ def _parser():
             sub.add_argument("--skip-unreadable", action="store_true",
                              help="leave out files that are not usable images, with a warning "
                                   "listing them (default: fail, listing them)")
+        if name in ("train", "evaluate", "predict"):
+            sub.add_argument("--group-by", choices=("patient", "none"), default=None,
+                             help="split (train) and report (evaluate, predict) by patient or by "
+                                  "slice; default: patient where the patients are known (CLASS/PATIENT/ "
+                                  "folders, DICOM series, NIfTI volumes)")
         return sub
 
     sub = command("train", "train (and optionally prune) a model on a folder of CT slices",
-                  "Train on DATA_DIR (one sub-folder per class, e.g. COVID/ and non-COVID/). "
+                  "Train on DATA_DIR (one sub-folder per class, e.g. COVID/ and non-COVID/, holding "
+                  "images, CLASS/PATIENT/ folders of slices or DICOM series, or NIfTI volumes; split "
+                  "by patient where patients are known). "
                   "Without --cv, a stratified --test-size share is held out and scored; with "
                   "--cv K, K-fold cross-validation scores are printed and the saved model is "
                   "refitted on all images. The model is saved atomically with joblib.")
@@ -340,10 +336,12 @@ def _parser():
     sub.set_defaults(run=_cmd_evaluate)
 
     sub = command("predict", "label new CT slices with a saved model",
-                  "Print (or write as CSV) the predicted label and class probabilities of each "
-                  "image; folders are searched recursively.")
+                  "Print one row per patient (patient, label, probability, slices) for DICOM series "
+                  "and NIfTI volumes (or with --group-by patient), else the label and class "
+                  "probabilities of each image; --csv writes the per-slice rows. Folders are "
+                  "searched recursively.")
     sub.add_argument("model", metavar="MODEL")
-    sub.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR")
+    sub.add_argument("inputs", nargs="+", metavar="IMAGE_SERIES_OR_DIR")
     sub.add_argument("--csv", default=None, metavar="FILE", help="write the predictions here")
     sub.set_defaults(run=_cmd_predict)
 

@@ -43,6 +43,21 @@ def _hidden_units(text):
             f"expected comma-separated layer widths such as 512,256; got {text!r}") from None
 
 
+def _window(text):
+    """``lung``, ``mediastinal``, ``multi``, ``none`` or ``LEVEL,WIDTH`` (HU)."""
+    if text.lower() in ("lung", "mediastinal", "multi"):
+        return text.lower()
+    if text.lower() == "none":
+        return None
+    try:
+        level, width = (float(part) for part in text.strip("() ").split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected lung, mediastinal, multi, none or LEVEL,WIDTH in HU (e.g. -600,1500); got {text!r}"
+        ) from None
+    return (level, width)
+
+
 def _prune_spec(text):
     """``structured:RATIO`` or ``magnitude:SPARSITY``."""
     method, _, amount = text.partition(":")
@@ -94,6 +109,7 @@ MODEL_OPTIONS = (
     _Option("hidden_units", "--hidden-units", _hidden_units, "model", "W1,W2"),
     _Option("dropout", "--dropout", float, "model"),
     _Option("image_size", "--image-size", int, "model", "PX"),
+    _Option("window", "--window", _window, "model", "LEVEL,WIDTH"),
     _Option("max_epochs", "--epochs", int, "training"),
     _Option("lr", "--lr", float, "training"),
     _Option("batch_size", "--batch-size", int, "training"),
@@ -111,6 +127,9 @@ MODEL_OPTIONS = (
     _Option("precision", "--precision", str, "training"),
     _Option("random_state", "--random-state", int, "training", default=0,
             note="Also seeds the held-out split or the cross-validation folds."),
+    _Option("patient_aggregation", "--patient-aggregation", str, "patients"),
+    _Option("patient_top_k", "--patient-top-k", int, "patients", "K"),
+    _Option("patient_threshold", "--patient-threshold", float, "patients"),
     _Option("finetune_epochs", "--finetune-epochs", int, "pruning",
             estimator="PrunedCNNClassifier"),
     _Option("finetune_lr", "--finetune-lr", float, "pruning", estimator="PrunedCNNClassifier"),
@@ -183,7 +202,7 @@ def add_option(container, option, default=inspect.Parameter.empty):
 
 def add_model_options(parser):
     """Add ``--prune`` and every option of ``MODEL_OPTIONS`` to ``parser``, in their groups."""
-    groups = {name: parser.add_argument_group(name) for name in ("model", "training", "pruning")}
+    groups = {name: parser.add_argument_group(name) for name in ("model", "training", "patients", "pruning")}
     groups["pruning"].add_argument(
         "--prune", default=None, type=_prune_spec, metavar="METHOD:AMOUNT",
         help="structured:RATIO (channels removed, torch-pruning) or magnitude:SPARSITY (weights "

@@ -10,32 +10,43 @@ from sklearn.utils.validation import check_array, validate_data
 from torchvision.transforms import v2
 
 from ._imageio import array_to_gray, read_gray
+from ._medical import is_medical, read_hu
+from ._window import apply_window
 
 
 class PathImages:
-    """Image files decoded lazily, one at a time (never all held in memory)."""
+    """Image files decoded lazily, one at a time (never all held in memory).
 
-    def __init__(self, paths):
+    Items are raster files, DICOM files or NIfTI slices; an item gives its
+    ``(C, H, W)`` intensities under ``window`` (:func:`skcovid._window.apply_window`).
+    """
+
+    def __init__(self, paths, window=None):
         self.paths = paths
+        self.window = window
 
     def __len__(self):
         return len(self.paths)
 
     def __getitem__(self, index):
-        return read_gray(self.paths[index])
+        path = self.paths[index]
+        if is_medical(path):
+            return apply_window(read_hu(path), self.window, hu=True)
+        return apply_window(read_gray(path), self.window, hu=False)
 
 
 class ArrayImages:
-    """Images already in memory, as an ``(n, H, W)`` float32 array."""
+    """Images already in memory, as an ``(n, H, W)`` float32 array of grey intensities."""
 
-    def __init__(self, images):
+    def __init__(self, images, window=None):
         self.images = images
+        self.window = window
 
     def __len__(self):
         return len(self.images)
 
     def __getitem__(self, index):
-        return self.images[index]
+        return apply_window(self.images[index], self.window, hu=False)
 
 
 def _as_paths(X):
@@ -82,7 +93,7 @@ def _forget_features(estimator):
             delattr(estimator, attr)
 
 
-def check_images(estimator, X, *, reset):
+def check_images(estimator, X, *, reset, window=None):
     """Validate ``X`` and return its images.
 
     Parameters
@@ -95,6 +106,8 @@ def check_images(estimator, X, *, reset):
         ``(n, H, W, C)`` image array, or ``(n_samples, n_features)`` numbers.
     reset : bool
         True in ``fit``.
+    window : {"lung", "mediastinal", "multi"}, (level, width) or None, default=None
+        How the images' intensities are read (:mod:`skcovid._window`).
 
     Returns
     -------
@@ -106,7 +119,7 @@ def check_images(estimator, X, *, reset):
     if paths is not None:
         if reset:
             _forget_features(estimator)
-        return PathImages(paths)
+        return PathImages(paths, window)
     ndim = getattr(X, "ndim", None)
     if ndim is None and not sp.issparse(X):
         ndim = np.ndim(np.asarray(X, dtype=object)) if hasattr(X, "__len__") else 0
@@ -116,9 +129,9 @@ def check_images(estimator, X, *, reset):
             raise ValueError(f"Images must be at least 1x1 pixel; got shape {array.shape}.")
         if reset:
             _forget_features(estimator)
-        return ArrayImages(array_to_gray(array))
+        return ArrayImages(array_to_gray(array), window)
     array = validate_data(estimator, X, reset=reset, dtype="numeric")
-    return ArrayImages(array_to_gray(_tabular_to_images(array)))
+    return ArrayImages(array_to_gray(_tabular_to_images(array)), window)
 
 
 def make_augmentation(augment):
@@ -237,7 +250,7 @@ class ImageDataset(torch.utils.data.Dataset):
         index = self.indices[i]
         x = None if self.cache is None else self.cache.get(index)
         if x is None:
-            x = torch.from_numpy(np.ascontiguousarray(self.images[index]))[None]
+            x = torch.from_numpy(np.ascontiguousarray(self.images[index]))
             x = v2.functional.resize(x, [self.image_size, self.image_size], antialias=True)
             if self.cache is not None:
                 self.cache.put(index, x)

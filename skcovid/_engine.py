@@ -10,11 +10,12 @@ net and its callbacks, checkpoints and BatchNorm re-estimation.
 
 import copy
 import os
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-from sklearn.model_selection import train_test_split
+from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 from sklearn.utils import check_random_state, compute_class_weight
 from sklearn.utils.validation import check_memory
 from skorch.dataset import Dataset
@@ -48,7 +49,8 @@ MIN_VALIDATION_PER_CLASS = 5
 AUTO_PATIENCE = 5
 #: Parameters that do not change what training computes (left out of checkpoint keys).
 _NOT_IN_CHECKPOINT_KEY = ("warm_start", "checkpoint_dir", "verbose", "callbacks", "num_workers",
-                          "memory", "image_cache_mb", "device", "accelerator")
+                          "memory", "image_cache_mb", "device", "accelerator", "patient_aggregation",
+                          "patient_top_k", "patient_threshold")
 
 
 @dataclass(frozen=True)
@@ -75,19 +77,23 @@ def memory_store(memory):
     return check_memory(os.fspath(memory) if isinstance(memory, os.PathLike) else memory)
 
 
-def resolve_validation(validation_fraction, early_stopping, y, *, verbose=0):
+def resolve_validation(validation_fraction, early_stopping, y, *, groups=None, verbose=0):
     """Settle ``"auto"`` validation settings for labels ``y``.
 
     ``validation_fraction="auto"`` holds out :data:`AUTO_VALIDATION_FRACTION`
     when every class can give :data:`MIN_VALIDATION_PER_CLASS` samples to it,
     and nothing otherwise; ``early_stopping="auto"`` is a patience of
     :data:`AUTO_PATIENCE` epochs with a validation set and off without one.
+    With ``groups``, every class must also have enough patients for one in
+    ten of them to make at least one.
 
     Parameters
     ----------
     validation_fraction : "auto", float or None
     early_stopping : "auto", int or None
     y : ndarray of shape (n_samples,)
+    groups : ndarray of shape (n_samples,) or None, default=None
+        The patient of each sample.
     verbose : int, default=0
         At 1 or more, say what ``"auto"`` chose.
 
@@ -98,7 +104,9 @@ def resolve_validation(validation_fraction, early_stopping, y, *, verbose=0):
     """
     if validation_fraction == "auto":
         smallest = int(np.unique(y, return_counts=True)[1].min())
-        if int(smallest * AUTO_VALIDATION_FRACTION) >= MIN_VALIDATION_PER_CLASS:
+        enough_patients = groups is None or all(
+            int(len(np.unique(groups[y == label])) * AUTO_VALIDATION_FRACTION) >= 1 for label in np.unique(y))
+        if int(smallest * AUTO_VALIDATION_FRACTION) >= MIN_VALIDATION_PER_CLASS and enough_patients:
             validation_fraction = AUTO_VALIDATION_FRACTION
         else:
             validation_fraction = None
@@ -111,22 +119,29 @@ def resolve_validation(validation_fraction, early_stopping, y, *, verbose=0):
                     "early_stopping=None."
                 )
             if verbose:
-                print(f"validation_fraction='auto': the smallest class has {smallest} samples, "
-                      f"too few to give {MIN_VALIDATION_PER_CLASS} to a validation set; "
-                      "training on all samples without early stopping.", flush=True)
+                why = (f"the smallest class has {smallest} samples, too few to give "
+                       f"{MIN_VALIDATION_PER_CLASS} to a validation set" if enough_patients else
+                       "a class has fewer than 10 patients, too few to hold one in ten out")
+                print(f"validation_fraction='auto': {why}; training on all samples without early "
+                      "stopping.", flush=True)
     if early_stopping == "auto":
         early_stopping = None if validation_fraction is None else AUTO_PATIENCE
     return validation_fraction, early_stopping
 
 
-def validation_split(y, validation_fraction, rng):
+def validation_split(y, validation_fraction, rng, groups=None):
     """Indices of the training part and of the stratified validation part (or None).
+
+    With ``groups``, no group (patient) has samples on both sides: the
+    validation part is one fold of scikit-learn's ``StratifiedGroupKFold``
+    with ``round(1 / validation_fraction)`` folds.
 
     Parameters
     ----------
     y : ndarray of shape (n_samples,)
     validation_fraction : float or None
     rng : RandomState
+    groups : ndarray of shape (n_samples,) or None, default=None
 
     Returns
     -------
@@ -136,6 +151,8 @@ def validation_split(y, validation_fraction, rng):
     indices = np.arange(len(y))
     if validation_fraction is None:
         return indices, None
+    if groups is not None:
+        return _group_split(y, validation_fraction, rng, groups)
     try:
         return train_test_split(indices, test_size=validation_fraction, stratify=y,
                                 random_state=rng)
@@ -145,6 +162,24 @@ def validation_split(y, validation_fraction, rng):
             f"validation set from {len(y)} samples of {len(np.unique(y))} classes ({exc}). "
             "Use more samples, a larger validation_fraction, or validation_fraction='auto'."
         ) from exc
+
+
+def _group_split(y, validation_fraction, rng, groups):
+    n_splits = max(2, round(1 / validation_fraction))
+    seed = rng.randint(np.iinfo(np.int32).max)
+    splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    keys = np.asarray(groups).astype(str)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "the least populated class has only ..."
+        train_idx, valid_idx = next(splitter.split(np.empty(len(y)), y, keys))
+    missing = np.setdiff1d(np.unique(y), np.unique(y[valid_idx]))
+    if len(missing):
+        raise ValueError(
+            f"validation_fraction={validation_fraction} cannot hold out patients of every class: "
+            f"the validation patients have no sample of {missing.tolist()} ({len(np.unique(keys))} "
+            "patients in all). Use more patients, validation_fraction='auto' or None."
+        )
+    return train_idx, valid_idx
 
 
 def _device(settings):
@@ -170,8 +205,8 @@ def feature_cache(settings):
     return None if memory.location is None else FeatureCache(memory, feature_key(settings))
 
 
-def fit_network(build_module, images, y, y_encoded, classes, settings, *, precompute=False,
-                extra_callbacks=()):
+def fit_network(build_module, images, y, y_encoded, classes, settings, *, groups=None,
+                precompute=False, extra_callbacks=()):
     """Train the module ``build_module()`` returns.
 
     Parameters
@@ -187,6 +222,9 @@ def fit_network(build_module, images, y, y_encoded, classes, settings, *, precom
         A :class:`skcovid.TransferCNNClassifier`'s parameters, with
         ``validation_fraction`` and ``early_stopping`` resolved
         (:func:`resolve_validation`).
+    groups : ndarray of shape (n_samples,) or None, default=None
+        The patient of each sample: the validation split keeps each patient
+        on one side.
     precompute : bool, default=False
         Run the frozen backbone once and train only the head, on its outputs;
         the returned net still holds (and predicts with) the whole network.
@@ -197,7 +235,7 @@ def fit_network(build_module, images, y, y_encoded, classes, settings, *, precom
     fitted : FittedNetwork
     """
     rng = check_random_state(settings["random_state"])
-    train_idx, valid_idx = validation_split(y, settings["validation_fraction"], rng)
+    train_idx, valid_idx = validation_split(y, settings["validation_fraction"], rng, groups)
     seed = int(rng.randint(np.iinfo(np.int32).max))
     accelerator = settings["accelerator"]
     device = _device(settings)
@@ -220,7 +258,8 @@ def fit_network(build_module, images, y, y_encoded, classes, settings, *, precom
     resume = None
     if settings["checkpoint_dir"] is not None:
         params = {k: v for k, v in settings.items() if k not in _NOT_IN_CHECKPOINT_KEY}
-        key = fingerprint(params, np.asarray(y).tolist(), len(y), precompute)
+        patients = [] if groups is None else [np.asarray(groups).astype(str).tolist()]
+        key = fingerprint(params, np.asarray(y).tolist(), len(y), precompute, *patients)
         resume = load_checkpoint(settings["checkpoint_dir"], key) if settings["warm_start"] else None
         callbacks.append(("checkpoint", Checkpointer(settings["checkpoint_dir"], key, resume)))
     loader_kwargs = {"pin_memory": cuda}

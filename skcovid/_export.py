@@ -14,37 +14,49 @@ from ._fitted import fitted_network
 from ._network import eval_mode
 from ._persistence import atomic_write
 from ._version import __version__
+from ._window import HUWindow, window_bounds
 
 FORMATS = ("torchscript", "onnx")
 
 
 class DeployableNet(nn.Module):
-    """Grayscale intensities of any size in, class probabilities out.
+    """Slices of any size in, class probabilities out.
 
-    Takes ``(N, 1, H, W)`` float tensors in ``[0, 1]`` (a CT slice read as
-    grayscale and divided by 255), resizes them to the network's input size
-    exactly as skcovid does (bilinear, antialiased), repeats and normalises
-    the channel inside the network, and returns softmax probabilities whose
-    columns follow ``classes_``.
+    Takes ``(N, 1, H, W)`` float tensors: Hounsfield units when the classifier
+    has a ``window`` (windowed inside, before resizing, as skcovid does),
+    else grey intensities in ``[0, 1]`` (a CT slice read as grayscale and
+    divided by 255). Resizes them to the network's input size exactly as
+    skcovid does (bilinear, antialiased), repeats and normalises the channel
+    inside the network, and returns softmax probabilities whose columns follow
+    ``classes_``.
     """
 
-    def __init__(self, network, image_size):
+    def __init__(self, network, image_size, window=None):
         super().__init__()
+        self.window = nn.Identity() if window is None else HUWindow(window)
         self.network = network
         self.image_size = image_size
 
     def forward(self, x):
+        x = self.window(x)
         x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear",
                           align_corners=False, antialias=True)
         return torch.softmax(self.network(x), dim=1)
 
 
 def _metadata(classifier, image_size, fmt):
+    window = classifier.window
+    if window is None:
+        read = ("the slice in grayscale, scaled to [0, 1] (HU slices through the lung window, "
+                f"{window_bounds(None)[0]} HU to [0, 1], as skcovid reads them)")
+    else:
+        read = f"the slice in Hounsfield units (windowed inside: {window_bounds(window)} HU per channel)"
     return {
         "classes": [c.item() if hasattr(c, "item") else c for c in classifier.classes_],
         "image_size": image_size,
-        "input": "float32 tensor (N, 1, H, W): the slice in grayscale, scaled to [0, 1]; "
-                 "any H, W (resized inside)",
+        "window": list(window) if isinstance(window, (tuple, list)) else window,
+        "input_units": "HU" if window is not None else "gray",
+        "input": f"float32 tensor (N, 1, H, W): {read}; any H, W (resized inside)",
         "output": "float32 tensor (N, n_classes): class probabilities, columns in 'classes' order",
         "format": fmt,
         "skcovid_version": __version__,
@@ -56,7 +68,9 @@ def export(estimator, path, *, format="torchscript", opset_version=18):
 
     The file runs with PyTorch alone (TorchScript: ``torch.jit.load``) or any
     ONNX runtime (ONNX), pruned or not. Input: ``(N, 1, H, W)`` float32
-    grayscale intensities in ``[0, 1]``, any ``H`` and ``W``; output: class
+    grayscale intensities in ``[0, 1]`` or, for a classifier with a
+    ``window``, Hounsfield units (the window is applied inside the exported
+    network, before resizing), any ``H`` and ``W``; output: class
     probabilities, the same as ``estimator.predict_proba`` gives for those
     pixels. The classes, input size and conventions are stored in the file
     (TorchScript extra file ``skcovid.json``; ONNX metadata ``skcovid``). The
@@ -80,10 +94,12 @@ def export(estimator, path, *, format="torchscript", opset_version=18):
         raise ValueError(f"format={format!r} is not valid; choose one of {list(FORMATS)}.")
     classifier, network, image_size = fitted_network(estimator)
     device = next(network.parameters()).device
-    model = DeployableNet(network, image_size)
+    model = DeployableNet(network, image_size, classifier.window)
     # Any pixels do for tracing; a private generator leaves the global RNG alone.
     example = torch.rand(2, 1, image_size + 7, image_size + 3,
                          generator=torch.Generator().manual_seed(0)).to(device)
+    if classifier.window is not None:
+        example = example * 2000 - 1000  # HU
     metadata = json.dumps(_metadata(classifier, image_size, format))
     with eval_mode(model):
         if format == "torchscript":

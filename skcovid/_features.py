@@ -8,6 +8,7 @@ import torch
 
 from ._data import PathImages, inference_loader
 from ._fingerprint import fingerprint
+from ._medical import source_file
 from ._network import eval_mode
 from ._training import autocast
 
@@ -47,8 +48,10 @@ def backbone_features(module, images, image_size, *, indices=None, batch_size=32
 def _image_digest(images, index):
     """SHA-256 of an image's content: its file's bytes, or its array's."""
     if isinstance(images, PathImages):
-        digest = hashlib.sha256()
-        with open(images.paths[index], "rb") as f:
+        path, slice_index = source_file(images.paths[index])
+        # A NIfTI volume's slices share one file: the slice index is part of the content.
+        digest = hashlib.sha256(b"" if slice_index is None else f"#{slice_index}".encode())
+        with open(path, "rb") as f:
             for chunk in iter(lambda: f.read(1 << 20), b""):
                 digest.update(chunk)
         return digest.hexdigest()
@@ -59,7 +62,7 @@ def _image_digest(images, index):
 
 
 #: The parameters of a TransferCNNClassifier that the backbone's features depend on.
-FEATURE_PARAMS = ("backbone", "weights", "image_size", "pooling", "precision")
+FEATURE_PARAMS = ("backbone", "weights", "image_size", "window", "pooling", "precision")
 
 
 def feature_key(params):

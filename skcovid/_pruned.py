@@ -15,6 +15,7 @@ from ._base import BaseCNNClassifier
 from ._classifier import TransferCNNClassifier
 from ._data import ImageDataset, check_images
 from ._training import batches_per_epoch
+from ._window import n_channels
 from .pruning import (
     StructuredPruner,
     count_flops,
@@ -108,10 +109,10 @@ class PrunedCNNClassifier(BaseCNNClassifier):
         self.unfreeze = unfreeze
         self.prefit = prefit
 
-    def _fitted_estimator(self, X, y):
+    def _fitted_estimator(self, X, y, groups):
         if not self.prefit:
             base = TransferCNNClassifier() if self.estimator is None else self.estimator
-            return clone(base).fit(X, y)
+            return clone(base).fit(X, y, groups=groups)
         if self.estimator is None:
             raise ValueError("prefit=True needs a fitted estimator.")
         check_is_fitted(self.estimator)
@@ -119,7 +120,7 @@ class PrunedCNNClassifier(BaseCNNClassifier):
 
     # The estimator and the pruner validate their own parameters when fitted.
     @_fit_context(prefer_skip_nested_validation=False)
-    def fit(self, X, y):
+    def fit(self, X, y, groups=None):
         """Train (unless ``prefit``), prune and fine-tune.
 
         Parameters
@@ -128,6 +129,11 @@ class PrunedCNNClassifier(BaseCNNClassifier):
             Images in any form :meth:`TransferCNNClassifier.fit` accepts.
         y : array-like of shape (n_samples,)
             Class labels.
+        groups : array-like of shape (n_samples,) or None, default=None
+            The patient of each slice: training, fine-tuning and the images
+            the pruner scores keep each patient on one side of the validation
+            split. Routed by scikit-learn's metadata routing after
+            ``set_fit_request(groups=True)``.
 
         Returns
         -------
@@ -135,8 +141,8 @@ class PrunedCNNClassifier(BaseCNNClassifier):
             The fitted classifier.
         """
         check_images(self, X, reset=True)
-        estimator = self._fitted_estimator(X, y)
-        images, y, y_encoded = self._check_data(X, y)
+        estimator = self._fitted_estimator(X, y, groups)
+        images, y, y_encoded, groups = self._check_data(X, y, window=estimator.window, groups=groups)
         if not np.array_equal(estimator.classes_, self.classes_):
             raise ValueError(
                 f"The prefit estimator was fitted on classes {estimator.classes_.tolist()}, "
@@ -144,7 +150,7 @@ class PrunedCNNClassifier(BaseCNNClassifier):
             )
         net = estimator.net_
         module = net.module_
-        input_shape = (1, 1, estimator.image_size, estimator.image_size)
+        input_shape = (1, n_channels(estimator.window), estimator.image_size, estimator.image_size)
         self.n_params_before_ = count_params(module)
         self.flops_before_ = count_flops(module, input_shape)
         self.model_size_bytes_before_ = serialized_size(module, sparse=False)
@@ -153,13 +159,13 @@ class PrunedCNNClassifier(BaseCNNClassifier):
         # the training part only, never from the estimator's validation split:
         # the same split as the estimator's fit.
         validation_fraction, _ = _engine.resolve_validation(
-            estimator.validation_fraction, estimator.early_stopping, y)
+            estimator.validation_fraction, estimator.early_stopping, y, groups=groups)
         settings = {**estimator.get_params(deep=False), "validation_fraction": validation_fraction,
                     # Early stopping is off so that the final sparsity is the one asked.
                     "early_stopping": None, "max_epochs": self.finetune_epochs,
                     "lr": self.finetune_lr, "checkpoint_dir": None}
         train_idx, _ = _engine.validation_split(
-            y, validation_fraction, check_random_state(estimator.random_state))
+            y, validation_fraction, check_random_state(estimator.random_state), groups)
         pruner = StructuredPruner() if self.pruner is None else self.pruner
         X_score, y_score = self._sample(estimator, images, y_encoded, train_idx, _N_SCORING_IMAGES)
         self.pruner_ = clone(pruner).fit(module, X_score, y_score)
@@ -175,7 +181,7 @@ class PrunedCNNClassifier(BaseCNNClassifier):
                 param.requires_grad_(True)
         if self.finetune_epochs > 0:
             fitted = _engine.fit_network(lambda: pruned, images, y, y_encoded, self.classes_,
-                                         settings, extra_callbacks=callbacks)
+                                         settings, groups=groups, extra_callbacks=callbacks)
             net, self.history_ = fitted.net, fitted.history
         else:
             # The pruned backbone's features are not the cached ones.
@@ -196,8 +202,8 @@ class PrunedCNNClassifier(BaseCNNClassifier):
         self.estimator_ = estimator
         return self
 
-    def _inference(self):
-        return self.estimator_.net_, self.estimator_.image_size, self.estimator_.batch_size
+    def _fitted_classifier(self):
+        return self.estimator_
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -58,7 +58,8 @@ def _layer(net, layer, estimator):
 def _batches(estimator, X, batch_size):
     classifier, net, image_size = fitted_network(estimator)
     device = next(net.parameters()).device
-    for x, _ in inference_loader(check_images(classifier, X, reset=False), image_size, batch_size):
+    images = check_images(classifier, X, reset=False, window=classifier.window)
+    for x, _ in inference_loader(images, image_size, batch_size):
         yield x.to(device)
 
 
@@ -204,7 +205,7 @@ def overlay(image, heatmap, *, alpha=0.45, cmap="jet"):
 def _input_images(estimator, X):
     """The preprocessed (resized, [0, 1]) grayscale slices the network sees."""
     classifier, _, image_size = fitted_network(estimator)
-    dataset = ImageDataset(check_images(classifier, X, reset=False), None, image_size)
+    dataset = ImageDataset(check_images(classifier, X, reset=False, window=classifier.window), None, image_size)
     return np.stack([dataset[i][0][0].numpy() for i in range(len(dataset))])
 
 

@@ -248,8 +248,57 @@ def _binary_scores(is_pos, pred_pos, score):
     }
 
 
+def one_vs_rest(y_true, proba, classes, pos_label=None):
+    """A problem of more than two classes as the positive class against the rest.
+
+    Two classes are returned unchanged. With more (COVID-19, community-acquired
+    pneumonia and normal, say), the positive class is found among ``classes``
+    as :func:`resolve_pos_label` finds it (or given), every other label becomes
+    ``"not <positive>"``, and the probability of the rest is the sum of theirs.
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n_samples,)
+    proba : array-like of shape (n_samples, n_classes)
+    classes : array-like of shape (n_classes,)
+    pos_label : label or None, default=None
+
+    Returns
+    -------
+    y_true : ndarray of shape (n_samples,)
+    proba : ndarray of shape (n_samples, 2)
+    classes : list
+        ``[positive, "not <positive>"]`` with more than two classes.
+
+    Examples
+    --------
+    >>> from skcovid.metrics import one_vs_rest
+    >>> y, proba, classes = one_vs_rest(["CAP", "COVID-19"], [[0.5, 0.3, 0.2], [0.1, 0.8, 0.1]],
+    ...                                 ["CAP", "COVID-19", "normal"])
+    >>> classes, y.tolist(), proba[:, 0].tolist()
+    (['COVID-19', 'not COVID-19'], ['not COVID-19', 'COVID-19'], [0.3, 0.8])
+    """
+    classes = np.asarray(classes).tolist()
+    proba = np.asarray(proba, dtype=np.float64)
+    y_true = np.asarray(y_true)
+    if len(classes) <= 2:
+        return y_true, proba, classes
+    pos_label = resolve_pos_label(np.asarray(classes), np.asarray(classes), pos_label)
+    if pos_label not in classes:
+        raise ValueError(f"pos_label {pos_label!r} is not one of the classes {classes}.")
+    rest = f"not {pos_label}"
+    score = proba[:, classes.index(pos_label)]
+    y = np.where(y_true == pos_label, pos_label, rest).astype(object)
+    return y, np.column_stack([score, proba.sum(axis=1) - score]), [pos_label, rest]
+
+
 def _binary_predictions(y_true, proba, classes, pos_label):
     """Check binary predictions; return the positive class, truth, prediction and score."""
+    if len(classes) > 2 and np.ndim(proba) == 2 and np.shape(proba)[1] == len(classes):
+        unknown = sorted(set(np.asarray(y_true).tolist()) - set(np.asarray(classes).tolist()), key=str)
+        if unknown:
+            raise ValueError(f"y_true has labels {unknown} the model does not know ({list(classes)}).")
+        y_true, proba, classes = one_vs_rest(y_true, proba, classes, pos_label)
     class_array = np.asarray(classes)
     classes = class_array.tolist()
     proba = np.asarray(proba, dtype=np.float64)
@@ -310,14 +359,15 @@ def diagnostic_scores(estimator, X, y, *, pos_label=None):
 
 
 def bootstrap_scores(y_true, proba, classes, *, pos_label=None, n_bootstraps=1000,
-                     confidence_level=0.95, random_state=0):
+                     confidence_level=0.95, random_state=0, groups=None):
     """The metrics of held-out predictions, with percentile-bootstrap confidence intervals.
 
     The evaluated samples are resampled with replacement ``n_bootstraps``
     times; each metric's interval is the central ``confidence_level`` share of
     its values over the resamples where it is defined (sensitivity, specificity
     and ROC-AUC need both classes). Samples from one patient are not
-    independent, so with slice-level test sets the intervals are optimistic.
+    independent: with ``groups``, whole patients are resampled (a cluster
+    bootstrap); without, the intervals of slice-level test sets are optimistic.
 
     Parameters
     ----------
@@ -335,6 +385,8 @@ def bootstrap_scores(y_true, proba, classes, *, pos_label=None, n_bootstraps=100
         In (0, 1).
     random_state : int, RandomState instance or None, default=0
         Seeds the resampling.
+    groups : array-like of shape (n_samples,) or None, default=None
+        The patient of each sample: resample patients, not samples.
 
     Returns
     -------
@@ -375,9 +427,18 @@ def bootstrap_scores(y_true, proba, classes, *, pos_label=None, n_bootstraps=100
     if n_bootstraps:
         rng = check_random_state(random_state)
         n = len(is_pos)
-        # Bootstraps in chunks keep memory at O(chunk * n) for large test sets.
         samples = {name: [] for name in METRICS}
-        for start in range(0, n_bootstraps, 200):
+        if groups is not None:
+            # One patient's samples stay together; resamples differ in size.
+            _, inverse = np.unique(np.asarray(groups).astype(str), return_inverse=True)
+            members = [np.flatnonzero(inverse == i) for i in range(inverse.max() + 1)]
+            for _ in range(n_bootstraps):
+                idx = np.concatenate([members[i] for i in rng.randint(0, len(members), len(members))])
+                for name, value in _binary_scores(is_pos[idx][None], pred_pos[idx][None],
+                                                  score[idx][None]).items():
+                    samples[name].append(value)
+        # Bootstraps in chunks keep memory at O(chunk * n) for large test sets.
+        for start in range(0, n_bootstraps if groups is None else 0, 200):
             idx = rng.randint(0, n, size=(min(200, n_bootstraps - start), n))
             for name, values in _binary_scores(is_pos[idx], pred_pos[idx], score[idx]).items():
                 samples[name].append(values)
@@ -399,6 +460,7 @@ __all__ = [
     "bootstrap_scores",
     "diagnostic_scores",
     "make_scoring",
+    "one_vs_rest",
     "resolve_pos_label",
     "sensitivity_score",
     "specificity_score",

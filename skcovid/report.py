@@ -31,10 +31,11 @@ from sklearn.metrics import classification_report, confusion_matrix
 from sklearn.utils.validation import check_is_fitted
 
 from ._fitted import final_estimator
+from ._patients import aggregate, patient_labels
 from ._persistence import atomic_write, jsonable
 from ._plotting import require_matplotlib
 from ._version import __version__
-from .metrics import METRICS, bootstrap_scores
+from .metrics import METRICS, bootstrap_scores, one_vs_rest
 
 __all__ = ["EvaluationReport", "evaluate"]
 
@@ -66,7 +67,9 @@ class EvaluationReport:
     """Held-out scores of a binary classifier, with bootstrap confidence intervals.
 
     Build one with :func:`evaluate` (from a fitted classifier and images) or
-    :meth:`from_predictions` (from labels and probabilities).
+    :meth:`from_predictions` (from labels and probabilities). With more than
+    two classes, the report scores the positive class against the rest
+    (:func:`skcovid.metrics.one_vs_rest`).
 
     Parameters
     ----------
@@ -91,6 +94,13 @@ class EvaluationReport:
         The pruning summary (``PrunedCNNClassifier.pruning_report()``).
     model : str, default=""
         A description of the model, shown in the report.
+    groups : array-like of shape (n_samples,) or None, default=None
+        The patient of each slice. The slice-level intervals then resample
+        whole patients, and a patient-level report is added (``patients``).
+    patient_proba : ndarray of shape (n_patients, n_classes) or None, default=None
+        The patients' probabilities, in the order of ``np.unique`` of
+        ``groups`` as strings (what :meth:`skcovid.TransferCNNClassifier.predict_patients`
+        gives); ``None`` averages each patient's slices.
 
     Attributes
     ----------
@@ -108,15 +118,27 @@ class EvaluationReport:
         ``[pos_label, negative label]``.
     class_counts : dict
         Number of evaluated images of each class.
+    patients : EvaluationReport or None
+        The patient-level report (one sample per patient; its intervals
+        resample patients), when ``groups`` was given.
     """
 
     def __init__(self, y_true, proba, classes, *, pos_label=None, n_bootstraps=1000,
                  confidence_level=0.95, random_state=0, history=(), pruned_at_epoch=None,
-                 pruning=None, model=""):
+                 pruning=None, model="", groups=None, patient_proba=None):
         # Checks the input, finds the positive class and computes every number shown.
         scores = bootstrap_scores(y_true, proba, classes, pos_label=pos_label,
                                   n_bootstraps=n_bootstraps, confidence_level=confidence_level,
-                                  random_state=random_state)
+                                  random_state=random_state, groups=groups)
+        self.patients = None
+        if groups is not None:
+            _, patient_y = patient_labels(y_true, groups)
+            if patient_proba is None:
+                _, patient_proba = aggregate(proba, groups, classes, "mean")
+            self.patients = EvaluationReport(
+                patient_y, patient_proba, classes, pos_label=pos_label, n_bootstraps=n_bootstraps,
+                confidence_level=confidence_level, random_state=random_state)
+        y_true, proba, classes = one_vs_rest(y_true, proba, classes, pos_label)
         class_array = np.asarray(classes)
         classes = class_array.tolist()
         proba = np.asarray(proba, dtype=np.float64)
@@ -193,6 +215,10 @@ class EvaluationReport:
                 "matrix": self.confusion_matrix.tolist(),
                 "note": "rows are true classes, columns predicted classes",
             },
+            "level": "slice",
+            "patients": None if self.patients is None else {
+                key: value for key, value in self.patients.to_dict().items()
+                if key not in ("pruning", "model", "skcovid_version")},
             "pruning": self.pruning,
             "model": self.model,
             "skcovid_version": __version__,
@@ -207,10 +233,15 @@ class EvaluationReport:
         """
         pct = round(100 * self.confidence_level)
         counts = ", ".join(f"{k}: {v}" for k, v in self.class_counts.items())
-        lines = [f"{len(self.y_true)} images ({counts}); positive class {self.pos_label}"]
+        unit = "images" if self.patients is None else "slices"
+        lines = [f"{len(self.y_true)} {unit} ({counts}); positive class {self.pos_label}"]
+        if self.patients is not None:
+            lines[0] = f"slice level: {lines[0]} (intervals resample patients)"
         for name in METRICS:
             lines.append(f"{self._title(name):>36}: {self.metrics[name]['value']:.4f}  "
                          f"{pct}% CI {self._ci(name)}")
+        if self.patients is not None:
+            lines.append("patient level: " + self.patients.summary().replace(" images (", " patients (", 1))
         return "\n".join(lines)
 
     def classification_report(self):
@@ -418,7 +449,7 @@ class EvaluationReport:
 
 
 def evaluate(estimator, X, y, *, pos_label=None, n_bootstraps=1000, confidence_level=0.95,
-             random_state=0, proba=None):
+             random_state=0, proba=None, groups=None):
     """Score a fitted binary classifier on held-out images.
 
     Parameters
@@ -434,8 +465,12 @@ def evaluate(estimator, X, y, *, pos_label=None, n_bootstraps=1000, confidence_l
     n_bootstraps : int, default=1000
     confidence_level : float, default=0.95
     random_state : int, RandomState instance or None, default=0
-    proba : ndarray of shape (n_samples, 2) or None, default=None
+    proba : ndarray of shape (n_samples, n_classes) or None, default=None
         Probabilities already computed for ``X`` (skips the forward pass).
+    groups : array-like of shape (n_samples,) or None, default=None
+        The patient of each slice: adds the patient-level report, the
+        patients' probabilities aggregated as the classifier's
+        ``patient_aggregation`` says (a mean for other classifiers).
 
     Returns
     -------
@@ -451,8 +486,17 @@ def evaluate(estimator, X, y, *, pos_label=None, n_bootstraps=1000, confidence_l
     if proba is None:
         proba = estimator.predict_proba(X)
     history, pruned_at = _training_history(estimator)
+    patient_proba = None
+    if groups is not None:
+        owner = final_estimator(estimator)
+        owner = getattr(owner, "estimator_", owner)
+        method = getattr(owner, "patient_aggregation", "mean")
+        _, patient_proba = aggregate(proba, groups, estimator.classes_, method,
+                                     top_k=getattr(owner, "patient_top_k", 5),
+                                     threshold=getattr(owner, "patient_threshold", 0.5))
     return EvaluationReport(
         y, proba, estimator.classes_, pos_label=pos_label, n_bootstraps=n_bootstraps,
         confidence_level=confidence_level, random_state=random_state, history=history,
         pruned_at_epoch=pruned_at, pruning=_pruning_summary(estimator), model=repr(estimator),
+        groups=groups, patient_proba=patient_proba,
     )

@@ -111,3 +111,68 @@ def simple_cnn_weights(tmp_path_factory, images):
     path = tmp_path_factory.mktemp("weights") / "simple_cnn.pth"
     torch.save(clf.net_.module_.features.state_dict(), path)
     return path
+
+
+def write_dicom(path, hu, *, z=0.0, series_uid="1.2.826.0.1.3680043.8.498.1", patient_id="ANON",
+                patient_name="Doe^Jane", signed=False, transfer_syntax=None):
+    """Write a CT slice of Hounsfield units ``hu`` (2-D ints) as a DICOM file (axial, 1 mm pixels).
+
+    Unsigned storage with intercept -1024 by default; ``signed=True`` stores the HU
+    themselves (PixelRepresentation 1, intercept 0). ``patient_name`` is there so that
+    tests can check it never reaches a report or a log.
+    """
+    from pydicom import Dataset
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+    hu = np.asarray(hu)
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = CTImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = transfer_syntax or ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
+    ds.Modality, ds.PatientID, ds.PatientName = "CT", patient_id, patient_name
+    ds.PatientBirthDate = "19700101"
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = series_uid + ".0", series_uid
+    ds.Rows, ds.Columns = hu.shape
+    ds.PixelSpacing = [1, 1]
+    ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+    ds.ImagePositionPatient = [0, 0, float(z)]
+    ds.SliceLocation = float(z)
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 16, 15
+    ds.RescaleSlope = 1
+    if signed:
+        ds.PixelRepresentation, ds.RescaleIntercept = 1, 0
+        ds.PixelData = hu.astype(np.int16).tobytes()
+    else:
+        ds.PixelRepresentation, ds.RescaleIntercept = 0, -1024
+        ds.PixelData = (hu + 1024).astype(np.uint16).tobytes()
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def dicom_patients(tmp_path_factory):
+    """``class/patient/*.dcm``: 2 classes x 4 patients x 4 slices of 24x24 HU; returns the root.
+
+    COVID slices have a ground-glass blob (-300 HU) in the upper half of aerated lung
+    (-850 HU), normal ones in the lower half, as :func:`make_images` does.
+    """
+    root = tmp_path_factory.mktemp("dicom_patients")
+    rng = np.random.RandomState(0)
+    for label, top in (("COVID", True), ("normal", False)):
+        for p in range(4):
+            folder = root / label / f"{label[0]}{p:02d}"
+            folder.mkdir(parents=True)
+            uid = f"1.2.826.0.1.3680043.8.498.{int(top)}{p}"
+            for k in rng.permutation(4):  # written out of anatomical order
+                hu = rng.randint(-900, -800, size=(24, 24))
+                row = rng.randint(2, 6) if top else rng.randint(12, 16)
+                col = rng.randint(2, 16)
+                hu[row:row + 6, col:col + 6] = -300
+                write_dicom(folder / f"img{rng.randint(10**6)}.dcm", hu, z=2.0 * k, series_uid=uid,
+                            patient_id=f"ID-{label}-{p}")
+    return root
