@@ -167,7 +167,7 @@ def dicom_patients(tmp_path_factory):
         for p in range(4):
             folder = root / label / f"{label[0]}{p:02d}"
             folder.mkdir(parents=True)
-            uid = f"1.2.826.0.1.3680043.8.498.{int(top)}{p}"
+            uid = f"1.2.826.0.1.3680043.8.498.{1 + int(top)}{p + 1}"
             for k in rng.permutation(4):  # written out of anatomical order
                 hu = rng.randint(-900, -800, size=(24, 24))
                 row = rng.randint(2, 6) if top else rng.randint(12, 16)

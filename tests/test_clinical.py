@@ -295,3 +295,42 @@ def test_dicom_writer_round_trip(tmp_path):
     for signed in (False, True):
         path = write_dicom(tmp_path / f"s{signed}.dcm", hu, signed=signed)
         np.testing.assert_array_equal(read_hu(str(path)), hu)
+
+
+def test_bad_series_fail_before_anything_is_written(dicom_patients, tmp_path, capsys):
+    import shutil
+
+    root = tmp_path / "data"
+    shutil.copytree(dicom_patients, root)
+    write_dicom(root / "COVID" / "C00" / "stray.dcm", np.full((24, 24), -800), series_uid="1.2.3.4.5")
+    model = tmp_path / "model.joblib"
+    assert main(["train", str(root), "--out", str(model), "--backbone", "simple_cnn", "--weights", "none",
+                 "--image-size", "16", "--epochs", "1", "-q"]) == 1
+    err = capsys.readouterr().err
+    assert "mixes 2 DICOM series" in err and "C00" in err
+    assert list(tmp_path.iterdir()) == [root]  # no model, no temporary file
+
+
+def test_a_dicom_object_that_is_not_an_image_is_named_in_fit(patients, tmp_path):
+    X, y, _ = patients
+    sr = pydicom.dcmread(X[0])
+    sr.Modality = "SR"
+    del sr.PixelData
+    sr.save_as(tmp_path / "report.dcm")
+    with pytest.raises(ValueError, match="report.dcm"):
+        TransferCNNClassifier(**{**FAST, "max_epochs": 1}).fit([*X[:-1], str(tmp_path / "report.dcm")], y)
+
+
+def test_command_line_cross_validates_by_patient(dicom_patients, tmp_path, capsys, monkeypatch):
+    seen = []
+    original = TransferCNNClassifier.fit
+
+    def recording_fit(self, X, y, groups=None):
+        seen.append(None if groups is None else len(set(groups)))
+        return original(self, X, y, groups=groups)
+
+    monkeypatch.setattr(TransferCNNClassifier, "fit", recording_fit)
+    assert main(["train", str(dicom_patients), "--out", str(tmp_path / "m.joblib"), "--cv", "2", "--backbone",
+                 "simple_cnn", "--weights", "none", "--freeze", "none", "--image-size", "16", "--epochs", "1"]) == 0
+    assert "2-fold stratified cross-validation by patient" in capsys.readouterr().out
+    assert seen == [4, 4, 8]  # each fold's fit gets its training patients; the refit gets all of them
