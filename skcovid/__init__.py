@@ -8,7 +8,7 @@ Pipeline and joblib understand.
 from ._backbones import BACKBONES
 from ._classifier import TransferCNNClassifier
 from ._export import export
-from ._persistence import load_model, save_model
+from ._persistence import UntrustedModelError, load_model, save_model
 from ._pruned import PrunedCNNClassifier
 from ._version import __version__
 
@@ -16,6 +16,7 @@ __all__ = [
     "BACKBONES",
     "PrunedCNNClassifier",
     "TransferCNNClassifier",
+    "UntrustedModelError",
     "__version__",
     "export",
     "load_model",

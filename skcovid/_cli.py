@@ -14,6 +14,8 @@ from ._cli_options import MODEL_OPTIONS, add_model_options, add_option, build_es
 from ._version import __version__
 
 _EPILOG = "Run 'skcovid COMMAND --help' for a command's options. Set SKCOVID_DEBUG=1 for tracebacks."
+_MODEL_HELP = ("a model file saved by 'skcovid train' or save_model, in skcovid's safe format (loading it "
+               "runs no code from the file); other files are refused unless --trust-pickle")
 
 
 # ---------------------------------------------------------------- arguments
@@ -51,10 +53,10 @@ def _predict_proba(estimator, X, *, quiet, chunk=256):
     return np.concatenate(proba)
 
 
-def _load_model(path):
+def _load_model(args):
     from ._persistence import load_model
 
-    return load_model(path)
+    return load_model(args.model, trusted=args.trust_pickle)
 
 
 def _print_pruning(estimator):
@@ -153,7 +155,7 @@ def _cmd_evaluate(args):
     from .report import evaluate
 
     start = time.perf_counter()
-    estimator = _load_model(args.model)
+    estimator = _load_model(args)
     X, y, groups, has_patients = load_folder(args.data_dir, args.skip_unreadable)
     groups = patients_of(args, groups, has_patients, args.data_dir)
     unknown = sorted(set(y) - set(estimator.classes_))
@@ -178,7 +180,7 @@ def _cmd_predict(args):
     from ._patients import aggregate
     from ._persistence import atomic_write
 
-    estimator = _load_model(args.model)
+    estimator = _load_model(args)
     files, patients, medical = expand_images(args.inputs)
     by_patient = (args.group_by or ("patient" if medical else "none")) == "patient"
     proba = _predict_proba(estimator, files, quiet=args.quiet)
@@ -209,7 +211,7 @@ def _cmd_predict(args):
 
 
 def _cmd_explain(args):
-    estimator = _load_model(args.model)
+    estimator = _load_model(args)
     files, _, _ = expand_images(args.images)
     if args.target is not None:
         names = {str(c): c for c in estimator.classes_}
@@ -266,9 +268,9 @@ def _cmd_demo(args):
     start = time.perf_counter()
     unpruned.save(out / "report-unpruned")
     paths = report.save(out / "report")
-    save_model(pruned, out / "model.joblib")
+    model = save_model(pruned, out / "model.skcovid")
     print(f"[4/5] report: {paths['index']} (unpruned: {out / 'report-unpruned' / 'index.html'}); "
-          f"model: {out / 'model.joblib'} ({time.perf_counter() - start:.0f} s)")
+          f"model: {model} ({time.perf_counter() - start:.0f} s)")
 
     start = time.perf_counter()
     picks = [X_test[np.flatnonzero(y_test == label)[:2]] for label in np.unique(y_test)]
@@ -277,7 +279,7 @@ def _cmd_demo(args):
     print(f"[5/5] Grad-CAM of {len(written)} held-out slices in {out / 'explain'} "
           f"({time.perf_counter() - start:.0f} s)")
     print(f"done in {time.perf_counter() - total:.0f} s. Next: skcovid train YOUR_DATA_DIR "
-          f"--out model.joblib; skcovid evaluate model.joblib TEST_DIR --report report/")
+          f"--out model.skcovid; skcovid evaluate model.skcovid TEST_DIR --report report/")
 
 
 # ------------------------------------------------------------------- parser
@@ -303,6 +305,11 @@ def _parser():
                              help="split (train) and report (evaluate, predict) by patient or by "
                                   "slice; default: patient where the patients are known (CLASS/PATIENT/ "
                                   "folders, DICOM series, NIfTI volumes)")
+        if name in ("evaluate", "predict", "explain"):
+            sub.add_argument("--trust-pickle", action="store_true",
+                             help="also load a MODEL that is a joblib or pickle file (an older skcovid's "
+                                  "format), which can run any code it carries: only for files from a "
+                                  "source you trust. Files in skcovid's safe format never need it")
         return sub
 
     sub = command("train", "train (and optionally prune) a model on a folder of CT slices",
@@ -311,9 +318,12 @@ def _parser():
                   "by patient where patients are known). "
                   "Without --cv, a stratified --test-size share is held out and scored; with "
                   "--cv K, K-fold cross-validation scores are printed and the saved model is "
-                  "refitted on all images. The model is saved atomically with joblib.")
+                  "refitted on all images. The model is saved atomically in skcovid's safe format "
+                  "(safetensors tensors and JSON; loading it runs no code from the file).")
     sub.add_argument("data_dir", metavar="DATA_DIR")
-    sub.add_argument("--out", required=True, help="where to save the fitted model (.joblib)")
+    sub.add_argument("--out", required=True, metavar="MODEL",
+                     help="where to save the fitted model, in skcovid's safe format (any name; "
+                          "model.skcovid by convention)")
     sub.add_argument("--cv", type=_positive_int, default=None, metavar="K",
                      help="K-fold stratified cross-validation instead of a held-out split")
     sub.add_argument("--test-size", type=float, default=0.2,
@@ -327,7 +337,7 @@ def _parser():
                   "Score MODEL on DATA_DIR (one sub-folder per class; use images the model "
                   "was not trained on) and print accuracy, sensitivity, specificity, precision, "
                   "F1 and ROC-AUC with bootstrap 95% confidence intervals.")
-    sub.add_argument("model", metavar="MODEL")
+    sub.add_argument("model", metavar="MODEL", help=_MODEL_HELP)
     sub.add_argument("data_dir", metavar="DATA_DIR")
     sub.add_argument("--report", default=None, metavar="OUT_DIR",
                      help="write metrics.json, plots and index.html here")
@@ -340,7 +350,7 @@ def _parser():
                   "and NIfTI volumes (or with --group-by patient), else the label and class "
                   "probabilities of each image; --csv writes the per-slice rows. Folders are "
                   "searched recursively.")
-    sub.add_argument("model", metavar="MODEL")
+    sub.add_argument("model", metavar="MODEL", help=_MODEL_HELP)
     sub.add_argument("inputs", nargs="+", metavar="IMAGE_SERIES_OR_DIR")
     sub.add_argument("--csv", default=None, metavar="FILE", help="write the predictions here")
     sub.set_defaults(run=_cmd_predict)
@@ -348,7 +358,7 @@ def _parser():
     sub = command("explain", "Grad-CAM heatmaps of where the model looks",
                   "Write, for each image, a PNG of the slice beside its Grad-CAM overlay for the "
                   "predicted class (or --target), and optionally a grid of feature maps.")
-    sub.add_argument("model", metavar="MODEL")
+    sub.add_argument("model", metavar="MODEL", help=_MODEL_HELP)
     sub.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR")
     sub.add_argument("--out", required=True, metavar="OUT_DIR")
     sub.add_argument("--layer", default=None,

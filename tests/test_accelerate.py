@@ -122,7 +122,7 @@ def test_a_grid_search_gives_the_same_result_in_every_process(two_processes):
 
 def test_a_saved_model_predicts_anywhere_but_refuses_to_train_on_missing_processes(
         two_processes_dir, two_processes):
-    clf = load_model(two_processes_dir / "finetuned.joblib")
+    clf = load_model(two_processes_dir / "finetuned.joblib", trusted=True)
     X, y = make_images(n_per_class=20, size=24)
     # (torchrun ran 1 thread per process: float sums may round differently here)
     np.testing.assert_allclose(clf.predict_proba(X), two_processes[0]["finetuned"]["proba"], atol=1e-6)

@@ -193,7 +193,7 @@ def test_demo_runs_the_whole_flow(tmp_path, capsys):
     assert status == 0
     for step in ("[1/5]", "[2/5]", "[3/5]", "[4/5]", "[5/5]"):
         assert step in stdout
-    model = load_model(tmp_path / "model.joblib")
+    model = load_model(tmp_path / "model.skcovid")
     assert isinstance(model, PrunedCNNClassifier) and not model.prefit
     assert (tmp_path / "report" / "index.html").exists()
     pruning = json.loads((tmp_path / "report" / "metrics.json").read_text())["pruning"]

@@ -29,7 +29,7 @@ def test_round_trip_and_no_optimizer_state(images, tmp_path):
 def test_failed_save_keeps_the_previous_model(images, tmp_path, monkeypatch):
     X, y = images
     clf = TransferCNNClassifier(**{**FAST, "max_epochs": 1}).fit(X, y)
-    path = save_model(clf, tmp_path / "m.joblib")
+    path = save_model(clf, tmp_path / "m.joblib", format="pickle")  # joblib's dump fails below
     before = path.read_bytes()
 
     def broken_dump(*args, **kwargs):
@@ -37,7 +37,7 @@ def test_failed_save_keeps_the_previous_model(images, tmp_path, monkeypatch):
 
     monkeypatch.setattr(joblib, "dump", broken_dump)
     with pytest.raises(OSError, match="No space left"):
-        save_model(clf, path)
+        save_model(clf, path, format="pickle")
     assert path.read_bytes() == before
     assert sorted(os.listdir(tmp_path)) == ["m.joblib"]
 
@@ -53,8 +53,11 @@ def test_load_errors(tmp_path, content, error, match):
         joblib.dump({"a": 1}, path)
     elif content is not None:
         path.write_bytes(content)
+    if content is not None:  # not the safe format: refused unless trusted
+        with pytest.raises(ValueError, match="Refused to load .*bad.*trusted=True"):
+            load_model(path)
     with pytest.raises(error, match=match):
-        load_model(path)
+        load_model(path, trusted=True)
     with pytest.raises(IsADirectoryError):
         load_model(tmp_path)
 
