@@ -1,5 +1,6 @@
 """Every example script runs end to end (tiny settings, random init, no model hub)."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +10,9 @@ import pytest
 from conftest import free_port
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+#: Six patients' DICOM slices (COVID-CT-MD), the patients dicom_patients.py diagnoses by default.
+COVID_CT_MD = Path(os.environ.get("SKCOVID_COVID_CT_MD_DIR",
+                                  Path(__file__).resolve().parents[2] / "shared" / "data" / "covid-ct-md-sample"))
 # Small networks at small sizes: these check the scripts' wiring, not accuracy.
 CASES = {
     "quickstart.py": ["--image-size", "32", "--epochs", "1"],
@@ -25,11 +29,16 @@ CASES = {
                           "--validation-fraction", "0.3"],
     "ensemble.py": ["--weights", "none", "--image-size", "32", "--epochs", "1", "--freeze", "none",
                     "--backbones", "simple_cnn,resnet18", "--stacking-cv", "2"],
+    # Trained on the synthetic PNG slices, tested on the real DICOM patients (skipped without them).
+    "dicom_patients.py": ["--weights", "none", "--backbone", "simple_cnn", "--image-size", "32", "--epochs", "1",
+                          "--n-bootstraps", "50", "--dicom-dir", str(COVID_CT_MD)],
 }
 
 
 @pytest.mark.parametrize("script", sorted(CASES))
 def test_example_runs(script, image_folder, tmp_path):
+    if "--dicom-dir" in CASES[script] and not COVID_CT_MD.is_dir():
+        pytest.skip(f"COVID-CT-MD sample not found at {COVID_CT_MD}")
     data_dir = Path(image_folder[0][0]).parents[1]
     result = subprocess.run(
         [sys.executable, str(EXAMPLES / script), str(data_dir), *CASES[script]],
@@ -54,6 +63,27 @@ def test_data_parallel_example_on_two_cpu_processes(image_folder, tmp_path):
     assert "2 process(es) on cpu" in result.stdout
     assert result.stdout.count("data parallel, held-out") == 1  # one report: the main process
     assert (tmp_path / "model.joblib").is_file()
+
+
+def test_dicom_patients_example_on_synthetic_patients(image_folder, dicom_patients, tmp_path):
+    pytest.importorskip("pydicom")
+    data_dir = Path(image_folder[0][0]).parents[1]
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / "dicom_patients.py"), str(data_dir), "--dicom-dir", str(dicom_patients),
+         *CASES["dicom_patients.py"][:-2]],
+        capture_output=True, text=True, cwd=tmp_path, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout
+    assert "training on all 24 slices" in out
+    assert "testing on 32 slices of 8 patients" in out and "(COVID -> COVID, normal -> non-COVID)" in out
+    assert "slice level: 32 slices" in out and "patient level: 8 patients" in out
+    patients = [f"{c}{p:02d}" for c in "Cn" for p in range(4)]  # the folders: C00..C03, n00..n03
+    rows = [line.split() for line in out.splitlines() if line.split()[:1] and line.split()[0] in patients]
+    assert [row[0] for row in rows] == patients  # one row per patient
+    assert all(row[2] == "4" and row[-1] in ("COVID", "non-COVID") for row in rows)
+    for identifying in ("Doe", "Jane", "19700101", "ID-COVID", "ID-normal"):  # DICOM header fields
+        assert identifying not in out
 
 
 def test_every_example_is_tested():
