@@ -11,7 +11,7 @@ from sklearn.utils.validation import check_consistent_length, check_is_fitted, c
 
 from . import _engine
 from ._data import check_images
-from ._patients import aggregate, check_groups, patient_labels
+from ._patients import aggregate, aggregation_of, check_groups, patient_labels
 
 
 class Satisfies(HasMethods):
@@ -159,9 +159,7 @@ class BaseCNNClassifier(ClassifierMixin, BaseEstimator):
         """
         check_is_fitted(self)
         groups = check_groups(groups, len(self._images(X)))
-        owner = self._fitted_classifier()
-        return aggregate(self.predict_proba(X), groups, self.classes_, owner.patient_aggregation,
-                         top_k=owner.patient_top_k, threshold=owner.patient_threshold)
+        return aggregate(self.predict_proba(X), groups, self.classes_, **aggregation_of(self))
 
     def score(self, X, y, sample_weight=None, groups=None):
         """Accuracy of the slices, or of the patients when ``groups`` is given.

@@ -177,7 +177,7 @@ def _cmd_evaluate(args):
 
 
 def _cmd_predict(args):
-    from ._patients import aggregate
+    from ._patients import aggregate, aggregation_of
     from ._persistence import atomic_write
 
     estimator = _load_model(args)
@@ -196,9 +196,7 @@ def _cmd_predict(args):
         counts = ", ".join(f"{c}: {int(np.sum(labels == c))}" for c in classes)
         print(f"{len(files)} slices ({counts}); written to {args.csv}")
     if by_patient:
-        owner = getattr(estimator, "estimator_", estimator)
-        ids, patient_proba = aggregate(proba, patients, estimator.classes_, owner.patient_aggregation,
-                                       top_k=owner.patient_top_k, threshold=owner.patient_threshold)
+        ids, patient_proba = aggregate(proba, patients, estimator.classes_, **aggregation_of(estimator))
         print("\t".join(["patient", "label", "probability", "slices"]))
         for patient, p in zip(ids, patient_proba):
             best = int(p.argmax())

@@ -5,6 +5,7 @@ import re
 import numpy as np
 from sklearn.utils.validation import check_consistent_length, column_or_1d
 
+from ._fitted import final_estimator
 from .metrics import resolve_pos_label
 
 #: The ways slice probabilities become a patient's.
@@ -108,6 +109,19 @@ def aggregate(proba, groups, classes, method="mean", *, top_k=5, threshold=0.5):
             votes = np.where(suspicion[rows] >= threshold, others.argmax(axis=1), negative)
             out[i] = np.bincount(votes, minlength=proba.shape[1]) / len(rows)
     return ids, out
+
+
+def aggregation_of(estimator):
+    """The :func:`aggregate` settings of a fitted classifier: ``method``, ``top_k`` and ``threshold``.
+
+    A skcovid classifier's ``patient_aggregation``, ``patient_top_k`` and
+    ``patient_threshold`` (of ``estimator_`` for a pruned one, of the final
+    step of a Pipeline or search); a mean for other classifiers.
+    """
+    owner = final_estimator(estimator)
+    owner = getattr(owner, "estimator_", owner)
+    return {"method": getattr(owner, "patient_aggregation", "mean"), "top_k": getattr(owner, "patient_top_k", 5),
+            "threshold": getattr(owner, "patient_threshold", 0.5)}
 
 
 def patient_labels(y, groups):

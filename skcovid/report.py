@@ -31,7 +31,7 @@ from sklearn.metrics import classification_report, confusion_matrix
 from sklearn.utils.validation import check_is_fitted
 
 from ._fitted import final_estimator
-from ._patients import aggregate, patient_labels
+from ._patients import aggregate, aggregation_of, patient_labels
 from ._persistence import atomic_write, jsonable
 from ._plotting import require_matplotlib
 from ._version import __version__
@@ -488,12 +488,7 @@ def evaluate(estimator, X, y, *, pos_label=None, n_bootstraps=1000, confidence_l
     history, pruned_at = _training_history(estimator)
     patient_proba = None
     if groups is not None:
-        owner = final_estimator(estimator)
-        owner = getattr(owner, "estimator_", owner)
-        method = getattr(owner, "patient_aggregation", "mean")
-        _, patient_proba = aggregate(proba, groups, estimator.classes_, method,
-                                     top_k=getattr(owner, "patient_top_k", 5),
-                                     threshold=getattr(owner, "patient_threshold", 0.5))
+        _, patient_proba = aggregate(proba, groups, estimator.classes_, **aggregation_of(estimator))
     return EvaluationReport(
         y, proba, estimator.classes_, pos_label=pos_label, n_bootstraps=n_bootstraps,
         confidence_level=confidence_level, random_state=random_state, history=history,
