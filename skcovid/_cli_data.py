@@ -1,6 +1,5 @@
 """What the ``skcovid`` commands read: class folders, DICOM series, NIfTI volumes, patients and splits."""
 
-import re
 from pathlib import Path
 
 import numpy as np
@@ -59,7 +58,7 @@ def expand_images(inputs):
         Whether any DICOM or NIfTI slice was found.
     """
     from ._imageio import IMAGE_EXTENSIONS
-    from ._medical import expand_series, is_medical
+    from ._medical import expand_series, is_medical, is_nifti, nifti_stem
     from .datasets._folder import list_image_files
 
     files, patients, medical = [], [], False
@@ -67,10 +66,10 @@ def expand_images(inputs):
     def add(path):
         nonlocal medical
         reference = str(path)
-        if path.is_dir() or _is_nifti_name(reference.partition("#")[0]):
+        if path.is_dir() or is_nifti(reference.partition("#")[0]):
             # A DICOM series folder, a NIfTI volume or one of its slices ("volume.nii.gz#k").
             slices = expand_series(path)
-            name = path.name if path.is_dir() else re.sub(r"(?i)\.nii(\.gz)?(#.*)?$", "", path.name)
+            name = path.name if path.is_dir() else nifti_stem(path.name.partition("#")[0])
         else:
             slices, name = [reference], path.parent.name
         medical = medical or path.is_dir() or is_medical(reference)
@@ -81,8 +80,8 @@ def expand_images(inputs):
         path = Path(item)
         if path.is_dir():
             found, others = list_image_files(path)
-            dicom_folders = sorted({f.parent for f in others if is_medical(str(f)) and not _is_nifti_name(f)})
-            volumes = [f for f in others if _is_nifti_name(f)]
+            dicom_folders = sorted({f.parent for f in others if is_medical(str(f)) and not is_nifti(f)})
+            volumes = [f for f in others if is_nifti(f)]
             if not (found or dicom_folders or volumes):
                 raise CommandError(f"No image, DICOM or NIfTI files ({', '.join(IMAGE_EXTENSIONS)}, .dcm, "
                                    f".nii, .nii.gz) in folder {path}.")
@@ -97,10 +96,6 @@ def expand_images(inputs):
         else:
             raise CommandError(f"No such file or folder: {path}")
     return np.asarray(files, dtype=object), np.asarray(patients, dtype=object), medical
-
-
-def _is_nifti_name(path):
-    return str(path).lower().endswith((".nii", ".nii.gz"))
 
 
 def held_out_split(args, y, groups):

@@ -40,16 +40,22 @@ def _import(name):
         raise ImportError(f"Reading DICOM and NIfTI images needs the package {name!r}: {_INSTALL}") from exc
 
 
-def _is_nifti(path):
-    return path.lower().endswith((".nii", ".nii.gz"))
+def is_nifti(path):
+    """Whether a file name is a NIfTI file's (``.nii`` or ``.nii.gz``, any case)."""
+    return os.fspath(path).lower().endswith((".nii", ".nii.gz"))
 
 
-def _is_dicom(path):
+def nifti_stem(name):
+    """A NIfTI file name without its ``.nii`` or ``.nii.gz`` suffix: the patient of a volume."""
+    return name[:-len(".nii.gz")] if name.lower().endswith(".nii.gz") else name[:-len(".nii")]
+
+
+def is_dicom(path):
     """A ``.dcm``/``.dicom`` name, or a file with no raster-image extension and the DICM magic."""
     lower = path.lower()
     if lower.endswith((".dcm", ".dicom")):
         return True
-    if lower.endswith(IMAGE_EXTENSIONS) or _is_nifti(lower):
+    if lower.endswith(IMAGE_EXTENSIONS) or is_nifti(lower):
         return False
     try:
         with open(path, "rb") as file:
@@ -76,7 +82,7 @@ def is_medical(item):
     if not isinstance(item, (str, os.PathLike)):
         return False
     item = os.fspath(item)
-    return bool(_REFERENCE.match(item)) or _is_nifti(item) or _is_dicom(item)
+    return bool(_REFERENCE.match(item)) or is_nifti(item) or is_dicom(item)
 
 
 def source_file(item):
@@ -133,7 +139,7 @@ def read_hu(item):
     path, k = source_file(item)
     if k is None and _REFERENCE.match(path):
         raise ValueError(f"Bad NIfTI slice reference {path!r}: expected 'path.nii.gz#k' with an integer k.")
-    return _read_nifti(path, k) if _is_nifti(path) else _read_dicom(path)
+    return _read_nifti(path, k) if is_nifti(path) else _read_dicom(path)
 
 
 def _dcmread(path, **kwargs):
@@ -266,11 +272,11 @@ def _read_nifti(path, k):
     return _to_display(data, (lps[:, 0], lps[:, 1]))
 
 
-def _dicom_files(folder):
+def dicom_files(folder):
     """DICOM files directly in ``folder`` (as :func:`is_medical` tells), hidden files and DICOMDIR left out."""
     names = sorted(n for n in os.listdir(folder) if not n.startswith(".") and n.upper() != "DICOMDIR")
     paths = (os.path.join(folder, n) for n in names)
-    return [p for p in paths if os.path.isfile(p) and _is_dicom(p)]
+    return [p for p in paths if os.path.isfile(p) and is_dicom(p)]
 
 
 def expand_series(path):
@@ -312,22 +318,22 @@ def expand_series(path):
     if not os.path.exists(path):
         raise FileNotFoundError(f"Series not found: {path!r}")
     if os.path.isdir(path):
-        items = _order_series(_dicom_files(path), path)
+        items = order_series(dicom_files(path), path)
         if not items:
             raise ValueError(f"Folder {path!r} holds no DICOM image (files ending in .dcm or .dicom, or "
                              "starting with the DICM magic).")
         return items
-    if _is_nifti(path):
+    if is_nifti(path):
         img, n = _load_nifti(path)
         if n == 1:
             return [path]
         affine = np.asarray(img.affine, dtype=np.float64)
         z = affine[2, 2] * np.arange(n) + affine[2, 3]  # z of affine @ [0, 0, k, 1]
         return [f"{path}#{k}" for k in np.argsort(z, kind="stable")]
-    return _order_series([path], path)
+    return order_series([path], path)
 
 
-def _order_series(files, where):
+def order_series(files, where):
     """Order the DICOM files of one series (see :func:`expand_series`); [] if none is an image."""
     headers, skipped = [], []
     for file in files:
@@ -392,7 +398,7 @@ def patient_key(item):
     if not isinstance(item, (str, os.PathLike)):
         return None
     path = os.fspath(item)
-    if _REFERENCE.match(path) or _is_nifti(path) or not _is_dicom(path):
+    if _REFERENCE.match(path) or is_nifti(path) or not is_dicom(path):
         return None
     ds = _dcmread(path, stop_before_pixels=True, specific_tags=["PatientID", "StudyInstanceUID"])
     for keyword in ("PatientID", "StudyInstanceUID"):

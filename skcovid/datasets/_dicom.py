@@ -2,15 +2,11 @@
 
 import os
 import warnings
-from pathlib import Path
 
 import numpy as np
 
-from .._medical import _dicom_files, _is_dicom, _is_nifti, _order_series, expand_series, patient_key
-
-
-def _nifti_stem(name):
-    return name[:-len(".nii.gz")] if name.lower().endswith(".nii.gz") else name[:-len(".nii")]
+from .._medical import dicom_files, expand_series, is_dicom, is_nifti, nifti_stem, order_series, patient_key
+from ._folder import class_folders
 
 
 def _folder_slices(folder):
@@ -18,10 +14,10 @@ def _folder_slices(folder):
     items = []
     for parent, dirs, files in os.walk(folder):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        dicom = _dicom_files(parent)
+        dicom = dicom_files(parent)
         if dicom:
-            items += _order_series(dicom, parent)
-        items += [item for name in sorted(files) if not name.startswith(".") and _is_nifti(name)
+            items += order_series(dicom, parent)
+        items += [item for name in sorted(files) if not name.startswith(".") and is_nifti(name)
                   for item in expand_series(os.path.join(parent, name))]
     return items
 
@@ -38,13 +34,13 @@ def _class_patients(class_dir):
                 warnings.warn(f"Patient folder {str(entry)!r} holds no DICOM or NIfTI slice; ignored.",
                               UserWarning, stacklevel=3)
             patients.setdefault(entry.name, []).extend(items)
-        elif _is_nifti(entry.name):
-            patients.setdefault(_nifti_stem(entry.name), []).extend(expand_series(entry))
-        elif entry.is_file() and _is_dicom(str(entry)):
+        elif is_nifti(entry.name):
+            patients.setdefault(nifti_stem(entry.name), []).extend(expand_series(entry))
+        elif entry.is_file() and is_dicom(str(entry)):
             key = patient_key(str(entry))
             loose.setdefault(key or str(entry), []).append(str(entry))
     for key, files in loose.items():
-        patients.setdefault(key, []).extend(_order_series(files, f"{class_dir} (patient {key})"))
+        patients.setdefault(key, []).extend(order_series(files, f"{class_dir} (patient {key})"))
     return {patient: items for patient, items in patients.items() if items}
 
 
@@ -102,15 +98,9 @@ def load_dicom_folder(path):
     >>> len(X), sorted(set(y)), len(set(groups))  # doctest: +SKIP
     (60, ['CAP', 'COVID-19', 'normal'], 6)
     """
-    root = Path(path)
-    if not root.exists():
-        raise FileNotFoundError(f"DICOM folder not found: {str(root)!r}")
-    if not root.is_dir():
-        raise NotADirectoryError(f"Expected a folder of class sub-folders, got a file: {str(root)!r}")
-    class_dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
-    if not class_dirs:
-        raise ValueError(f"Folder {str(root)!r} has no class sub-folders; expected e.g. "
-                         f"{str(root / 'COVID' / 'patient1')!r} holding a DICOM series.")
+    _, class_dirs = class_folders(
+        path, what="DICOM folder",
+        example=lambda root: f"{str(root / 'COVID' / 'patient1')!r} holding a DICOM series")
     X, y, groups = [], [], []
     for class_dir in class_dirs:
         patients = _class_patients(class_dir)

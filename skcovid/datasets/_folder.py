@@ -50,6 +50,39 @@ def list_image_files(folder, extensions=IMAGE_EXTENSIONS):
     return sorted(images, key=str), sorted(others, key=str)
 
 
+def class_folders(path, *, what, example):
+    """The class sub-folders of a dataset folder, sorted by name (hidden ones left out).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The dataset's root folder.
+    what : str
+        What the folder is, for the error when it is missing (``"Image folder"``).
+    example : callable
+        Given the root ``Path``, says what a class folder should hold.
+
+    Returns
+    -------
+    root : pathlib.Path
+    class_dirs : list of pathlib.Path
+
+    Raises
+    ------
+    FileNotFoundError, NotADirectoryError, ValueError
+        When ``path`` is missing, a file, or holds no class sub-folder.
+    """
+    root = Path(path)
+    if not root.exists():
+        raise FileNotFoundError(f"{what} not found: {str(root)!r}")
+    if not root.is_dir():
+        raise NotADirectoryError(f"Expected a folder of class sub-folders, got a file: {str(root)!r}")
+    class_dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not class_dirs:
+        raise ValueError(f"Folder {str(root)!r} has no class sub-folders; expected e.g. {example(root)}.")
+    return root, class_dirs
+
+
 def _check_image(path):
     """Return why ``path`` is not a usable image, or None.
 
@@ -121,17 +154,9 @@ def load_image_folder(path, *, extensions=IMAGE_EXTENSIONS, check_images=True, o
     """
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error={on_error!r} is not valid; choose 'raise' or 'skip'.")
-    root = Path(path)
-    if not root.exists():
-        raise FileNotFoundError(f"Image folder not found: {str(root)!r}")
-    if not root.is_dir():
-        raise NotADirectoryError(f"Expected a folder of class sub-folders, got a file: {str(root)!r}")
-    class_dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
-    if not class_dirs:
-        raise ValueError(
-            f"Folder {str(root)!r} has no class sub-folders; expected e.g. "
-            f"{str(root / 'COVID')!r} and {str(root / 'non-COVID')!r} holding the images."
-        )
+    root, class_dirs = class_folders(
+        path, what="Image folder",
+        example=lambda root: f"{str(root / 'COVID')!r} and {str(root / 'non-COVID')!r} holding the images")
     paths, labels, groups, not_images = [], [], [], []
     for class_dir in class_dirs:
         found, others = list_image_files(class_dir, extensions)
