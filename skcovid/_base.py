@@ -116,7 +116,9 @@ class BaseCNNClassifier(ClassifierMixin, BaseEstimator):
         proba : ndarray of shape (n_samples, n_classes)
             Columns follow ``classes_``.
         """
-        images = self._images(X)
+        return self._predict_images(self._images(X))
+
+    def _predict_images(self, images):
         owner = self._fitted_classifier()
         return _engine.predict_proba(owner.net_, images, image_size=owner.image_size,
                                      batch_size=owner.batch_size)
@@ -157,9 +159,9 @@ class BaseCNNClassifier(ClassifierMixin, BaseEstimator):
         proba : ndarray of shape (n_patients, n_classes)
             Columns follow ``classes_``; rows sum to 1.
         """
-        check_is_fitted(self)
-        groups = check_groups(groups, len(self._images(X)))
-        return aggregate(self.predict_proba(X), groups, self.classes_, **aggregation_of(self))
+        images = self._images(X)
+        groups = check_groups(groups, len(images))
+        return aggregate(self._predict_images(images), groups, self.classes_, **aggregation_of(self))
 
     def score(self, X, y, sample_weight=None, groups=None):
         """Accuracy of the slices, or of the patients when ``groups`` is given.
