@@ -15,7 +15,8 @@ from ._version import __version__
 
 _EPILOG = "Run 'skcovid COMMAND --help' for a command's options. Set SKCOVID_DEBUG=1 for tracebacks."
 _MODEL_HELP = ("a model file saved by 'skcovid train' or save_model, in skcovid's safe format (loading it "
-               "runs no code from the file); other files are refused unless --trust-pickle")
+               "runs no code from the file; other files are refused unless --trust-pickle), or, for "
+               "evaluate and predict, a .onnx file written by skcovid.export (run by ONNX Runtime)")
 
 
 # ---------------------------------------------------------------- arguments
@@ -53,9 +54,16 @@ def _predict_proba(estimator, X, *, quiet, chunk=256):
     return np.concatenate(proba)
 
 
-def _load_model(args):
+def _load_model(args, *, onnx=True):
     from ._persistence import load_model
 
+    if str(args.model).lower().endswith(".onnx"):
+        if not onnx:
+            raise CommandError(f"{args.model} is an ONNX export: '{args.command}' needs the model file "
+                               "that 'skcovid train' or save_model wrote.")
+        from ._onnx import load_onnx
+
+        return load_onnx(args.model)
     return load_model(args.model, trusted=args.trust_pickle)
 
 
@@ -209,7 +217,7 @@ def _cmd_predict(args):
 
 
 def _cmd_explain(args):
-    estimator = _load_model(args)
+    estimator = _load_model(args, onnx=False)  # Grad-CAM needs the PyTorch network
     files, _, _ = expand_images(args.images)
     if args.target is not None:
         names = {str(c): c for c in estimator.classes_}

@@ -1,7 +1,6 @@
 """Validation of ``X`` and the torch datasets that feed the network."""
 
 import math
-import os
 
 import numpy as np
 import scipy.sparse as sp
@@ -9,7 +8,7 @@ import torch
 from sklearn.utils.validation import check_array, validate_data
 from torchvision.transforms import v2
 
-from ._imageio import array_to_gray, read_gray
+from ._imageio import array_to_gray, as_paths, read_gray
 from ._medical import is_medical, read_hu
 from ._window import apply_window
 
@@ -49,35 +48,6 @@ class ArrayImages:
         return apply_window(self.images[index], self.window, hu=False)
 
 
-def _as_paths(X):
-    """Return X as a list of str paths if it is a 1-D (or one-column) sequence of paths."""
-    if isinstance(X, (str, bytes, os.PathLike)):
-        raise ValueError(
-            f"X must be a sequence of image paths or an array of images; got the single "
-            f"path {X!r}. Use skcovid.datasets.load_image_folder to list a folder."
-        )
-    if sp.issparse(X) or not hasattr(X, "__len__"):
-        return None
-    try:
-        array = np.asarray(X, dtype=object)
-    except ValueError:  # ragged nested sequences
-        return None
-    if array.ndim == 2 and array.shape[1] == 1:
-        array = array[:, 0]
-    if array.ndim != 1 or array.size == 0:
-        return None
-    is_path = [isinstance(x, (str, os.PathLike)) for x in array]
-    if not any(is_path):
-        return None
-    if not all(is_path):
-        bad = next(i for i, ok in enumerate(is_path) if not ok)
-        raise ValueError(
-            "X looks like a sequence of image paths, but element "
-            f"{bad} is {array[bad]!r} ({type(array[bad]).__name__}), not a path."
-        )
-    return [os.fspath(x) for x in array]
-
-
 def _tabular_to_images(X):
     """Read ``(n_samples, n_features)`` rows as flattened single-channel images."""
     n_samples, n_features = X.shape
@@ -115,7 +85,7 @@ def check_images(estimator, X, *, reset, window=None):
     """
     if not sp.issparse(X) and hasattr(X, "__len__") and len(X) == 0:
         raise ValueError(f"X is empty (0 samples); {type(estimator).__name__} needs images.")
-    paths = _as_paths(X)
+    paths = as_paths(X)
     if paths is not None:
         if reset:
             _forget_features(estimator)

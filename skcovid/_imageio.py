@@ -166,3 +166,32 @@ def array_to_gray(images):
     if images.dtype == np.uint16:
         return images.astype(np.float32) / 65535.0
     return images.astype(np.float32, copy=False)
+
+
+def as_paths(X):
+    """Return X as a list of str paths if it is a 1-D (or one-column) sequence of paths."""
+    if isinstance(X, (str, bytes, os.PathLike)):
+        raise ValueError(
+            f"X must be a sequence of image paths or an array of images; got the single "
+            f"path {X!r}. Use skcovid.datasets.load_image_folder to list a folder."
+        )
+    if not hasattr(X, "__len__") or hasattr(X, "tocsr"):  # scipy.sparse: numbers
+        return None
+    try:
+        array = np.asarray(X, dtype=object)
+    except ValueError:  # ragged nested sequences
+        return None
+    if array.ndim == 2 and array.shape[1] == 1:
+        array = array[:, 0]
+    if array.ndim != 1 or array.size == 0:
+        return None
+    is_path = [isinstance(x, (str, os.PathLike)) for x in array]
+    if not any(is_path):
+        return None
+    if not all(is_path):
+        bad = next(i for i, ok in enumerate(is_path) if not ok)
+        raise ValueError(
+            "X looks like a sequence of image paths, but element "
+            f"{bad} is {array[bad]!r} ({type(array[bad]).__name__}), not a path."
+        )
+    return [os.fspath(x) for x in array]

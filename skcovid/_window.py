@@ -8,7 +8,6 @@ and carry no HU: they keep their grey intensities whatever the window, and
 """
 
 import numpy as np
-import torch
 
 #: Named windows, ``(level, width)`` in HU.
 WINDOWS = {
@@ -79,15 +78,3 @@ def apply_window(image, window, *, hu):
     return np.stack([np.clip((image - low) / (high - low), 0.0, 1.0, dtype=np.float32)
                      for low, high in window_bounds(window)])
 
-
-class HUWindow(torch.nn.Module):
-    """:func:`apply_window` on HU batches ``(N, 1, H, W)``, for exported models."""
-
-    def __init__(self, window):
-        super().__init__()
-        low, high = torch.tensor(window_bounds(window), dtype=torch.float32).T
-        self.register_buffer("low", low.view(1, -1, 1, 1))
-        self.register_buffer("high", high.view(1, -1, 1, 1))
-
-    def forward(self, x):
-        return ((x - self.low) / (self.high - self.low)).clamp(0.0, 1.0)

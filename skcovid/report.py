@@ -482,7 +482,8 @@ def evaluate(estimator, X, y, *, pos_label=None, n_bootstraps=1000, confidence_l
     >>> report = evaluate(clf, X_test, y_test)          # doctest: +SKIP
     >>> report.save("report/")                          # doctest: +SKIP
     """
-    check_is_fitted(estimator)
+    if not hasattr(estimator, "classes_"):  # a loaded ONNX model has no fit
+        check_is_fitted(estimator)
     if proba is None:
         proba = estimator.predict_proba(X)
     history, pruned_at = _training_history(estimator)

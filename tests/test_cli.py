@@ -109,6 +109,26 @@ def test_predict_prints_and_writes_csv(model_path, data_dir, image_folder, tmp_p
     np.testing.assert_allclose([float(r["proba_COVID"]) for r in rows], proba[:, 0], atol=1e-6)
 
 
+def test_predict_and_evaluate_run_onnx_exports(model_path, data_dir, image_folder, tmp_path, capsys):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    from skcovid import export
+
+    X, _ = image_folder
+    model = load_model(model_path)
+    onnx_path = export(model, tmp_path / "model.onnx")
+    status, stdout, _ = run(capsys, "predict", onnx_path, data_dir, "--csv", tmp_path / "p.csv", "-q")
+    rows = list(csv.DictReader((tmp_path / "p.csv").open()))
+    assert status == 0 and len(rows) == len(X)
+    proba = model.predict_proba(np.asarray([r["path"] for r in rows], dtype=object))
+    np.testing.assert_allclose([float(r["proba_COVID"]) for r in rows], proba[:, 0], atol=1e-4)
+    status, stdout, _ = run(capsys, "evaluate", onnx_path, data_dir, "--n-bootstraps", "50", "-q")
+    _, reference, _ = run(capsys, "evaluate", model_path, data_dir, "--n-bootstraps", "50", "-q")
+    assert status == 0 and stdout.splitlines()[:3] == reference.splitlines()[:3]
+    status, _, err = run(capsys, "explain", onnx_path, X[0], "--out", tmp_path)
+    assert status == 1 and "is an ONNX export" in err
+
+
 def test_explain_writes_pngs(model_path, image_folder, tmp_path, capsys):
     X, _ = image_folder
     status, stdout, _ = run(capsys, "explain", model_path, X[0], X[-1], "--out", tmp_path,
