@@ -206,7 +206,7 @@ def feature_cache(settings):
 
 
 def fit_network(build_module, images, y, y_encoded, classes, settings, *, groups=None,
-                precompute=False, extra_callbacks=()):
+                precompute=False, extra_callbacks=(), training_loss=None):
     """Train the module ``build_module()`` returns.
 
     Parameters
@@ -229,6 +229,12 @@ def fit_network(build_module, images, y, y_encoded, classes, settings, *, groups
         Run the frozen backbone once and train only the head, on its outputs;
         the returned net still holds (and predicts with) the whole network.
     extra_callbacks : sequence of skorch callbacks, default=()
+    training_loss : object or None, default=None
+        The loss of training batches in place of the criterion (the
+        ``training_loss`` of :class:`skcovid._training.SkorchNet`); its
+        ``inputs(train_set)`` gives the dataset to train on, e.g. with
+        per-image targets added to the inputs. The returned net does not
+        hold it.
 
     Returns
     -------
@@ -287,6 +293,8 @@ def fit_network(build_module, images, y, y_encoded, classes, settings, *, groups
             valid_set = (None if valid_idx is None else
                          ImageDataset(images, y_encoded, settings["image_size"], None, valid_idx,
                                       cache=cache))
+        if training_loss is not None:
+            train_set = training_loss.inputs(train_set)
         net_kwargs = dict(
             criterion=torch.nn.CrossEntropyLoss,
             optimizer=optimizer,
@@ -305,7 +313,7 @@ def fit_network(build_module, images, y, y_encoded, classes, settings, *, groups
         # The head trains on features in memory: no loader workers for it.
         train_loader_kwargs = {} if precompute else loader_kwargs
         train_kwargs = dict(
-            net_kwargs, callbacks=callbacks,
+            net_kwargs, callbacks=callbacks, training_loss=training_loss,
             module=module.head if precompute else module,
             train_split=None if valid_set is None else predefined_split(valid_set),
             **{f"iterator_{kind}__{k}": v for kind in ("train", "valid")
@@ -330,6 +338,7 @@ def fit_network(build_module, images, y, y_encoded, classes, settings, *, groups
             remaining = 0 if resume["finished"] else max_epochs - len(net.history)
             if remaining > 0:
                 net.partial_fit(train_set, y=None, epochs=remaining)
+        net.training_loss = None  # it may hold what only training needs, such as a teacher network
     if accelerator is not None:
         # Unwrapping also takes mixed precision's forward wrappers off the module.
         trained = accelerator.unwrap_model(net.module_, keep_fp32_wrapper=False)

@@ -70,9 +70,10 @@ _NET_PARAMS = frozenset({"lr", "max_epochs", "batch_size", "predict_nonlinearity
                          "device", "compile", "use_caching", "torch_load_kwargs", "classes", "precision",
                          "channels_last", "optimizer"})
 _NET_PREFIXES = ("iterator_train__", "iterator_valid__", "optimizer__", "criterion__")
-#: skorch net parameters not stored: the network (its tensors are), the training callbacks,
-#: the validation split, and the feature cache (a joblib store of pickles: never read for a file).
-_NET_NOT_STORED = frozenset({"module", "callbacks", "train_split", "feature_cache", "_params_to_validate"})
+#: skorch net parameters not stored: the network (its tensors are), the training callbacks, the validation
+#: split, the feature cache (a joblib store of pickles: never read for a file) and the training loss (None).
+_NET_NOT_STORED = frozenset({"module", "callbacks", "train_split", "feature_cache", "training_loss",
+                             "_params_to_validate"})
 #: Classifier parameters of this process or machine, stored as None.
 _NOT_STORED = ("accelerator", "memory")
 _TAGS = ("__tuple__", "__dict__", "__ndarray__", "__optimizer__", "__tensor__", "__estimator__")
@@ -207,7 +208,9 @@ def _build_estimator(spec, tensors):
     cls = _CLASSES.get(spec["class"])
     if cls is None:
         raise ValueError(f"unknown estimator class {spec['class']!r}")
-    params = {key: _decode(value, tensors) for key, value in spec["params"].items()}
+    # Parameters a class retired (listed in its _retired_params) are dropped.
+    params = {key: _decode(value, tensors) for key, value in spec["params"].items()
+              if key not in getattr(cls, "_retired_params", ())}
     unknown = set(params) - set(inspect.signature(cls).parameters)
     if unknown:
         raise ValueError(f"{cls.__name__} has no parameters {sorted(unknown)} in this skcovid version")

@@ -6,12 +6,14 @@ import ctypes.util
 import functools
 import math
 import numbers
+from collections.abc import Mapping
 
 import torch
 from skorch import NeuralNetClassifier
 from skorch.callbacks import Callback, EarlyStopping, LRScheduler, ProgressBar
 from skorch.dataset import unpack_data
 from skorch.hf import AccelerateMixin
+from skorch.utils import to_tensor
 from torch.optim.lr_scheduler import CosineAnnealingLR, CyclicLR, OneCycleLR
 
 from .pruning._sparse import pack_module, unpack_module
@@ -63,6 +65,13 @@ class SkorchNet(NeuralNetClassifier):
     ``feature_cache`` (a :class:`skcovid._features.FeatureCache`) holds the
     frozen backbone's features of this net's module, for prediction.
 
+    ``training_loss``, when set, replaces the criterion on training batches
+    (validation batches keep it): ``training_loss(net, y_pred, y_true, X)``
+    gives a batch's loss. It may need more than the images: training inputs
+    may be dicts ``{"x": images, ...}``, of which the module gets ``x`` and
+    the loss the rest. :func:`skcovid._engine.fit_network` sets it during
+    training only, so that a fitted net does not hold it.
+
     Pickles hold what prediction needs. The optimizer, whose state is twice
     the trainable parameters, and the LR schedulers that refer to it are left
     out; unpickling starts a fresh optimizer. Parameters that are mostly zero
@@ -71,11 +80,12 @@ class SkorchNet(NeuralNetClassifier):
     """
 
     def __init__(self, *args, precision="fp32", channels_last=False, feature_cache=None,
-                 **kwargs):
+                 training_loss=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.precision = precision
         self.channels_last = channels_last
         self.feature_cache = feature_cache
+        self.training_loss = training_loss
 
     def __getstate__(self):
         net = shallow_copy(self)
@@ -96,6 +106,7 @@ class SkorchNet(NeuralNetClassifier):
 
     def __setstate__(self, state):
         tensors = state.pop("_packed_tensors", None)
+        state.setdefault("training_loss", None)  # a net pickled before the parameter existed
         super().__setstate__(state)
         if tensors:
             unpack_module(self.module_, tensors)
@@ -115,6 +126,8 @@ class SkorchNet(NeuralNetClassifier):
         return self
 
     def infer(self, x, **fit_params):
+        if isinstance(x, Mapping):  # a training loss's inputs: the images and what the loss reads
+            x = x["x"]
         if isinstance(x, torch.Tensor):
             x = x.to(self.device, non_blocking=True)
             if self.channels_last and x.ndim == 4:
@@ -122,6 +135,11 @@ class SkorchNet(NeuralNetClassifier):
         with autocast(self.device, self.precision):
             out = super().infer(x, **fit_params)
         return out.float()
+
+    def get_loss(self, y_pred, y_true, X=None, training=False):
+        if training and self.training_loss is not None:
+            return self.training_loss(self, y_pred, to_tensor(y_true, device=self.device), X)
+        return super().get_loss(y_pred, y_true, X=X, training=training)
 
     def evaluation_step(self, batch, training=False):
         if training:

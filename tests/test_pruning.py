@@ -2,6 +2,7 @@
 
 import copy
 import pickle
+from types import SimpleNamespace
 
 import joblib
 import numpy as np
@@ -10,8 +11,11 @@ import torch
 from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
 
-from skcovid import PrunedCNNClassifier, TransferCNNClassifier
+from skcovid import PrunedCNNClassifier, TransferCNNClassifier, load_model, save_model
+from skcovid._distillation import Distillation, distillation_loss
+from skcovid._pruned import _cycle_epochs
 from skcovid.metrics import SCORING
 from skcovid.pruning import (
     MagnitudePruner,
@@ -175,9 +179,74 @@ def test_structured_options():
     glob = StructuredPruner(ratio=0.4, global_pruning=True).fit(net, x).transform(net)
     widths = [c.out_channels / _convs(net)[n].out_channels for n, c in _convs(glob).items()]
     assert max(widths) - min(widths) > 0.02  # global ranking prunes layers unevenly
-    steps = StructuredPruner(ratio=0.4, iterative_steps=3).fit(net, x).transform(net)
-    one = StructuredPruner(ratio=0.4).fit(net, x).transform(net)
-    assert count_params(steps) == count_params(one)
+
+
+def test_global_pruning_caps_what_any_layer_loses():
+    net = _network(hidden_units=(32,))
+    x = torch.rand(4, 1, 32, 32)
+
+    def kept_fractions(cap):
+        pruned = StructuredPruner(ratio=0.7, global_pruning=True, max_layer_ratio=cap).fit(net, x).transform(net)
+        layers = {**_convs(net), "head.1": net.head[1]}
+        widths = {**{n: c.out_channels for n, c in _convs(pruned).items()}, "head.1": pruned.head[1].out_features}
+        return {n: widths[n] / getattr(m, "out_channels", getattr(m, "out_features", None))
+                for n, m in layers.items()}
+
+    uncapped, capped = kept_fractions(1.0), kept_fractions(0.75)
+    assert min(uncapped.values()) < 0.25  # without the cap global ranking cuts a layer below a quarter
+    assert min(capped.values()) >= 0.25 and min(capped.values()) == pytest.approx(0.25, abs=0.02)
+
+
+@pytest.mark.parametrize("global_pruning", [False, True])
+def test_target_flops_is_reached_by_searching_the_ratio(global_pruning):
+    net = _network(hidden_units=(32,))
+    x, shape = torch.rand(4, 1, 32, 32), (1, 1, 32, 32)
+    pruner = StructuredPruner(target_flops=0.4, global_pruning=global_pruning).fit(net, x)
+    kept = count_flops(pruner.transform(net), shape) / count_flops(net, shape)
+    assert kept == pytest.approx(0.4, abs=0.02)
+    assert 0.2 < pruner.ratio_ < 0.6
+    assert StructuredPruner().fit(net, x).ratio_ == 0.5  # neither set: the old default
+    assert StructuredPruner(ratio=0.3).fit(net, x).ratio_ == 0.3
+
+
+def test_taylor_gradients_add_up_over_batches():
+    net = _network()
+    x, y = torch.rand(16, 1, 32, 32), torch.tensor([0, 1] * 8)
+    one = StructuredPruner(importance="taylor").fit(net, x, y)
+    batched = StructuredPruner(importance="taylor").fit(net, DataLoader(TensorDataset(x, y), batch_size=4))
+    assert one.gradients_.keys() == batched.gradients_.keys() and batched.example_input_shape_ == (1, 1, 32, 32)
+    for name, gradient in one.gradients_.items():
+        torch.testing.assert_close(batched.gradients_[name], gradient, rtol=1e-4, atol=1e-7)
+    # Eval mode: the same channels go, and the network given is left in its mode without gradients.
+    assert [c.out_channels for c in _convs(one.transform(net)).values()] == \
+        [c.out_channels for c in _convs(batched.transform(net)).values()]
+    assert net.training and all(p.grad is None for p in net.parameters())
+
+
+def test_cycles_take_equal_steps_toward_the_target():
+    steps = [StructuredPruner(ratio=0.5).for_cycle(i, 3) for i in (1, 2, 3)]
+    assert [p.ratio for p in steps] == pytest.approx([1 / 6, 1 / 5, 1 / 4])  # of the channels left
+    assert np.prod([1 - p.max_layer_ratio for p in steps]) == pytest.approx(0.1)  # the cap over all steps
+    flops = StructuredPruner(target_flops=0.4)
+    assert flops.for_cycle(1, 2).target_flops == pytest.approx(0.7)
+    assert flops.for_cycle(2, 2, flops_kept=0.72).target_flops == pytest.approx(0.4 / 0.72)
+    one_shot = MagnitudePruner(sparsity=0.6)
+    assert [one_shot.for_cycle(i, 3).sparsity for i in (1, 2, 3)] == pytest.approx([0.2, 0.4, 0.6])
+    poly = MagnitudePruner(sparsity=0.6, initial_sparsity=0.3, schedule="polynomial")
+    steps = [poly.for_cycle(i, 3) for i in (1, 2, 3)]
+    assert [p.initial_sparsity for p in steps] == pytest.approx([0.3, 0.4, 0.5])
+    assert [p.sparsity for p in steps] == pytest.approx([0.4, 0.5, 0.6])
+    assert _cycle_epochs(5, 3) == [1, 2, 2] and _cycle_epochs(4, 4) == [1] * 4
+    assert _cycle_epochs(2, 4) == [0, 0, 1, 1] and _cycle_epochs(0, 2) == [0, 0]
+
+
+def test_a_pruner_pickled_by_an_earlier_version_loads():
+    old = StructuredPruner(ratio=0.3)
+    del old.target_flops, old.max_layer_ratio
+    old.iterative_steps = 3  # retired: it pruned as one step does
+    restored = pickle.loads(pickle.dumps(old))
+    assert restored.get_params() == StructuredPruner(ratio=0.3).get_params()
+    assert not hasattr(restored, "iterative_steps")
 
 
 @pytest.mark.parametrize(
@@ -185,7 +254,10 @@ def test_structured_options():
     [(StructuredPruner(ratio=1.0), "ratio"), (StructuredPruner(importance="random"), "importance"),
      (StructuredPruner(round_to=0), "round_to"), (MagnitudePruner(sparsity=-0.1), "sparsity"),
      (MagnitudePruner(scope="net"), "scope"), (MagnitudePruner(schedule="cubic"), "schedule"),
-     (MagnitudePruner(sparsity=0.5, initial_sparsity=0.6), "initial_sparsity")],
+     (MagnitudePruner(sparsity=0.5, initial_sparsity=0.6), "initial_sparsity"),
+     (StructuredPruner(target_flops=0), "target_flops"), (StructuredPruner(max_layer_ratio=0), "max_layer_ratio"),
+     (StructuredPruner(ratio=0.3, target_flops=0.5), "exclusive"),
+     (StructuredPruner(target_flops=0.001, max_layer_ratio=0.5), "target_flops=0.001 is out of reach")],
 )
 def test_bad_pruner_parameters(pruner, match):
     with pytest.raises(ValueError, match=match):
@@ -293,3 +365,110 @@ def test_unfreeze_controls_which_stages_finetune(simple_cnn_weights, images, unf
     stats_changed = not torch.equal(stem[1].running_mean, pruned.features.block1[1].running_mean)
     assert changed == stats_changed == unfreeze
     assert all(p.requires_grad == unfreeze for p in module.features.parameters())
+
+
+# ------------------------------------------------ distillation, cycles
+
+def test_distillation_loss_matches_the_formula():
+    student = torch.tensor([[2.0, -1.0, 0.5], [0.1, 0.3, -0.2], [-1.5, 0.0, 1.0]])
+    teacher = torch.tensor([[1.0, 0.0, 3.0], [-1.0, 2.0, 0.0], [0.5, 0.5, -2.0]])
+    y = torch.tensor([0, 2, 1])
+    alpha, T = 0.7, 3.0
+
+    def softmax(z):
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+
+    s, t = student.double().numpy(), teacher.double().numpy()
+    p_teacher, p_student = softmax(t / T), softmax(s / T)
+    kl = np.mean(np.sum(p_teacher * (np.log(p_teacher) - np.log(p_student)), axis=1))
+    ce = np.mean(-np.log(softmax(s)[np.arange(3), y.numpy()]))
+    expected = alpha * T ** 2 * kl + (1 - alpha) * ce
+    loss = distillation_loss(student, teacher, y, nn.CrossEntropyLoss(), alpha=alpha, temperature=T)
+    assert loss.item() == pytest.approx(expected, rel=1e-5)
+    # The training loss reads the teacher's logits from the inputs, or runs the teacher on the images.
+    net = SimpleNamespace(criterion_=nn.CrossEntropyLoss())
+    hook = Distillation(None, alpha=alpha, temperature=T, images=None, settings={})
+    assert hook(net, student, y, {"x": None, "teacher": teacher}).item() == pytest.approx(expected, rel=1e-5)
+    linear = nn.Linear(4, 3)
+    x = torch.rand(3, 4)
+    hook = Distillation(linear, alpha=alpha, temperature=T, images=None, settings={"precision": "fp32"})
+    expected = distillation_loss(student, linear(x), y, nn.CrossEntropyLoss(), alpha=alpha, temperature=T)
+    assert hook(net, student, y, x).item() == pytest.approx(expected.item())
+
+
+@pytest.mark.parametrize("augment, n_taught", [(None, 24), ("flip", 2 * 24)])
+def test_teacher_logits_once_per_image_unless_augmented(images, monkeypatch, augment, n_taught):
+    X, y = images
+    taught, teach = [], Distillation._teach
+    monkeypatch.setattr(Distillation, "_teach", lambda self, x: taught.append(len(x)) or teach(self, x))
+    clf = PrunedCNNClassifier(TransferCNNClassifier(**{**FAST, "augment": augment}), StructuredPruner(ratio=0.5),
+                              finetune_epochs=2, cycles=2, distillation_alpha=0.5).fit(X, y)
+    assert sum(taught) == n_taught  # 24 training images: once, or on each of the 2 epochs' batches
+    assert [c["epochs"] for c in clf.cycles_] == [1, 1]
+
+
+@pytest.mark.parametrize("pruner", [StructuredPruner(ratio=0.5),
+                                    MagnitudePruner(sparsity=0.5, schedule="polynomial", frequency=1)])
+def test_distillation_trains_and_the_model_does_not_keep_the_teacher(images, tmp_path, pruner):
+    X, y = images
+    fits = {alpha: _fast_pruned(pruner=pruner, finetune_epochs=2, cycles=2, distillation_alpha=alpha).fit(X, y)
+            for alpha in (0.0, 0.9)}
+    clf, plain = fits[0.9], fits[0.0]
+    assert [h["train_loss"] for h in clf.history_] != [h["train_loss"] for h in plain.history_]
+    assert clf.estimator_.net_.training_loss is None
+    # The pickle holds the pruned network only: a teacher would add the unpruned one.
+    assert abs(len(pickle.dumps(clf)) - len(pickle.dumps(plain))) < 0.1 * clf.model_size_bytes_before_
+    loaded = load_model(save_model(clf, tmp_path / "distilled.skcovid"))
+    np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
+    assert loaded.get_params()["distillation_alpha"] == 0.9 and loaded.cycles == 2
+    assert loaded.pruning_report() == clf.pruning_report()
+
+
+def test_cycles_prune_and_finetune_in_turns(images):
+    X, y = images
+    clf = _fast_pruned(pruner=StructuredPruner(ratio=0.5), finetune_epochs=5, cycles=3).fit(X, y)
+    report = clf.pruning_report()
+    cycles = report["cycles"]
+    assert [c["cycle"] for c in cycles] == [1, 2, 3] and [c["epochs"] for c in cycles] == [1, 2, 2]
+    assert [h["epoch"] for h in clf.history_] == [1, 2, 3, 4, 5]
+    assert [c["ratio"] for c in cycles] == pytest.approx([1 / 6, 1 / 5, 1 / 4])
+    assert report["ratio"] == pytest.approx(0.5)
+    flops = [c["flops"] for c in cycles]
+    assert clf.flops_before_ > flops[0] > flops[1] > flops[2] == clf.flops_
+    assert cycles[-1]["n_params"] == clf.n_params_ and all(0 <= c["train_acc"] <= 1 for c in cycles)
+    base = TransferCNNClassifier(**FAST)._build_module(n_classes=2)
+    for name, conv in _convs(clf.estimator_.net_.module_).items():  # each step rounds the channels kept down
+        assert 0 <= _convs(base)[name].out_channels / 2 - conv.out_channels <= 2
+    sparse = _fast_pruned(pruner=MagnitudePruner(sparsity=0.6), finetune_epochs=3, cycles=3).fit(X, y)
+    nonzero = [c["n_nonzero_params"] for c in sparse.cycles_]
+    assert nonzero[0] > nonzero[1] > nonzero[2] == sparse.n_nonzero_params_
+    assert weight_sparsity(sparse.estimator_.net_.module_) == pytest.approx(0.6, abs=1e-3)
+    assert sparse.pruning_report()["ratio"] is None
+
+
+def test_cycles_reach_a_flops_target_at_the_last_cycle(images):
+    X, y = images
+    clf = _fast_pruned(pruner=StructuredPruner(target_flops=0.4, global_pruning=True), finetune_epochs=2,
+                       cycles=2).fit(X, y)
+    report = clf.pruning_report()
+    assert report["flops_kept"] == pytest.approx(0.4, abs=0.02)
+    assert report["cycles"][0]["flops"] / clf.flops_before_ == pytest.approx(0.7, abs=0.02)
+    assert 0.2 < report["ratio"] < 0.6 and clf.pruner_.ratio_ == report["cycles"][-1]["ratio"]
+
+
+def test_grid_search_over_distillation_and_cycles(images):
+    X, y = images
+    search = GridSearchCV(_fast_pruned(finetune_epochs=2, cycles=2),
+                          {"distillation_alpha": [0.0, 0.5], "distillation_temperature": [2.0]},
+                          cv=StratifiedKFold(2, shuffle=True, random_state=0), error_score="raise").fit(X, y)
+    assert search.best_estimator_.distillation_alpha == search.best_params_["distillation_alpha"]
+    assert len(search.best_estimator_.cycles_) == 2
+
+
+@pytest.mark.parametrize("params, match", [({"distillation_alpha": 1.5}, "distillation_alpha"),
+                                           ({"distillation_temperature": 0}, "distillation_temperature"),
+                                           ({"cycles": 0}, "cycles")])
+def test_bad_classifier_parameters(images, params, match):
+    with pytest.raises(ValueError, match=match):
+        _fast_pruned(**params).fit(*images)

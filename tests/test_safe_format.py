@@ -195,6 +195,34 @@ def _safetensors_file(path, metadata):
     return path
 
 
+def test_a_file_saved_before_cycles_and_target_flops_loads(fitted, saved, images, tmp_path):
+    """Such a file has no new parameters or attributes, and its pruners may carry ``iterative_steps``."""
+    data = saved["structured"].read_bytes()
+    length = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + length])
+    document = json.loads(header["__metadata__"]["skcovid"])
+    estimator = document["estimator"]
+    for name in ("cycles", "distillation_alpha", "distillation_temperature"):
+        del estimator["params"][name]
+    del estimator["attributes"]["cycles_"]
+    for pruner in (estimator["params"]["pruner"]["__estimator__"],
+                   estimator["attributes"]["pruner_"]["__estimator__"]):
+        pruner["params"] = {"ratio": 0.5, "importance": "taylor", "global_pruning": False, "round_to": None,
+                            "iterative_steps": 3}
+    del estimator["attributes"]["pruner_"]["__estimator__"]["attributes"]["ratio_"]
+    header["__metadata__"]["skcovid"] = json.dumps(document)
+    raw = json.dumps(header).encode()
+    path = tmp_path / "old.skcovid"
+    path.write_bytes(struct.pack("<Q", len(raw)) + raw + data[8 + length:])
+    loaded = load_model(path)
+    X, _ = images
+    np.testing.assert_array_equal(loaded.predict_proba(X), fitted["structured"].predict_proba(X))
+    assert loaded.pruner.get_params() == StructuredPruner(ratio=0.5, importance="taylor").get_params()
+    assert loaded.cycles == 1 and loaded.distillation_alpha == 0.0
+    report = loaded.pruning_report()
+    assert report["cycles"] == [] and report["ratio"] == 0.5
+
+
 def test_crafted_safe_files_are_rejected_without_running_anything(saved, tmp_path):
     with pytest.raises(ValueError, match="safetensors file but not a skcovid model"):
         load_model(_safetensors_file(tmp_path / "plain.safetensors", {"name": "x"}))

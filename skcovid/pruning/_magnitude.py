@@ -4,7 +4,7 @@ import copy
 from numbers import Integral, Real
 
 import torch
-from sklearn.base import BaseEstimator, _fit_context
+from sklearn.base import BaseEstimator, _fit_context, clone
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 from skorch.callbacks import Callback
@@ -219,6 +219,39 @@ class MagnitudePruner(BaseEstimator):
             return self.transform(module), [("magnitude_masks", _KeepPrunedWeightsAtZero(self.layers_))]
         end = self.end_step if self.end_step is not None else max(total_steps, self.begin_step + 1)
         return copy.deepcopy(module), [("polynomial_decay", PolynomialDecayPruning(self, end))]
+
+    def for_cycle(self, step, n_steps, *, flops_kept=1.0):
+        """An unfitted copy of this pruner for one of ``n_steps`` equal steps toward its ``sparsity``.
+
+        Step ``i`` prunes from the sparsity step ``i - 1`` reached to
+        ``s_0 + (sparsity - s_0) * i / n_steps``, where ``s_0`` is
+        ``initial_sparsity`` with the polynomial schedule and 0 one-shot:
+        one-shot at the step's start, or along the polynomial schedule over
+        the step's fine-tuning (``begin_step`` and ``end_step`` count the
+        optimizer steps of that fine-tuning). Weights pruned by an earlier
+        step are zero, the smallest magnitudes, so they stay pruned.
+
+        Parameters
+        ----------
+        step : int
+            The step, from 1 to ``n_steps``.
+        n_steps : int
+            The number of steps.
+        flops_kept : float, default=1.0
+            Unused; present for API consistency with
+            :meth:`StructuredPruner.for_cycle`.
+
+        Returns
+        -------
+        pruner : MagnitudePruner
+            Unfitted, with the step's ``initial_sparsity`` and ``sparsity``.
+        """
+        start = self.initial_sparsity if self.schedule == "polynomial" else 0.0
+
+        def reached(i):
+            return self.sparsity if i == n_steps else start + (self.sparsity - start) * i / n_steps
+
+        return clone(self).set_params(initial_sparsity=reached(step - 1), sparsity=reached(step))
 
 
 class _KeepPrunedWeightsAtZero(Callback):
