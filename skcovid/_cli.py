@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._cli_data import CommandError, expand_images, held_out_split, load_folder, patients_of
+from ._cli_data import CommandError, expand_images, held_out_split, load_folder, patients_of, split_units
 from ._cli_options import MODEL_OPTIONS, add_model_options, add_option, build_estimator
 from ._version import __version__
 
@@ -119,20 +119,24 @@ def _cmd_train(args):
     patients = "" if groups is None else f" of {len(np.unique(groups))} patients"
     _log(args, f"{len(X)} images{patients} in {args.data_dir} ({_class_counts(y)})")
     estimator = build_estimator(args, verbose=0 if args.quiet else 1)
+    # Patients, or blocks of consecutive slices (--split blocked), stay on one side of every split.
+    units, unit = split_units(args, X, y, groups)
     if args.cv:
-        if groups is None:
+        if units is None:
             cv = StratifiedKFold(args.cv, shuffle=True, random_state=args.random_state)
             _log(args, f"{args.cv}-fold stratified cross-validation by slice (seed {args.random_state})")
         else:
             cv = StratifiedGroupKFold(args.cv, shuffle=True, random_state=args.random_state)
-            _log(args, f"{args.cv}-fold stratified cross-validation by patient (StratifiedGroupKFold, "
+            what = "patient" if unit == "patient" else (
+                f"block of {args.block_size} consecutive slices per class (BlockedStratifiedKFold's blocks)")
+            _log(args, f"{args.cv}-fold stratified cross-validation by {what} (StratifiedGroupKFold, "
                        f"seed {args.random_state})")
         try:
             # Metadata routing hands the patients to the folds and to fit's validation split.
             with sklearn.config_context(enable_metadata_routing=True):
                 estimator.set_fit_request(groups=True)
                 scores = cross_validate(estimator, X, y, cv=cv, scoring=make_scoring(),
-                                        error_score="raise", params={"groups": groups})
+                                        error_score="raise", params={"groups": units})
         except InvalidParameterError as exc:
             # cross_validate reports the estimator's parameter errors under its own name.
             raise exc.__cause__ or exc
@@ -141,11 +145,11 @@ def _cmd_train(args):
             print(f"{name:>12}: {values.mean():.4f} +/- {values.std():.4f}  "
                   f"(folds: {', '.join(f'{v:.4f}' for v in values)})")
         _log(args, "refitting on all images for the saved model")
-        estimator.fit(X, y, groups=groups)
+        estimator.fit(X, y, groups=units)
     else:
-        train, test, said = held_out_split(args, y, groups)
+        train, test, said = held_out_split(args, y, units, unit)
         _log(args, said)
-        estimator.fit(X[train], y[train], groups=None if groups is None else groups[train])
+        estimator.fit(X[train], y[train], groups=None if units is None else units[train])
         proba = _predict_proba(estimator, X[test], quiet=args.quiet)
         report = evaluate(estimator, X[test], y[test], proba=proba, random_state=args.random_state,
                           groups=None if groups is None else groups[test])
@@ -334,6 +338,14 @@ def _parser():
                      help="K-fold stratified cross-validation instead of a held-out split")
     sub.add_argument("--test-size", type=float, default=0.2,
                      help="held-out share without --cv (default: %(default)s)")
+    sub.add_argument("--split", choices=("random", "blocked"), default="random",
+                     help="for slices without patients: 'random' splits slice by slice; 'blocked' keeps "
+                          "blocks of --block-size consecutive slices of a class (in the files' natural "
+                          "order, which follows the scans in most slice datasets) on one side, since "
+                          "neighbouring slices of a scan are near-copies (default: %(default)s). Data "
+                          "with patients is always split by patient")
+    sub.add_argument("--block-size", type=_positive_int, default=25,
+                     help="slices per block with --split blocked (default: %(default)s)")
     sub.add_argument("--report", default=None, metavar="OUT_DIR",
                      help="also write the evaluation report of the held-out split here")
     add_model_options(sub)

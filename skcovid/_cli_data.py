@@ -98,8 +98,30 @@ def expand_images(inputs):
     return np.asarray(files, dtype=object), np.asarray(patients, dtype=object), medical
 
 
-def held_out_split(args, y, groups):
-    """Training and held-out indices: stratified, and by patient when ``groups`` is given."""
+def split_units(args, X, y, groups):
+    """What ``train`` keeps on one side of its splits: patients, blocks of slices, or nothing.
+
+    Returns
+    -------
+    units : ndarray or None
+        The patients (``groups``); with ``--split blocked`` and no patients,
+        the blocks of ``--block-size`` consecutive slices per class of
+        :class:`skcovid.model_selection.BlockedStratifiedKFold` (proxy
+        patients, in the files' natural order); else None (slices).
+    name : str
+        ``"patient"``, ``"block"`` or ``"slice"``.
+    """
+    if groups is not None:
+        return groups, "patient"
+    if args.split == "blocked":
+        from .model_selection import BlockedStratifiedKFold
+
+        return BlockedStratifiedKFold(block_size=args.block_size).blocks(X, y), "block"
+    return None, "slice"
+
+
+def held_out_split(args, y, groups, unit="patient"):
+    """Training and held-out indices: stratified, and by ``groups`` (patients or blocks) when given."""
     from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 
     indices = np.arange(len(y))
@@ -107,16 +129,19 @@ def held_out_split(args, y, groups):
         train, test = train_test_split(indices, test_size=args.test_size, stratify=y,
                                        random_state=args.random_state)
         return train, test, (f"training on {len(train)}, holding out {len(test)} "
-                             f"(stratified by slice, seed {args.random_state})")
+                             f"(stratified by slice, seed {args.random_state}; consecutive slices of a "
+                             "scan can land on both sides: --split blocked keeps them together)")
     fewest = min(len(np.unique(groups[y == label])) for label in np.unique(y))
     if fewest < 2:
-        raise CommandError("A class has a single patient: a split by patient cannot both train and test "
-                           "on it. Add patients, or use --group-by none (a split by slice, which "
-                           "flatters the scores).")
+        raise CommandError(f"A class has a single {unit}: a split by {unit} cannot both train and test "
+                           "on it. Add data, or use --group-by none and --split random (a split by "
+                           "slice, which flatters the scores).")
     n_splits = max(2, min(round(1 / args.test_size), fewest))
     splitter = StratifiedGroupKFold(n_splits, shuffle=True, random_state=args.random_state)
     train, test = next(splitter.split(indices, y, groups))
+    what = ("patients" if unit == "patient"
+            else f"blocks of {args.block_size} consecutive slices per class")
     return train, test, (
-        f"split by patient: training on {len(train)} slices of {len(np.unique(groups[train]))} patients, "
-        f"holding out {len(test)} slices of {len(np.unique(groups[test]))} patients (StratifiedGroupKFold, "
+        f"split by {unit}: training on {len(train)} slices of {len(np.unique(groups[train]))} {what}, "
+        f"holding out {len(test)} slices of {len(np.unique(groups[test]))} {what} (StratifiedGroupKFold, "
         f"1 fold of {n_splits}, seed {args.random_state})")

@@ -73,6 +73,19 @@ def test_train_holds_out_and_saves(data_dir, tmp_path, capsys):
     assert metrics["n_samples"] == 6 and metrics["pruning"] is None  # not a pruned model
 
 
+def test_train_split_blocked_keeps_consecutive_slices_together(data_dir, tmp_path, capsys):
+    args = [a for a in FAST_ARGS if a != "-q"]
+    status, stdout, _ = run(capsys, "train", data_dir, "--out", tmp_path / "m.skcovid", "--split", "blocked",
+                            "--block-size", "3", "--test-size", "0.25", *args)
+    assert status == 0
+    assert ("split by block: training on 18 slices of 6 blocks of 3 consecutive slices per class, "
+            "holding out 6 slices of 2 blocks") in stdout
+    status, stdout, _ = run(capsys, "train", data_dir, "--out", tmp_path / "cv.skcovid", "--split", "blocked",
+                            "--block-size", "4", "--cv", "3", *args)
+    assert status == 0 and "3-fold stratified cross-validation by block of 4 consecutive slices" in stdout
+    assert stdout.count("(folds: ") == 6
+
+
 def test_train_cross_validates_and_prunes(data_dir, tmp_path, capsys):
     out = tmp_path / "pruned.joblib"
     status, stdout, _ = run(capsys, "train", data_dir, "--out", out, "--cv", "3",

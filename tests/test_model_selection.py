@@ -69,3 +69,66 @@ def test_imbalanced_learn_oversampling_pipeline(image_folder, clf):
     batches = model.net_.history[0]["batches"]
     assert sum(b["train_batch_size"] for b in batches) == 24  # both classes oversampled to 12
     assert pipe.predict(X).shape == (len(X),)
+
+
+# ------------------------------------------------------------ blocked splits
+def _numbered(n_per_class):
+    """Paths whose plain sort is not their scan order ("s (10)" before "s (2)"), shuffled."""
+    X = [f"/data/{label}/s ({i}).png" for label in ("COVID", "non-COVID") for i in range(1, n_per_class + 1)]
+    y = np.repeat(["COVID", "non-COVID"], n_per_class)
+    order = np.random.RandomState(0).permutation(len(X))
+    return np.asarray(X, dtype=object)[order], y[order]
+
+
+def test_blocks_follow_the_natural_order_within_each_class():
+    from skcovid.model_selection import BlockedStratifiedKFold
+
+    X, y = _numbered(12)
+    blocks = BlockedStratifiedKFold(block_size=5).blocks(X, y)
+    number = np.array([int(x.split("(")[1].split(")")[0]) for x in X])
+    for label, first in (("COVID", 0), ("non-COVID", 3)):
+        members = y == label
+        # slices 1-5, 6-10, 11-12 of each class, whatever order X came in
+        np.testing.assert_array_equal(blocks[members], first + (number[members] - 1) // 5)
+    given = BlockedStratifiedKFold(block_size=5, order="given").blocks(X, y)
+    assert not np.array_equal(given, blocks)
+    np.testing.assert_array_equal(given[y == "COVID"], np.arange(12) // 5)
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_blocked_folds_keep_blocks_whole_and_classes_balanced(shuffle):
+    from skcovid.model_selection import BlockedStratifiedKFold
+
+    X, y = _numbered(40)
+    cv = BlockedStratifiedKFold(n_splits=4, block_size=5, shuffle=shuffle, random_state=0)
+    blocks = cv.blocks(X, y)
+    seen = []
+    for train, test in cv.split(X, y):
+        assert not set(blocks[train]) & set(blocks[test])
+        assert np.mean(y[test] == "COVID") == 0.5
+        seen.extend(test)
+    assert sorted(seen) == list(range(len(X))) and cv.get_n_splits() == 4
+
+
+def test_blocked_split_in_cross_validate():
+    from sklearn.linear_model import LogisticRegression
+
+    from skcovid.model_selection import BlockedStratifiedKFold
+
+    rng = np.random.RandomState(0)
+    y = np.repeat([0, 1], 30)
+    X = rng.rand(60, 3) + y[:, None]
+    scores = cross_validate(LogisticRegression(), X, y, cv=BlockedStratifiedKFold(3, block_size=10))
+    assert scores["test_score"].shape == (3,)
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"n_splits": 1}, "n_splits must be an integer of at least 2"),
+    ({"block_size": 0}, "block_size must be an integer of at least 1"),
+    ({"order": "sorted"}, "order='sorted' is not valid"),
+])
+def test_blocked_split_errors(params, message):
+    from skcovid.model_selection import BlockedStratifiedKFold
+
+    with pytest.raises(ValueError, match=message):
+        BlockedStratifiedKFold(**params)
