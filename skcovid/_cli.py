@@ -1,4 +1,4 @@
-"""The ``skcovid`` command: train, evaluate, predict, explain, demo."""
+"""The ``skcovid`` command: train, evaluate, compare, predict, explain, demo."""
 
 import argparse
 import csv
@@ -16,7 +16,7 @@ from ._version import __version__
 _EPILOG = "Run 'skcovid COMMAND --help' for a command's options. Set SKCOVID_DEBUG=1 for tracebacks."
 _MODEL_HELP = ("a model file saved by 'skcovid train' or save_model, in skcovid's safe format (loading it "
                "runs no code from the file; other files are refused unless --trust-pickle), or, for "
-               "evaluate and predict, a .onnx file written by skcovid.export (run by ONNX Runtime)")
+               "evaluate, compare and predict, a .onnx file written by skcovid.export (run by ONNX Runtime)")
 
 
 # ---------------------------------------------------------------- arguments
@@ -188,6 +188,45 @@ def _cmd_evaluate(args):
     _log(args, f"{time.perf_counter() - start:.0f} s")
 
 
+def _cmd_compare(args):
+    from ._comparison import format_comparison
+    from ._patients import aggregate, aggregation_of, patient_labels
+    from .metrics import compare
+
+    start = time.perf_counter()
+    models = [_load_model(argparse.Namespace(**{**vars(args), "model": path}))
+              for path in (args.model_a, args.model_b)]
+    classes = list(models[0].classes_)
+    if sorted(map(str, models[1].classes_)) != sorted(map(str, classes)):
+        raise CommandError(f"The models have different classes: {classes} and {list(models[1].classes_)}.")
+    X, y, groups, has_patients = load_folder(args.data_dir, args.skip_unreadable)
+    groups = patients_of(args, groups, has_patients, args.data_dir)
+    unknown = sorted(set(y) - set(classes))
+    if unknown:
+        raise CommandError(f"{args.data_dir} has class folders {unknown} the models do not know; "
+                           f"their classes are {classes}.")
+    patients = "" if groups is None else f" of {len(np.unique(groups))} patients"
+    _log(args, f"{len(X)} images{patients} in {args.data_dir} ({_class_counts(y)})")
+    probas = []
+    for model in models:  # columns in the order of the first model's classes
+        proba = _predict_proba(model, X, quiet=args.quiet)
+        probas.append(proba[:, [list(map(str, model.classes_)).index(str(c)) for c in classes]])
+    names = (args.model_a, args.model_b)
+    options = dict(pos_label=args.pos_label, classes=classes, n_bootstraps=args.n_bootstraps, random_state=0)
+    result = compare(y, *probas, groups=groups, **options)
+    print(("" if groups is None else "slice level: ")
+          + format_comparison(result, *names, unit="images" if groups is None else "slices"))
+    if groups is not None:
+        print("(the slice-level bootstrap resamples patients; DeLong's and McNemar's tests take slices as "
+              "independent, which they are not: read the patient level)")
+        _, patient_y = patient_labels(y, groups)
+        patient_probas = [aggregate(proba, groups, classes, **aggregation_of(model))[1]
+                          for model, proba in zip(models, probas)]
+        print("patient level: " + format_comparison(compare(patient_y, *patient_probas, **options), *names,
+                                                    unit="patients"))
+    _log(args, f"{time.perf_counter() - start:.0f} s")
+
+
 def _cmd_predict(args):
     from ._patients import aggregate, aggregation_of
     from ._persistence import atomic_write
@@ -306,16 +345,16 @@ def _parser():
     def command(name, help_text, description):
         sub = commands.add_parser(name, help=help_text, description=description)
         sub.add_argument("-q", "--quiet", action="store_true", help="no progress output")
-        if name in ("train", "evaluate"):
+        if name in ("train", "evaluate", "compare"):
             sub.add_argument("--skip-unreadable", action="store_true",
                              help="leave out files that are not usable images, with a warning "
                                   "listing them (default: fail, listing them)")
-        if name in ("train", "evaluate", "predict"):
+        if name in ("train", "evaluate", "compare", "predict"):
             sub.add_argument("--group-by", choices=("patient", "none"), default=None,
-                             help="split (train) and report (evaluate, predict) by patient or by "
+                             help="split (train) and report (evaluate, compare, predict) by patient or by "
                                   "slice; default: patient where the patients are known (CLASS/PATIENT/ "
                                   "folders, DICOM series, NIfTI volumes)")
-        if name in ("evaluate", "predict", "explain"):
+        if name in ("evaluate", "compare", "predict", "explain"):
             sub.add_argument("--trust-pickle", action="store_true",
                              help="also load a MODEL that is a joblib or pickle file (an older skcovid's "
                                   "format), which can run any code it carries: only for files from a "
@@ -354,7 +393,9 @@ def _parser():
     sub = command("evaluate", "score a saved model on a labelled folder and write a report",
                   "Score MODEL on DATA_DIR (one sub-folder per class; use images the model "
                   "was not trained on) and print accuracy, sensitivity, specificity, precision, "
-                  "F1 and ROC-AUC with bootstrap 95% confidence intervals.")
+                  "F1 and ROC-AUC, the Brier score and expected calibration error, and the sensitivity at "
+                  "specificity 0.90 and 0.95 and specificity at sensitivity 0.90 and 0.95 (with their "
+                  "thresholds), all with bootstrap 95% confidence intervals.")
     sub.add_argument("model", metavar="MODEL", help=_MODEL_HELP)
     sub.add_argument("data_dir", metavar="DATA_DIR")
     sub.add_argument("--report", default=None, metavar="OUT_DIR",
@@ -362,6 +403,19 @@ def _parser():
     sub.add_argument("--n-bootstraps", type=int, default=1000)
     sub.add_argument("--pos-label", default=None, help="the positive (COVID) class, if not inferred")
     sub.set_defaults(run=_cmd_evaluate)
+
+    sub = command("compare", "compare two saved models on one labelled folder",
+                  "Score MODEL_A and MODEL_B on DATA_DIR (one sub-folder per class; images neither model "
+                  "was trained on) and print A - B: the ROC-AUCs with DeLong's test for their difference, "
+                  "the accuracies with McNemar's test, and paired bootstrap 95% intervals of the differences "
+                  "of every metric. For a pruned model against the one it was pruned from: skcovid compare "
+                  "unpruned.skcovid pruned.skcovid TEST_DIR.")
+    sub.add_argument("model_a", metavar="MODEL_A", help=_MODEL_HELP)
+    sub.add_argument("model_b", metavar="MODEL_B", help="the other model, of the same classes")
+    sub.add_argument("data_dir", metavar="DATA_DIR")
+    sub.add_argument("--n-bootstraps", type=int, default=1000)
+    sub.add_argument("--pos-label", default=None, help="the positive (COVID) class, if not inferred")
+    sub.set_defaults(run=_cmd_compare)
 
     sub = command("predict", "label new CT slices with a saved model",
                   "Print one row per patient (patient, label, probability, slices) for DICOM series "

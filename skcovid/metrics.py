@@ -11,17 +11,32 @@ computation gives them for :func:`diagnostic_scores`, for the point estimates of
 bootstrap resamples; :func:`sensitivity_score` and :func:`specificity_score`
 (which the scorers of :func:`make_scoring` use) come from
 :mod:`imblearn.metrics`.
+
+Calibration (:func:`expected_calibration_error`, :func:`bootstrap_calibration`)
+and operating points (:func:`sensitivity_at_specificity`,
+:func:`specificity_at_sensitivity`, :func:`bootstrap_operating_points`) score the
+probability of the positive class; :func:`compare` tests two models on one test
+set (DeLong, McNemar, paired bootstrap). Every interval comes from one percentile
+bootstrap, which resamples samples or, with ``groups``, patients.
 """
 
-import numbers
 import re
 
 import numpy as np
 from imblearn.metrics import sensitivity_specificity_support
 from scipy.stats import rankdata
 from sklearn.metrics import f1_score, make_scorer, precision_score
-from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import unique_labels
+
+from ._calibration import (
+    bootstrap_calibration,
+    bootstrap_operating_points,
+    expected_calibration_error,
+    sensitivity_at_specificity,
+    specificity_at_sensitivity,
+)
+from ._comparison import compare
+from ._resample import bootstrap, check_bootstrap, estimate
 
 #: Names of the diagnostic metrics, in the order reports show them: the keys of
 #: :data:`SCORING`, of :func:`diagnostic_scores` and of :func:`bootstrap_scores`.
@@ -416,38 +431,13 @@ def bootstrap_scores(y_true, proba, classes, *, pos_label=None, n_bootstraps=100
     >>> 0 <= scores["roc_auc"]["ci_low"] <= scores["roc_auc"]["ci_high"] <= 1
     True
     """
-    if not 0 < confidence_level < 1:
-        raise ValueError(f"confidence_level must be in (0, 1); got {confidence_level}.")
-    if not isinstance(n_bootstraps, numbers.Integral) or n_bootstraps < 0:
-        raise ValueError(f"n_bootstraps must be an integer >= 0; got {n_bootstraps!r}.")
+    check_bootstrap(n_bootstraps, confidence_level)
     pos_label, is_pos, pred_pos, score = _binary_predictions(y_true, proba, classes, pos_label)
     point = _binary_scores(is_pos, pred_pos, score)
-    scores = {name: {"value": float(point[name]), "ci_low": None, "ci_high": None}
-              for name in METRICS}
-    if n_bootstraps:
-        rng = check_random_state(random_state)
-        n = len(is_pos)
-        samples = {name: [] for name in METRICS}
-        if groups is not None:
-            # One patient's samples stay together; resamples differ in size.
-            _, inverse = np.unique(np.asarray(groups).astype(str), return_inverse=True)
-            members = [np.flatnonzero(inverse == i) for i in range(inverse.max() + 1)]
-            for _ in range(n_bootstraps):
-                idx = np.concatenate([members[i] for i in rng.randint(0, len(members), len(members))])
-                for name, value in _binary_scores(is_pos[idx][None], pred_pos[idx][None],
-                                                  score[idx][None]).items():
-                    samples[name].append(value)
-        # Bootstraps in chunks keep memory at O(chunk * n) for large test sets.
-        for start in range(0, n_bootstraps if groups is None else 0, 200):
-            idx = rng.randint(0, n, size=(min(200, n_bootstraps - start), n))
-            for name, values in _binary_scores(is_pos[idx], pred_pos[idx], score[idx]).items():
-                samples[name].append(values)
-        alpha = (1 - confidence_level) / 2
-        for name in METRICS:
-            values = np.concatenate(samples[name])
-            values = values[~np.isnan(values)]
-            low, high = np.quantile(values, [alpha, 1 - alpha]) if len(values) else (np.nan, np.nan)
-            scores[name].update(ci_low=float(low), ci_high=float(high))
+    intervals = bootstrap(lambda idx: _binary_scores(is_pos[idx], pred_pos[idx], score[idx]), len(is_pos),
+                          n_bootstraps=n_bootstraps, confidence_level=confidence_level,
+                          random_state=random_state, groups=groups)
+    scores = {name: estimate(point[name], intervals, name) for name in METRICS}
     return {**scores, "pos_label": pos_label}
 
 
@@ -457,11 +447,17 @@ SCORING = make_scoring()
 __all__ = [
     "METRICS",
     "SCORING",
+    "bootstrap_calibration",
+    "bootstrap_operating_points",
     "bootstrap_scores",
+    "compare",
     "diagnostic_scores",
+    "expected_calibration_error",
     "make_scoring",
     "one_vs_rest",
     "resolve_pos_label",
+    "sensitivity_at_specificity",
     "sensitivity_score",
+    "specificity_at_sensitivity",
     "specificity_score",
 ]

@@ -7,21 +7,24 @@
   ROC-AUC (:data:`skcovid.metrics.METRICS`), each with a percentile-bootstrap
   confidence interval from :func:`skcovid.metrics.bootstrap_scores`, plus the
   confusion matrix, the class counts and, for a pruned model, the pruning
-  summary;
+  summary; the calibration (Brier score and expected calibration error,
+  :func:`skcovid.metrics.bootstrap_calibration`) and the operating points
+  (sensitivity at specificity 0.90 and 0.95, specificity at sensitivity 0.90
+  and 0.95, :func:`skcovid.metrics.bootstrap_operating_points`), with intervals
+  from the same resamples;
 - ``classification_report.txt``;
 - ``learning_curves.png`` (loss and accuracy per epoch, training and
-  validation; fine-tuning after pruning continues the curves), ``roc_curve.png``
-  and ``confusion_matrix.png``, drawn with scikit-learn's
-  :class:`~sklearn.metrics.RocCurveDisplay` and
-  :class:`~sklearn.metrics.ConfusionMatrixDisplay`;
+  validation; fine-tuning after pruning continues the curves), ``roc_curve.png``,
+  ``confusion_matrix.png`` and ``reliability_diagram.png``, drawn with
+  scikit-learn's :class:`~sklearn.metrics.RocCurveDisplay`,
+  :class:`~sklearn.metrics.ConfusionMatrixDisplay` and
+  :class:`~sklearn.calibration.CalibrationDisplay`;
 - ``index.html``, which ties them together.
 
 Plots need matplotlib (``pip install "skcovid[plot]"``). Every file is written
 atomically.
 """
 
-import datetime
-import html
 import json
 import numbers
 from pathlib import Path
@@ -30,12 +33,13 @@ import numpy as np
 from sklearn.metrics import classification_report, confusion_matrix
 from sklearn.utils.validation import check_is_fitted
 
+from . import _report_html, _report_plots
 from ._fitted import final_estimator
 from ._patients import aggregate, aggregation_of, patient_labels
 from ._persistence import atomic_write, jsonable
 from ._plotting import require_matplotlib
 from ._version import __version__
-from .metrics import METRICS, bootstrap_scores, one_vs_rest
+from .metrics import METRICS, bootstrap_calibration, bootstrap_operating_points, bootstrap_scores, one_vs_rest
 
 __all__ = ["EvaluationReport", "evaluate"]
 
@@ -118,6 +122,14 @@ class EvaluationReport:
         ``[pos_label, negative label]``.
     class_counts : dict
         Number of evaluated images of each class.
+    calibration : dict
+        ``brier`` and ``ece`` (expected calibration error, 10 bins of equal
+        width), each with ``value``, ``ci_low`` and ``ci_high``, as
+        :func:`skcovid.metrics.bootstrap_calibration` computes them.
+    operating_points : list of dict
+        Sensitivity at specificity 0.90 and 0.95, then specificity at
+        sensitivity 0.90 and 0.95, with the threshold of each, as
+        :func:`skcovid.metrics.bootstrap_operating_points` computes them.
     patients : EvaluationReport or None
         The patient-level report (one sample per patient; its intervals
         resample patients), when ``groups`` was given.
@@ -127,9 +139,11 @@ class EvaluationReport:
                  confidence_level=0.95, random_state=0, history=(), pruned_at_epoch=None,
                  pruning=None, model="", groups=None, patient_proba=None):
         # Checks the input, finds the positive class and computes every number shown.
-        scores = bootstrap_scores(y_true, proba, classes, pos_label=pos_label,
-                                  n_bootstraps=n_bootstraps, confidence_level=confidence_level,
-                                  random_state=random_state, groups=groups)
+        resampling = dict(pos_label=pos_label, n_bootstraps=n_bootstraps, confidence_level=confidence_level,
+                          random_state=random_state, groups=groups)
+        scores = bootstrap_scores(y_true, proba, classes, **resampling)
+        self.calibration = bootstrap_calibration(y_true, proba, classes, **resampling)
+        self.operating_points = bootstrap_operating_points(y_true, proba, classes, **resampling)
         self.patients = None
         if groups is not None:
             _, patient_y = patient_labels(y_true, groups)
@@ -184,8 +198,8 @@ class EvaluationReport:
     def _title(self, name):
         return _TITLES[name].format(pos=self.pos_label, neg=self.neg_label)
 
-    def _ci(self, name, fmt="{:.4f}"):
-        m = self.metrics[name]
+    def _ci(self, name, fmt="{:.4f}", scores=None):
+        m = (self.metrics if scores is None else scores)[name]
         if m["ci_low"] is None or np.isnan(m["ci_low"]):
             return "n/a"
         return f"[{fmt.format(m['ci_low'])}, {fmt.format(m['ci_high'])}]"
@@ -197,8 +211,8 @@ class EvaluationReport:
         -------
         report : dict
         """
-        def clean(value):
-            return None if value is None or np.isnan(value) else value
+        def clean(value):  # JSON has no NaN or infinity
+            return None if value is None or not np.isfinite(value) else value
 
         return {
             "n_samples": len(self.y_true),
@@ -206,6 +220,14 @@ class EvaluationReport:
             "classes": [jsonable(c) for c in self.classes],
             "class_counts": {str(jsonable(k)): v for k, v in self.class_counts.items()},
             "metrics": {name: {k: clean(v) for k, v in m.items()} for name, m in self.metrics.items()},
+            "calibration": {
+                **{k: {key: clean(v) for key, v in self.calibration[k].items()} for k in ("brier", "ece")},
+                "n_bins": self.calibration["n_bins"]},
+            "operating_points": [
+                {**point, **{k: {key: clean(v) for key, v in point[k].items()}
+                             for k in ("sensitivity", "specificity")}, "threshold": clean(point["threshold"]),
+                 "rule": "predicted positive when P(positive) >= threshold"}
+                for point in self.operating_points],
             "confidence_level": self.confidence_level,
             "n_bootstraps": self.n_bootstraps,
             "bootstrap_random_state": (self.random_state
@@ -240,6 +262,15 @@ class EvaluationReport:
         for name in METRICS:
             lines.append(f"{self._title(name):>36}: {self.metrics[name]['value']:.4f}  "
                          f"{pct}% CI {self._ci(name)}")
+        for name, title in (("brier", "Brier score"), ("ece", f"ECE ({self.calibration['n_bins']} bins)")):
+            lines.append(f"{title:>36}: {self.calibration[name]['value']:.4f}  "
+                         f"{pct}% CI {self._ci(name, scores=self.calibration)}")
+        for point in self.operating_points:
+            found, other = (("sensitivity", "specificity") if point["target"] == "specificity"
+                            else ("specificity", "sensitivity"))
+            lines.append(f"{point['name']:>36}: {point[found]['value']:.4f}  {pct}% CI "
+                         f"{self._ci(found, scores=point)}  ({other} {point[other]['value']:.4f}, "
+                         f"threshold {point['threshold']:.4f})")
         if self.patients is not None:
             lines.append("patient level: " + self.patients.summary().replace(" images (", " patients (", 1))
         return "\n".join(lines)
@@ -267,63 +298,16 @@ class EvaluationReport:
         figure : matplotlib.figure.Figure or None
             ``None`` when there is no training history.
         """
-        if not self.history:
-            return None
-        Figure = require_matplotlib().figure.Figure
-        from matplotlib.ticker import MaxNLocator
-
-        fig = Figure(figsize=(11, 4.2), layout="constrained")
-        ax_loss, ax_acc = fig.subplots(1, 2)
-        epochs = np.arange(1, len(self.history) + 1)
-        for ax, metric, title in ((ax_loss, "loss", "Loss (cross-entropy)"),
-                                  (ax_acc, "acc", "Accuracy")):
-            for split, style in (("train", "o-"), ("valid", "s--")):
-                key = f"{split}_{metric}"
-                values = [row.get(key, np.nan) for row in self.history]
-                if not np.all(np.isnan(values)):
-                    label = "training" if split == "train" else "validation"
-                    ax.plot(epochs, values, style, label=label, markersize=3)
-            if self.pruned_at_epoch:
-                ax.axvline(self.pruned_at_epoch + 0.5, color="grey", linestyle=":",
-                           label="pruned, then fine-tuned")
-            ax.set_xlabel("epoch")
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-            ax.set_title(title)
-            ax.grid(alpha=0.3)
-            ax.legend()
-        ax_acc.set_ylim(min(0.4, ax_acc.get_ylim()[0]), 1.01)
-        fig.suptitle("Learning curves")
-        return fig
+        return _report_plots.learning_curves(self)
 
     def plot_roc_curve(self):
-        """The ROC curve, with the AUC and its confidence interval and the operating point.
+        """The ROC curve, with the AUC and its confidence interval and the operating points.
 
         Returns
         -------
         figure : matplotlib.figure.Figure
         """
-        from sklearn.metrics import RocCurveDisplay
-
-        Figure = require_matplotlib().figure.Figure
-        fig = Figure(figsize=(5.6, 5.6), layout="constrained")
-        ax = fig.subplots()
-        auc = self.metrics["roc_auc"]["value"]
-        display = RocCurveDisplay.from_predictions(
-            self.y_true == self.pos_label, self.score, pos_label=True, ax=ax,
-            plot_chance_level=True, curve_kwargs={"linewidth": 2},
-        )
-        display.line_.set_label(
-            f"ROC curve: AUC {auc:.3f}, {round(100 * self.confidence_level)}% CI "
-            f"{self._ci('roc_auc', '{:.3f}')}")
-        sens, spec = self.metrics["sensitivity"]["value"], self.metrics["specificity"]["value"]
-        ax.plot([1 - spec], [sens], "o", color="crimson", markersize=8,
-                label=f"operating point: sensitivity {sens:.3f}, specificity {spec:.3f}")
-        ax.set_xlabel(f"False positive rate (1 - specificity; {self.neg_label} called {self.pos_label})")
-        ax.set_ylabel(f"True positive rate (sensitivity; {self.pos_label} found)")
-        ax.set_title(f"ROC curve, positive class {self.pos_label!r}")
-        ax.legend(loc="lower right", fontsize=8)
-        ax.grid(alpha=0.3)
-        return fig
+        return _report_plots.roc_curve(self)
 
     def plot_confusion_matrix(self):
         """Draw the confusion matrix: counts and row-normalised rates, side by side.
@@ -332,25 +316,20 @@ class EvaluationReport:
         -------
         figure : matplotlib.figure.Figure
         """
-        from sklearn.metrics import ConfusionMatrixDisplay
+        return _report_plots.confusion_matrix(self)
 
-        Figure = require_matplotlib().figure.Figure
-        fig = Figure(figsize=(10.5, 4.4), layout="constrained")
-        ax_counts, ax_rates = fig.subplots(1, 2)
-        names = [str(c) for c in self.labels]
-        ConfusionMatrixDisplay(self.confusion_matrix, display_labels=names).plot(
-            ax=ax_counts, cmap="Blues", colorbar=False, values_format="d")
-        ax_counts.set_title("Counts")
-        rows = self.confusion_matrix.sum(axis=1, keepdims=True)
-        rates = np.divide(self.confusion_matrix, rows, out=np.zeros((2, 2)), where=rows > 0)
-        ConfusionMatrixDisplay(rates, display_labels=names).plot(
-            ax=ax_rates, cmap="Blues", colorbar=False, values_format=".1%", im_kw={"vmin": 0, "vmax": 1})
-        ax_rates.set_title("Share of each true class")
-        for ax in (ax_counts, ax_rates):
-            ax.set_xlabel("Predicted class")
-            ax.set_ylabel("True class")
-        fig.suptitle(f"Confusion matrix ({len(self.y_true)} images)")
-        return fig
+    def plot_reliability_diagram(self):
+        """Draw the reliability diagram: the share of positives against the mean probability, per bin.
+
+        Drawn by :class:`sklearn.calibration.CalibrationDisplay` over the bins
+        of the expected calibration error, above a histogram of the predicted
+        probabilities of each class.
+
+        Returns
+        -------
+        figure : matplotlib.figure.Figure
+        """
+        return _report_plots.reliability_diagram(self)
 
     # ------------------------------------------------------------------ save
     def save(self, out_dir, *, plots=True):
@@ -382,70 +361,17 @@ class EvaluationReport:
         if plots:
             for kind, figure in (("learning_curves", self.plot_learning_curves()),
                                  ("roc_curve", self.plot_roc_curve()),
-                                 ("confusion_matrix", self.plot_confusion_matrix())):
+                                 ("confusion_matrix", self.plot_confusion_matrix()),
+                                 ("reliability_diagram", self.plot_reliability_diagram())):
                 if figure is None:
                     continue
                 with atomic_write(out / f"{kind}.png", "wb") as f:
                     figure.savefig(f, format="png", dpi=130)
                 paths[kind] = out / f"{kind}.png"
         with atomic_write(out / "index.html", "w", encoding="utf-8") as f:
-            f.write(self._html({k: p.name for k, p in paths.items()}))
+            f.write(_report_html.render(self, {k: p.name for k, p in paths.items()}))
         paths["index"] = out / "index.html"
         return paths
-
-    def _html(self, files):
-        esc = html.escape
-        pct = round(100 * self.confidence_level)
-        rows = "".join(
-            f"<tr><td>{esc(self._title(n))}</td><td>{self.metrics[n]['value']:.4f}</td>"
-            f"<td>{esc(self._ci(n))}</td></tr>" for n in METRICS)
-        (tp, fn), (fp, tn) = self.confusion_matrix
-        pos, neg = esc(str(self.pos_label)), esc(str(self.neg_label))
-        counts = ", ".join(f"{esc(str(k))}: {v}" for k, v in self.class_counts.items())
-        parts = [
-            "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
-            "<title>skcovid evaluation report</title><style>",
-            "body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}",
-            "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #bbb;padding:.3em .8em}",
-            "th{background:#eef}img{max-width:100%;border:1px solid #ddd;margin:.5em 0}",
-            "pre{background:#f6f6f6;padding:1em;overflow-x:auto}</style></head><body>",
-            "<h1>Evaluation report</h1>",
-            f"<p>{len(self.y_true)} held-out images ({counts}). Positive class: <b>{pos}</b>. "
-            f"Confidence intervals: {pct}% percentile bootstrap over {self.n_bootstraps} "
-            "resamples of these images. Images from one patient are not independent, so with "
-            "slice-level splits the intervals are optimistic.</p>",
-            f"<h2>Metrics</h2><table><tr><th>Metric</th><th>Value</th><th>{pct}% CI</th></tr>"
-            f"{rows}</table>",
-            "<h2>Confusion matrix</h2><table><tr><th>true \\ predicted</th>"
-            f"<th>{pos}</th><th>{neg}</th></tr><tr><th>{pos}</th><td>{tp} (true positive)</td>"
-            f"<td>{fn} (missed)</td></tr><tr><th>{neg}</th><td>{fp} (false alarm)</td>"
-            f"<td>{tn} (true negative)</td></tr></table>",
-        ]
-        for kind, caption in (("confusion_matrix", "Confusion matrix"),
-                              ("roc_curve", "ROC curve"),
-                              ("learning_curves", "Learning curves")):
-            if kind in files:
-                parts.append(f"<h2>{caption}</h2><img src='{esc(files[kind])}' alt='{caption}'>")
-        if self.pruning:
-            p = self.pruning
-            parts.append(
-                "<h2>Pruning</h2><table><tr><th></th><th>before</th><th>after</th>"
-                "<th>reduction</th></tr>"
-                f"<tr><td>parameters (non-zero)</td><td>{p['n_params_before']:,}</td>"
-                f"<td>{p['n_nonzero_params']:,}</td><td>{p['params_reduction']:.2%}</td></tr>"
-                f"<tr><td>FLOPs per image</td><td>{p['flops_before']:,}</td><td>{p['flops']:,}</td>"
-                f"<td>{p['flops_reduction']:.2%}</td></tr>"
-                f"<tr><td>model size (bytes)</td><td>{p['model_size_bytes_before']:,}</td>"
-                f"<td>{p['model_size_bytes']:,}</td><td>{p['size_reduction']:.2%}</td></tr></table>")
-        parts.append(f"<h2>Classification report</h2><pre>{esc(self.classification_report())}</pre>")
-        if self.model:
-            parts.append(f"<h2>Model</h2><pre>{esc(self.model)}</pre>")
-        parts.append(
-            f"<p><small>skcovid {esc(__version__)}, "
-            f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC. Files: "
-            + ", ".join(f"<a href='{esc(n)}'>{esc(n)}</a>" for n in files.values())
-            + "</small></p></body></html>")
-        return "\n".join(parts)
 
 
 def evaluate(estimator, X, y, *, pos_label=None, n_bootstraps=1000, confidence_level=0.95,

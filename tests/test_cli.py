@@ -46,7 +46,7 @@ def model_path(data_dir, tmp_path_factory):
     return path
 
 
-@pytest.mark.parametrize("command", [None, "train", "evaluate", "predict", "explain", "demo"])
+@pytest.mark.parametrize("command", [None, "train", "evaluate", "compare", "predict", "explain", "demo"])
 def test_help(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(([command] if command else []) + ["--help"])
@@ -105,6 +105,55 @@ def test_evaluate_writes_report(model_path, data_dir, tmp_path, capsys):
     for name in ("metrics.json", "index.html", "roc_curve.png", "confusion_matrix.png",
                  "learning_curves.png", "classification_report.txt"):
         assert (tmp_path / name).stat().st_size > 0
+
+
+def test_evaluate_prints_calibration_and_operating_points(model_path, data_dir, capsys):
+    status, stdout, _ = run(capsys, "evaluate", model_path, data_dir, "--n-bootstraps", "20", "-q")
+    assert status == 0
+    assert "Brier score: " in stdout and "ECE (10 bins): " in stdout
+    for rule in ("sensitivity at specificity >= 0.9:", "sensitivity at specificity >= 0.95:",
+                 "specificity at sensitivity >= 0.9:", "specificity at sensitivity >= 0.95:"):
+        assert rule in stdout and "threshold " in stdout.split(rule)[1].splitlines()[0]
+
+
+@pytest.fixture(scope="module")
+def other_model_path(data_dir, tmp_path_factory):
+    """A second model of the same data: another seed, fewer epochs."""
+    path = tmp_path_factory.mktemp("other") / "other.skcovid"
+    assert main(["train", str(data_dir), "--out", str(path), *FAST_ARGS, "--epochs", "2",
+                 "--random-state", "1"]) == 0
+    return path
+
+
+def test_compare_two_models(model_path, other_model_path, data_dir, image_folder, tmp_path, capsys):
+    from skcovid.metrics import compare
+
+    status, stdout, _ = run(capsys, "compare", model_path, other_model_path, data_dir,
+                            "--n-bootstraps", "50", "-q")
+    assert status == 0, stdout
+    X, y = image_folder
+    a, b = load_model(model_path), load_model(other_model_path)
+    expected = compare(y, a.predict_proba(X), b.predict_proba(X), classes=a.classes_, n_bootstraps=50)
+    d, m = expected["delong"], expected["mcnemar"]
+    assert f"A = {model_path}, B = {other_model_path}" in stdout
+    auc_line = next(line for line in stdout.splitlines() if line.strip().startswith("ROC-AUC"))
+    assert f"{d['auc_a']:.4f}" in auc_line and f"{d['auc_b']:.4f}" in auc_line and "DeLong" in auc_line
+    accuracy_line = next(line for line in stdout.splitlines() if line.strip().startswith("accuracy"))
+    assert f"{m['accuracy_a']:.4f}" in accuracy_line and f"McNemar ({m['method']}" in accuracy_line
+    assert "paired bootstrap (50 resamples), 95% CI of A - B:" in stdout
+    # A model against itself: no difference.
+    status, stdout, _ = run(capsys, "compare", model_path, model_path, data_dir, "--n-bootstraps", "20", "-q")
+    assert status == 0 and "+0.0000  DeLong: SE 0.0000, z 0.000, p 1.0000" in stdout
+    # With patients (CLASS/PATIENT/ folders): slice level with patients resampled, then patient level.
+    import shutil
+
+    for i, path in enumerate(X):
+        folder = tmp_path / "patients" / y[i] / f"p{i // 3}"
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, folder)
+    status, stdout, _ = run(capsys, "compare", model_path, other_model_path, tmp_path / "patients",
+                            "--n-bootstraps", "20", "-q")
+    assert status == 0 and stdout.startswith("slice level: 24 slices") and "patient level: 8 patients" in stdout
 
 
 def test_predict_prints_and_writes_csv(model_path, data_dir, image_folder, tmp_path, capsys):
@@ -173,6 +222,7 @@ def test_explain_writes_pngs(model_path, image_folder, tmp_path, capsys):
      "'pooling' parameter of TransferCNNClassifier .*'median'"),
     (["evaluate", "{missing}", "{data}"], 1, "Model file not found"),
     (["evaluate", "{data}", "{data}"], 1, "got the directory"),
+    (["compare", "{model}", "{missing}", "{data}"], 1, "Model file not found"),
     (["predict", "{model}", "{missing}"], 1, "No such file or folder: .*missing"),
     (["predict", "{model}", "{corrupt}"], 1, "corrupt.png"),
     (["explain", "{model}", "{first}", "--out", "o", "--target", "flu"], 1, "--target 'flu'"),

@@ -10,7 +10,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 
 from skcovid import PrunedCNNClassifier, TransferCNNClassifier
-from skcovid.metrics import METRICS, bootstrap_scores
+from skcovid.metrics import METRICS, bootstrap_calibration, bootstrap_operating_points, bootstrap_scores
 from skcovid.pruning import StructuredPruner
 from skcovid.report import EvaluationReport, evaluate
 
@@ -79,9 +79,33 @@ def test_report_shows_what_bootstrap_scores_computes(kwargs):
     assert report.pos_label == scores["pos_label"]
     assert report.to_dict()["metrics"] == {name: scores[name] for name in METRICS}  # no NaN here
     lines = report.summary().splitlines()
-    assert len(lines) == 1 + len(METRICS)
+    assert len(lines) == 1 + len(METRICS) + 2 + 4  # metrics, Brier and ECE, four operating points
     for line, name in zip(lines[1:], METRICS):
         assert f"{scores[name]['value']:.4f}" in line, name
+    # Calibration and operating points: the same resampling, the same numbers.
+    calibration = bootstrap_calibration(y, proba, ["COVID", "non-COVID"], **kwargs)
+    points = bootstrap_operating_points(y, proba, ["COVID", "non-COVID"], **kwargs)
+    assert report.calibration == calibration and report.operating_points == points
+    data = report.to_dict()
+    assert data["calibration"] == {"brier": calibration["brier"], "ece": calibration["ece"], "n_bins": 10}
+    assert [p["sensitivity"] for p in data["operating_points"]] == [p["sensitivity"] for p in points]
+    assert [p["threshold"] for p in data["operating_points"]] == [p["threshold"] for p in points]
+    assert "Brier score" in lines[7] and "ECE (10 bins)" in lines[8]
+    assert lines[9].strip().startswith("sensitivity at specificity >= 0.9: ")
+    assert f"threshold {points[0]['threshold']:.4f}" in lines[9]
+    assert lines[12].strip().startswith("specificity at sensitivity >= 0.95: ")
+    assert f"{points[3]['specificity']['value']:.4f}" in lines[12]
+
+
+def test_json_has_no_infinite_threshold():
+    # Every negative scores above every positive: specificity 0.9 is only met by calling nothing positive.
+    y = np.array(["COVID"] * 5 + ["non-COVID"] * 5, dtype=object)
+    score = np.r_[np.linspace(0.1, 0.3, 5), np.linspace(0.6, 0.9, 5)]
+    report = EvaluationReport(y, np.column_stack([score, 1 - score]), ["COVID", "non-COVID"], n_bootstraps=20)
+    assert report.operating_points[0]["threshold"] == np.inf
+    data = json.loads(json.dumps(report.to_dict(), allow_nan=False))
+    assert data["operating_points"][0]["threshold"] is None
+    assert data["operating_points"][0]["sensitivity"]["value"] == 0.0
 
 
 def test_integer_labels_and_explicit_pos_label():
@@ -127,17 +151,19 @@ def test_save_writes_every_file(fitted, images, tmp_path):
     report = evaluate(fitted, X, y, n_bootstraps=200)
     paths = report.save(tmp_path / "report")
     assert set(paths) == {"metrics", "classification_report", "learning_curves", "roc_curve",
-                          "confusion_matrix", "index"}
+                          "confusion_matrix", "reliability_diagram", "index"}
     data = json.loads(paths["metrics"].read_text())
     assert data == json.loads(json.dumps(report.to_dict()))
     assert set(data["metrics"]) == set(METRICS) and data["pruning"] is None
     assert data["confusion_matrix"]["labels"] == ["COVID", "non-COVID"]
     assert sum(data["class_counts"].values()) == len(y) == data["n_samples"]
-    for kind in ("learning_curves", "roc_curve", "confusion_matrix"):
+    for kind in ("learning_curves", "roc_curve", "confusion_matrix", "reliability_diagram"):
         _assert_png(paths[kind])
     page = paths["index"].read_text()
-    for name in ("learning_curves.png", "roc_curve.png", "confusion_matrix.png", "metrics.json"):
+    for name in ("learning_curves.png", "roc_curve.png", "confusion_matrix.png", "reliability_diagram.png",
+                 "metrics.json", "Expected calibration error", "sensitivity at specificity &gt;= 0.95"):
         assert name in page
+    assert set(data["calibration"]) == {"brier", "ece", "n_bins"} and len(data["operating_points"]) == 4
     assert "Sensitivity" in paths["classification_report"].read_text()
     # Validation curves are drawn: the history has them.
     assert "valid_loss" in report.history[0]
