@@ -11,6 +11,7 @@ from sklearn.utils.validation import check_consistent_length, check_is_fitted, c
 
 from . import _engine
 from ._data import check_images
+from ._decision import decide, decision_of, fit_decision, scale
 from ._patients import aggregate, aggregation_of, check_groups, patient_labels
 
 
@@ -120,11 +121,23 @@ class BaseCNNClassifier(ClassifierMixin, BaseEstimator):
 
     def _predict_images(self, images):
         owner = self._fitted_classifier()
-        return _engine.predict_proba(owner.net_, images, image_size=owner.image_size,
-                                     batch_size=owner.batch_size)
+        proba = _engine.predict_proba(owner.net_, images, image_size=owner.image_size,
+                                      batch_size=owner.batch_size)
+        return scale(proba, getattr(owner, "temperature_", 1.0))
+
+    def _fit_decision(self, owner, images, y_encoded, valid_idx):
+        """Fit ``owner``'s temperature and threshold on the validation images ``valid_idx``."""
+        proba = None
+        if owner.calibration is not None or owner.target_sensitivity is not None:
+            proba = _engine.predict_proba(owner.net_, images.subset(valid_idx), image_size=owner.image_size,
+                                          batch_size=owner.batch_size)
+        fit_decision(owner, proba, None if proba is None else y_encoded[valid_idx])
 
     def predict(self, X):
         """Predicted class labels.
+
+        The most probable class; with a ``target_sensitivity``, the positive
+        class wherever its probability reaches ``threshold_``.
 
         Parameters
         ----------
@@ -136,7 +149,7 @@ class BaseCNNClassifier(ClassifierMixin, BaseEstimator):
         y_pred : ndarray of shape (n_samples,)
         """
         check_is_fitted(self)
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        return decide(self.predict_proba(X), self.classes_, *decision_of(self))
 
     def predict_patients(self, X, groups):
         """One diagnosis per patient: the slices' probabilities aggregated per patient.

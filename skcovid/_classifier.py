@@ -4,6 +4,7 @@ import os
 import warnings
 from numbers import Integral, Real
 
+import numpy as np
 import torch
 from sklearn.base import _fit_context
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
@@ -11,6 +12,7 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from . import _engine
 from ._backbones import BACKBONES, build_backbone, is_backbone_name, stage_names
 from ._base import BaseCNNClassifier, Satisfies
+from ._decision import validation_check
 from ._network import TransferNet, eval_mode
 from ._patients import AGGREGATIONS
 from ._training import LR_SCHEDULES, OPTIMIZERS, PRECISIONS, resolve_device
@@ -184,6 +186,19 @@ class TransferCNNClassifier(BaseCNNClassifier):
     patient_threshold : float, default=0.5
         Suspicion from which a slice votes for a disease with
         ``patient_aggregation="fraction"``.
+    calibration : {"temperature"} or None, default=None
+        ``"temperature"`` divides the logits by one temperature fitted, after
+        training, on the validation split (Guo et al. 2017), so that
+        probabilities mean what they say; the ranking, and so ROC-AUC, stays.
+        Needs a validation split (``validation_fraction``).
+    target_sensitivity : float or None, default=None
+        Two classes only: after training (and calibration), choose on the
+        validation split the threshold on P(positive) whose sensitivity is at
+        least this with the highest specificity
+        (:func:`skcovid.metrics.specificity_at_sensitivity`); ``predict``
+        then calls a slice positive when its probability reaches it. The
+        positive class is found from the class names as
+        :func:`skcovid.metrics.resolve_pos_label` does (``"COVID"``).
 
     Attributes
     ----------
@@ -198,6 +213,13 @@ class TransferCNNClassifier(BaseCNNClassifier):
         Whether the head was trained on precomputed backbone features (see
         ``precompute_features``); with ``memory``, predictions of the fitted
         network then look the features up too.
+    temperature_ : float
+        The fitted temperature (1.0 without ``calibration``).
+    threshold_ : float or None
+        The decision threshold on P(``pos_label_``) (None without
+        ``target_sensitivity``: the most probable class is predicted).
+    pos_label_ : label or None
+        The positive class of ``threshold_``.
     n_features_in_ : int
         Number of features, only when fitted on 2-D ``(n_samples,
         n_features)`` arrays (read as flattened single-channel images).
@@ -248,6 +270,8 @@ class TransferCNNClassifier(BaseCNNClassifier):
         patient_aggregation="mean",
         patient_top_k=5,
         patient_threshold=0.5,
+        calibration=None,
+        target_sensitivity=None,
     ):
         self.backbone = backbone
         self.weights = weights
@@ -281,6 +305,8 @@ class TransferCNNClassifier(BaseCNNClassifier):
         self.patient_aggregation = patient_aggregation
         self.patient_top_k = patient_top_k
         self.patient_threshold = patient_threshold
+        self.calibration = calibration
+        self.target_sensitivity = target_sensitivity
 
     _parameter_constraints = {
         "backbone": [Satisfies(is_backbone_name, f"a name from skcovid.BACKBONES ({', '.join(BACKBONES)}), "
@@ -321,6 +347,8 @@ class TransferCNNClassifier(BaseCNNClassifier):
         "patient_aggregation": [StrOptions(set(AGGREGATIONS))],
         "patient_top_k": [Interval(Integral, 1, None, closed="left")],
         "patient_threshold": [Interval(Real, 0, 1, closed="both")],
+        "calibration": [StrOptions({"temperature"}), None],
+        "target_sensitivity": [Interval(Real, 0, 1, closed="right"), None],
     }
 
     def _check_params(self):
@@ -439,6 +467,7 @@ class TransferCNNClassifier(BaseCNNClassifier):
         images, y, y_encoded, groups = self._check_data(X, y, window=self.window, groups=groups)
         validation_fraction, early_stopping = _engine.resolve_validation(
             self.validation_fraction, self.early_stopping, y, groups=groups, verbose=self.verbose)
+        validation_check(self, validation_fraction)
         settings = {**self.get_params(deep=False), "validation_fraction": validation_fraction,
                     "early_stopping": early_stopping}
         precompute = self.precompute_features is not False and self._features_are_fixed()
@@ -448,6 +477,8 @@ class TransferCNNClassifier(BaseCNNClassifier):
         self.net_ = fitted.net
         self.history_ = fitted.history
         self.precomputed_features_ = precompute
+        self._fit_decision(self, images, y_encoded,
+                           np.setdiff1d(np.arange(len(y_encoded)), fitted.train_indices))
         return self
 
     def _fitted_classifier(self):

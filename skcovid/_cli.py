@@ -228,6 +228,7 @@ def _cmd_compare(args):
 
 
 def _cmd_predict(args):
+    from ._decision import decide, decision_of
     from ._patients import aggregate, aggregation_of
     from ._persistence import atomic_write
 
@@ -236,7 +237,8 @@ def _cmd_predict(args):
     by_patient = (args.group_by or ("patient" if medical else "none")) == "patient"
     proba = _predict_proba(estimator, files, quiet=args.quiet)
     classes = [str(c) for c in estimator.classes_]
-    labels = np.asarray(classes, dtype=object)[proba.argmax(axis=1)]
+    # The model's decision: the most probable class, or its threshold for a target sensitivity.
+    labels = decide(proba, np.asarray(estimator.classes_), *decision_of(estimator)).astype(str).astype(object)
     if args.csv:
         with atomic_write(args.csv, "w", newline="", encoding="utf-8") as f:
             writer = csv.writer(f)

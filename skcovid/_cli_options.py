@@ -130,9 +130,16 @@ MODEL_OPTIONS = (
     _Option("patient_aggregation", "--patient-aggregation", str, "patients"),
     _Option("patient_top_k", "--patient-top-k", int, "patients", "K"),
     _Option("patient_threshold", "--patient-threshold", float, "patients"),
+    _Option("calibration", "--calibration", _value(str, none=None), "decision"),
+    _Option("target_sensitivity", "--target-sensitivity", _value(float, none=None), "decision",
+            "SENSITIVITY", note="predict and evaluate then use the stored threshold."),
     _Option("finetune_epochs", "--finetune-epochs", int, "pruning",
             estimator="PrunedCNNClassifier"),
     _Option("finetune_lr", "--finetune-lr", float, "pruning", estimator="PrunedCNNClassifier"),
+    _Option("cycles", "--cycles", int, "pruning", estimator="PrunedCNNClassifier"),
+    _Option("distillation_alpha", "--distillation-alpha", float, "pruning", estimator="PrunedCNNClassifier"),
+    _Option("distillation_temperature", "--distillation-temperature", float, "pruning",
+            estimator="PrunedCNNClassifier"),
 )
 
 
@@ -202,7 +209,8 @@ def add_option(container, option, default=inspect.Parameter.empty):
 
 def add_model_options(parser):
     """Add ``--prune`` and every option of ``MODEL_OPTIONS`` to ``parser``, in their groups."""
-    groups = {name: parser.add_argument_group(name) for name in ("model", "training", "patients", "pruning")}
+    groups = {name: parser.add_argument_group(name)
+              for name in ("model", "training", "patients", "decision", "pruning")}
     groups["pruning"].add_argument(
         "--prune", default=None, type=_prune_spec, metavar="METHOD:AMOUNT",
         help="structured:RATIO (channels removed, torch-pruning) or magnitude:SPARSITY (weights "

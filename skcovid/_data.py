@@ -27,6 +27,10 @@ class PathImages:
     def __len__(self):
         return len(self.paths)
 
+    def subset(self, indices):
+        """The images at ``indices``, in that order."""
+        return PathImages([self.paths[i] for i in indices], self.window)
+
     def __getitem__(self, index):
         path = self.paths[index]
         if is_medical(path):
@@ -43,6 +47,10 @@ class ArrayImages:
 
     def __len__(self):
         return len(self.images)
+
+    def subset(self, indices):
+        """The images at ``indices``, in that order."""
+        return ArrayImages(self.images[np.asarray(indices, dtype=int)], self.window)
 
     def __getitem__(self, index):
         return apply_window(self.images[index], self.window, hu=False)

@@ -52,17 +52,21 @@ class DeployableNet(nn.Module):
     ``classes_``.
     """
 
-    def __init__(self, network, image_size, window=None):
+    def __init__(self, network, image_size, window=None, temperature=1.0):
         super().__init__()
         self.window = nn.Identity() if window is None else HUWindow(window)
         self.network = network
         self.image_size = image_size
+        self.temperature = float(temperature)
 
     def forward(self, x):
         x = self.window(x)
         x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear",
                           align_corners=False, antialias=True)
-        return torch.softmax(self.network(x), dim=1)
+        logits = self.network(x)
+        if self.temperature != 1.0:
+            logits = logits / self.temperature
+        return torch.softmax(logits, dim=1)
 
 
 def _metadata(classifier, image_size, fmt, quantization):
@@ -73,17 +77,26 @@ def _metadata(classifier, image_size, fmt, quantization):
     else:
         read = f"the slice in Hounsfield units (windowed inside: {window_bounds(window)} HU per channel)"
     return {
-        "classes": [c.item() if hasattr(c, "item") else c for c in classifier.classes_],
+        "classes": [_plain(c) for c in classifier.classes_],
         "image_size": image_size,
         "window": list(window) if isinstance(window, (tuple, list)) else window,
         "input_units": "HU" if window is not None else "gray",
         "input": f"float32 tensor (N, 1, H, W): {read}; any H, W (resized inside)",
         "output": "float32 tensor (N, n_classes): class probabilities, columns in 'classes' order",
         "patient_aggregation": aggregation_of(classifier),
+        # Applied inside the network (temperature) and by load_onnx's predict (threshold).
+        "temperature": getattr(classifier, "temperature_", 1.0),
+        "threshold": getattr(classifier, "threshold_", None),
+        "pos_label": _plain(getattr(classifier, "pos_label_", None)),
         "format": fmt,
         "quantization": quantization,
         "skcovid_version": __version__,
     }
+
+
+def _plain(value):
+    """A numpy scalar as the Python value JSON holds."""
+    return value.item() if hasattr(value, "item") else value
 
 
 def _resolve_format(format, path):
@@ -171,7 +184,7 @@ def export(estimator, path, *, format=None, quantize=None, calibration=None, ops
         "dtype": "int8", "method": "ONNX Runtime static, QDQ, per-channel int8 weights (reduce_range), "
                                    "uint8 activations, min-max calibration",
         "n_calibration_images": len(inputs)}
-    model = DeployableNet(network, image_size, classifier.window)
+    model = DeployableNet(network, image_size, classifier.window, getattr(classifier, "temperature_", 1.0))
     device = next(network.parameters()).device
     if format != "onnx" and device.type != "cpu":
         model = copy.deepcopy(model).cpu()  # a PyTorch file for the point of care: CPU tensors

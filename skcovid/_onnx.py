@@ -10,6 +10,7 @@ import os
 
 import numpy as np
 
+from ._decision import decide
 from ._imageio import array_to_gray, as_paths, read_gray
 from ._medical import is_medical, read_hu
 from ._window import apply_window, window_bounds
@@ -106,6 +107,9 @@ class OnnxClassifier:
         The classifier's ``window``.
     input_units : {"gray", "HU"}
         What arrays given to :meth:`predict_proba` must hold.
+    threshold_, pos_label_ : float or None, label or None
+        The classifier's decision threshold on P(``pos_label_``) (see
+        ``target_sensitivity``); None: the most probable class.
     patient_aggregation, patient_top_k, patient_threshold
         The classifier's patient aggregation (``skcovid predict`` uses them).
     """
@@ -119,6 +123,8 @@ class OnnxClassifier:
         self.image_size = metadata["image_size"]
         self.window = _as_window(metadata["window"])
         self.input_units = metadata["input_units"]
+        self.threshold_ = metadata.get("threshold")
+        self.pos_label_ = metadata.get("pos_label")
         aggregation = metadata.get("patient_aggregation", {})
         self.patient_aggregation = aggregation.get("method", "mean")
         self.patient_top_k = aggregation.get("top_k", 5)
@@ -163,7 +169,7 @@ class OnnxClassifier:
         return np.concatenate(out)
 
     def predict(self, X):
-        """The most probable class of each image.
+        """The class of each image: the most probable, or as ``threshold_`` decides.
 
         Parameters
         ----------
@@ -173,7 +179,7 @@ class OnnxClassifier:
         -------
         y : ndarray of shape (n_samples,)
         """
-        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+        return decide(self.predict_proba(X), self.classes_, self.threshold_, self.pos_label_)
 
 
 def load_onnx(path, *, n_threads=None, providers=None):

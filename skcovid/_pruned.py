@@ -15,6 +15,7 @@ from . import _engine
 from ._base import BaseCNNClassifier
 from ._classifier import TransferCNNClassifier
 from ._data import ImageDataset, check_images
+from ._decision import validation_check
 from ._distillation import Distillation
 from ._training import batches_per_epoch
 from ._window import n_channels
@@ -49,7 +50,9 @@ class PrunedCNNClassifier(BaseCNNClassifier):
     Parameters
     ----------
     estimator : TransferCNNClassifier or None, default=None
-        The classifier to prune; ``None`` means ``TransferCNNClassifier()``.
+        The classifier to prune; ``None`` means ``TransferCNNClassifier()``. Its
+        ``calibration`` and ``target_sensitivity`` are fitted again on the
+        pruned network, on the same validation split.
     pruner : StructuredPruner, MagnitudePruner or None, default=None
         The pruning stage; ``None`` means ``StructuredPruner()``.
     finetune_epochs : int, default=5
@@ -213,6 +216,7 @@ class PrunedCNNClassifier(BaseCNNClassifier):
         settings = {**estimator.get_params(deep=False), "validation_fraction": validation_fraction,
                     # Early stopping is off so that the final sparsity is the one asked.
                     "early_stopping": None, "lr": self.finetune_lr, "checkpoint_dir": None}
+        validation_check(estimator, validation_fraction)
         train_idx, _ = _engine.validation_split(
             y, validation_fraction, check_random_state(estimator.random_state), groups)
         data = (images, y, y_encoded, groups, train_idx)
@@ -236,6 +240,8 @@ class PrunedCNNClassifier(BaseCNNClassifier):
                 "n_nonzero_params": count_nonzero_params(module),
                 "train_acc": history[-1].get("train_acc") if history else None})
         estimator.net_ = net
+        # The estimator's temperature and threshold were fitted to the unpruned network.
+        self._fit_decision(estimator, images, y_encoded, np.setdiff1d(np.arange(len(y)), train_idx))
 
         self.n_params_ = count_params(module)
         self.n_nonzero_params_ = count_nonzero_params(module)

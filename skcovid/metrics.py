@@ -307,8 +307,12 @@ def one_vs_rest(y_true, proba, classes, pos_label=None):
     return y, np.column_stack([score, proba.sum(axis=1) - score]), [pos_label, rest]
 
 
-def _binary_predictions(y_true, proba, classes, pos_label):
-    """Check binary predictions; return the positive class, truth, prediction and score."""
+def _binary_predictions(y_true, proba, classes, pos_label, threshold=None):
+    """Check binary predictions; return the positive class, truth, prediction and score.
+
+    The prediction is the most probable class, or, with ``threshold``, the
+    positive class where its probability is at least ``threshold``.
+    """
     if len(classes) > 2 and np.ndim(proba) == 2 and np.shape(proba)[1] == len(classes):
         unknown = sorted(set(np.asarray(y_true).tolist()) - set(np.asarray(classes).tolist()), key=str)
         if unknown:
@@ -336,7 +340,8 @@ def _binary_predictions(y_true, proba, classes, pos_label):
     if pos_label not in classes:
         raise ValueError(f"pos_label {pos_label!r} is not one of the classes {classes}.")
     score = proba[:, classes.index(pos_label)]
-    return pos_label, y_true == pos_label, y_pred == pos_label, score
+    pred_pos = y_pred == pos_label if threshold is None else score >= threshold
+    return pos_label, y_true == pos_label, pred_pos, score
 
 
 def diagnostic_scores(estimator, X, y, *, pos_label=None):
@@ -374,7 +379,7 @@ def diagnostic_scores(estimator, X, y, *, pos_label=None):
 
 
 def bootstrap_scores(y_true, proba, classes, *, pos_label=None, n_bootstraps=1000,
-                     confidence_level=0.95, random_state=0, groups=None):
+                     confidence_level=0.95, random_state=0, groups=None, threshold=None):
     """The metrics of held-out predictions, with percentile-bootstrap confidence intervals.
 
     The evaluated samples are resampled with replacement ``n_bootstraps``
@@ -402,6 +407,9 @@ def bootstrap_scores(y_true, proba, classes, *, pos_label=None, n_bootstraps=100
         Seeds the resampling.
     groups : array-like of shape (n_samples,) or None, default=None
         The patient of each sample: resample patients, not samples.
+    threshold : float or None, default=None
+        Predict the positive class where its probability is at least this
+        (a classifier's ``threshold_``) instead of the most probable class.
 
     Returns
     -------
@@ -432,7 +440,7 @@ def bootstrap_scores(y_true, proba, classes, *, pos_label=None, n_bootstraps=100
     True
     """
     check_bootstrap(n_bootstraps, confidence_level)
-    pos_label, is_pos, pred_pos, score = _binary_predictions(y_true, proba, classes, pos_label)
+    pos_label, is_pos, pred_pos, score = _binary_predictions(y_true, proba, classes, pos_label, threshold)
     point = _binary_scores(is_pos, pred_pos, score)
     intervals = bootstrap(lambda idx: _binary_scores(is_pos[idx], pred_pos[idx], score[idx]), len(is_pos),
                           n_bootstraps=n_bootstraps, confidence_level=confidence_level,

@@ -34,6 +34,7 @@ from sklearn.metrics import classification_report, confusion_matrix
 from sklearn.utils.validation import check_is_fitted
 
 from . import _report_html, _report_plots
+from ._decision import decide, decision_of
 from ._fitted import final_estimator
 from ._patients import aggregate, aggregation_of, patient_labels
 from ._persistence import atomic_write, jsonable
@@ -105,6 +106,11 @@ class EvaluationReport:
         The patients' probabilities, in the order of ``np.unique`` of
         ``groups`` as strings (what :meth:`skcovid.TransferCNNClassifier.predict_patients`
         gives); ``None`` averages each patient's slices.
+    threshold : float or None, default=None
+        Predict the positive class where its probability is at least this (a
+        classifier's ``threshold_``, chosen on validation data for a target
+        sensitivity); ``None`` predicts the most probable class. The
+        patient-level report predicts the most probable class.
 
     Attributes
     ----------
@@ -114,7 +120,9 @@ class EvaluationReport:
         ``roc_auc``): ``value``, ``ci_low`` and ``ci_high``, as
         :func:`skcovid.metrics.bootstrap_scores` computes them.
     y_pred : ndarray of shape (n_samples,)
-        Predicted labels (the most probable class).
+        Predicted labels (the most probable class, or as ``threshold`` says).
+    threshold : float or None
+        The decision threshold on P(positive) the predictions used.
     confusion_matrix : ndarray of shape (2, 2)
         Rows are true classes, columns predicted classes, both in the order of
         ``labels``: the positive class first.
@@ -137,11 +145,11 @@ class EvaluationReport:
 
     def __init__(self, y_true, proba, classes, *, pos_label=None, n_bootstraps=1000,
                  confidence_level=0.95, random_state=0, history=(), pruned_at_epoch=None,
-                 pruning=None, model="", groups=None, patient_proba=None):
+                 pruning=None, model="", groups=None, patient_proba=None, threshold=None):
         # Checks the input, finds the positive class and computes every number shown.
         resampling = dict(pos_label=pos_label, n_bootstraps=n_bootstraps, confidence_level=confidence_level,
                           random_state=random_state, groups=groups)
-        scores = bootstrap_scores(y_true, proba, classes, **resampling)
+        scores = bootstrap_scores(y_true, proba, classes, threshold=threshold, **resampling)
         self.calibration = bootstrap_calibration(y_true, proba, classes, **resampling)
         self.operating_points = bootstrap_operating_points(y_true, proba, classes, **resampling)
         self.patients = None
@@ -160,11 +168,12 @@ class EvaluationReport:
         self.classes = classes
         self.y_true = y_true
         self.proba = proba
-        self.y_pred = class_array[proba.argmax(axis=1)]
         self.pos_label = jsonable(scores["pos_label"])
         self.neg_label = jsonable(next(c for c in classes if c != self.pos_label))
         self.labels = [self.pos_label, self.neg_label]
         self.score = proba[:, classes.index(self.pos_label)]
+        self.threshold = None if threshold is None else float(threshold)
+        self.y_pred = decide(proba, class_array, self.threshold, scores["pos_label"])
         self.n_bootstraps = int(n_bootstraps)
         self.confidence_level = float(confidence_level)
         self.random_state = random_state
@@ -228,6 +237,9 @@ class EvaluationReport:
                              for k in ("sensitivity", "specificity")}, "threshold": clean(point["threshold"]),
                  "rule": "predicted positive when P(positive) >= threshold"}
                 for point in self.operating_points],
+            "decision": ("most probable class" if self.threshold is None
+                         else f"P({self.pos_label}) >= {self.threshold:.6g}"),
+            "threshold": self.threshold,
             "confidence_level": self.confidence_level,
             "n_bootstraps": self.n_bootstraps,
             "bootstrap_random_state": (self.random_state
@@ -259,6 +271,9 @@ class EvaluationReport:
         lines = [f"{len(self.y_true)} {unit} ({counts}); positive class {self.pos_label}"]
         if self.patients is not None:
             lines[0] = f"slice level: {lines[0]} (intervals resample patients)"
+        if self.threshold is not None:
+            lines.append(f"{'Decision':>36}: P({self.pos_label}) >= {self.threshold:.4f} (the model's "
+                         "threshold, chosen on its validation split)")
         for name in METRICS:
             lines.append(f"{self._title(name):>36}: {self.metrics[name]['value']:.4f}  "
                          f"{pct}% CI {self._ci(name)}")
@@ -416,9 +431,12 @@ def evaluate(estimator, X, y, *, pos_label=None, n_bootstraps=1000, confidence_l
     patient_proba = None
     if groups is not None:
         _, patient_proba = aggregate(proba, groups, estimator.classes_, **aggregation_of(estimator))
+    threshold, threshold_label = decision_of(estimator)
+    if threshold is not None and pos_label not in (None, threshold_label):
+        threshold = None  # the model's threshold is on another class's probability
     return EvaluationReport(
-        y, proba, estimator.classes_, pos_label=pos_label, n_bootstraps=n_bootstraps,
-        confidence_level=confidence_level, random_state=random_state, history=history,
-        pruned_at_epoch=pruned_at, pruning=_pruning_summary(estimator), model=repr(estimator),
-        groups=groups, patient_proba=patient_proba,
+        y, proba, estimator.classes_, pos_label=pos_label if threshold is None else threshold_label,
+        n_bootstraps=n_bootstraps, confidence_level=confidence_level, random_state=random_state,
+        history=history, pruned_at_epoch=pruned_at, pruning=_pruning_summary(estimator),
+        model=repr(estimator), groups=groups, patient_proba=patient_proba, threshold=threshold,
     )

@@ -86,6 +86,23 @@ def test_train_split_blocked_keeps_consecutive_slices_together(data_dir, tmp_pat
     assert stdout.count("(folds: ") == 6
 
 
+def test_train_target_sensitivity_stores_a_threshold_evaluate_and_predict_use(data_dir, image_folder, tmp_path,
+                                                                              capsys):
+    X, _ = image_folder
+    args = [*FAST_ARGS[:FAST_ARGS.index("--validation-fraction")], "-q"]
+    out = tmp_path / "m.skcovid"
+    status, stdout, _ = run(capsys, "train", data_dir, "--out", out, "--target-sensitivity", "0.9",
+                            "--calibration", "temperature", "--validation-fraction", "0.25", *args)
+    assert status == 0 and "Decision: P(COVID) >= " in stdout
+    model = load_model(out)
+    assert model.threshold_ is not None and model.temperature_ > 0
+    status, stdout, _ = run(capsys, "evaluate", out, data_dir, "--n-bootstraps", "20", "-q")
+    assert status == 0 and f"Decision: P(COVID) >= {model.threshold_:.4f}" in stdout
+    status, stdout, _ = run(capsys, "predict", out, *X[:4], "-q")
+    labels = [line.split("\t")[0] for line in stdout.strip().splitlines()[1:]]
+    assert labels == model.predict(np.asarray(X[:4], dtype=object)).tolist()
+
+
 def test_train_cross_validates_and_prunes(data_dir, tmp_path, capsys):
     out = tmp_path / "pruned.joblib"
     status, stdout, _ = run(capsys, "train", data_dir, "--out", out, "--cv", "3",

@@ -1,0 +1,135 @@
+"""From probabilities to decisions: temperature scaling and a threshold for a target sensitivity.
+
+Both are fitted at the end of ``fit`` on the validation split (images the
+network did not train on), and both live on the classifier that owns the
+network (``estimator_`` of a pruned one, refitted after pruning).
+"""
+
+import numpy as np
+
+#: Temperatures searched by :func:`fit_temperature`.
+_TEMPERATURES = (0.05, 20.0)
+
+
+def scale(proba, temperature):
+    """Probabilities under a temperature: ``softmax(logits / T)``.
+
+    ``log(proba)`` differs from the logits by a constant per row, which the
+    softmax cancels, so the probabilities are enough.
+
+    Parameters
+    ----------
+    proba : ndarray of shape (n_samples, n_classes)
+    temperature : float
+
+    Returns
+    -------
+    proba : ndarray of shape (n_samples, n_classes), float64
+    """
+    if temperature == 1.0:
+        return proba
+    z = np.log(np.clip(proba, np.finfo(np.float64).tiny, None)) / temperature
+    z -= z.max(axis=1, keepdims=True)
+    scaled = np.exp(z)
+    return scaled / scaled.sum(axis=1, keepdims=True)
+
+
+def fit_temperature(proba, y_encoded):
+    """The temperature that minimises the negative log-likelihood of ``y_encoded``.
+
+    Guo et al. (2017): one scalar ``T`` divides every logit; the ranking, and
+    so the ROC curve, stays the same.
+
+    Parameters
+    ----------
+    proba : ndarray of shape (n_samples, n_classes)
+        Validation probabilities at temperature 1.
+    y_encoded : ndarray of int of shape (n_samples,)
+
+    Returns
+    -------
+    temperature : float
+        In ``[0.05, 20]``.
+    """
+    from scipy.optimize import minimize_scalar
+
+    rows = np.arange(len(y_encoded))
+
+    def nll(log_t):
+        return -np.mean(np.log(np.clip(scale(proba, np.exp(log_t))[rows, y_encoded], 1e-300, None)))
+
+    result = minimize_scalar(nll, bounds=np.log(_TEMPERATURES), method="bounded",
+                             options={"xatol": 1e-4})
+    return float(np.exp(result.x))
+
+
+def fit_decision(classifier, proba, y_encoded):
+    """Set ``temperature_``, ``threshold_`` and ``pos_label_`` of a fitted classifier.
+
+    Parameters
+    ----------
+    classifier : TransferCNNClassifier
+        Reads ``calibration``, ``target_sensitivity`` and ``classes_``.
+    proba : ndarray of shape (n_samples, n_classes) or None
+        The validation split's probabilities at temperature 1; None when
+        neither setting is on.
+    y_encoded : ndarray of int of shape (n_samples,) or None
+    """
+    from .metrics import resolve_pos_label, specificity_at_sensitivity
+
+    classifier.temperature_, classifier.threshold_, classifier.pos_label_ = 1.0, None, None
+    if classifier.calibration == "temperature":
+        classifier.temperature_ = fit_temperature(proba, y_encoded)
+    if classifier.target_sensitivity is not None:
+        classes = classifier.classes_
+        proba = scale(proba, classifier.temperature_)
+        y_true = classes[y_encoded]
+        pos_label = resolve_pos_label(y_true, classes[proba.argmax(axis=1)])
+        column = classes.tolist().index(pos_label)
+        point = specificity_at_sensitivity(y_true, proba[:, column], classifier.target_sensitivity,
+                                           pos_label=pos_label)
+        classifier.threshold_ = float(min(point.threshold, 1.0))
+        classifier.pos_label_ = pos_label
+
+
+def decide(proba, classes, threshold, pos_label):
+    """Class labels from probabilities: P(pos_label) >= threshold, or the most probable class.
+
+    Parameters
+    ----------
+    proba : ndarray of shape (n_samples, n_classes)
+    classes : ndarray of shape (n_classes,)
+    threshold : float or None
+    pos_label : label or None
+
+    Returns
+    -------
+    y_pred : ndarray of shape (n_samples,)
+    """
+    if threshold is None:
+        return classes[np.argmax(proba, axis=1)]
+    column = list(classes).index(pos_label)
+    return np.where(proba[:, column] >= threshold, classes[column], classes[1 - column])
+
+
+def decision_of(model):
+    """``(threshold_, pos_label_)`` of a fitted classifier, Pipeline, search or ONNX model, else ``(None, None)``."""
+    from ._fitted import final_estimator
+
+    owner = final_estimator(model)
+    owner = getattr(owner, "estimator_", owner)
+    return getattr(owner, "threshold_", None), getattr(owner, "pos_label_", None)
+
+
+def validation_check(classifier, validation_fraction):
+    """Refuse, before training, a calibration or threshold that would have no validation split."""
+    wanted = [name for name, on in (("calibration='temperature'", classifier.calibration is not None),
+                                    (f"target_sensitivity={classifier.target_sensitivity}",
+                                     classifier.target_sensitivity is not None)) if on]
+    if wanted and validation_fraction is None:
+        raise ValueError(f"{' and '.join(wanted)} is fitted on the validation split, but there is none "
+                         f"(validation_fraction={classifier.validation_fraction!r}); set "
+                         "validation_fraction to a fraction such as 0.2.")
+    if classifier.target_sensitivity is not None and len(classifier.classes_) != 2:
+        raise ValueError(f"target_sensitivity needs two classes; got {len(classifier.classes_)}: "
+                         f"{classifier.classes_.tolist()}.")
