@@ -186,6 +186,11 @@ class TransferCNNClassifier(BaseCNNClassifier):
     patient_threshold : float, default=0.5
         Suspicion from which a slice votes for a disease with
         ``patient_aggregation="fraction"``.
+    label_smoothing : float, default=0.0
+        Label smoothing of the training cross-entropy (Szegedy et al. 2016):
+        the targets put ``1 - label_smoothing`` on the true class and spread
+        ``label_smoothing`` evenly over all classes, which keeps a network
+        from growing overconfident on near-duplicate slices.
     calibration : {"temperature"} or None, default=None
         ``"temperature"`` divides the logits by one temperature fitted, after
         training, on the validation split (Guo et al. 2017), so that
@@ -270,6 +275,7 @@ class TransferCNNClassifier(BaseCNNClassifier):
         patient_aggregation="mean",
         patient_top_k=5,
         patient_threshold=0.5,
+        label_smoothing=0.0,
         calibration=None,
         target_sensitivity=None,
     ):
@@ -305,6 +311,7 @@ class TransferCNNClassifier(BaseCNNClassifier):
         self.patient_aggregation = patient_aggregation
         self.patient_top_k = patient_top_k
         self.patient_threshold = patient_threshold
+        self.label_smoothing = label_smoothing
         self.calibration = calibration
         self.target_sensitivity = target_sensitivity
 
@@ -347,6 +354,7 @@ class TransferCNNClassifier(BaseCNNClassifier):
         "patient_aggregation": [StrOptions(set(AGGREGATIONS))],
         "patient_top_k": [Interval(Integral, 1, None, closed="left")],
         "patient_threshold": [Interval(Real, 0, 1, closed="both")],
+        "label_smoothing": [Interval(Real, 0, 1, closed="left")],
         "calibration": [StrOptions({"temperature"}), None],
         "target_sensitivity": [Interval(Real, 0, 1, closed="right"), None],
     }

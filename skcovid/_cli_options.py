@@ -116,6 +116,7 @@ MODEL_OPTIONS = (
     _Option("optimizer", "--optimizer", str, "training"),
     _Option("lr_schedule", "--lr-schedule", _value(str, none=None), "training"),
     _Option("augment", "--augment", _value(str, none=None), "training"),
+    _Option("label_smoothing", "--label-smoothing", float, "training"),
     _Option("class_weight", "--class-weight", _value(str, none=None), "training",
             "{none,balanced}"),
     _Option("early_stopping", "--early-stopping", _value(int, none=None, auto="auto"), "training",

@@ -252,6 +252,8 @@ def fit_network(build_module, images, y, y_encoded, classes, settings, *, groups
     if settings["class_weight"] is not None:
         weights = compute_class_weight(settings["class_weight"], classes=classes, y=y[train_idx])
         criterion_kwargs["criterion__weight"] = torch.as_tensor(weights, dtype=torch.float32)
+    if settings["label_smoothing"]:
+        criterion_kwargs["criterion__label_smoothing"] = float(settings["label_smoothing"])
     optimizer, optimizer_kwargs = resolve_optimizer(settings["optimizer"])
     callbacks = training_callbacks(
         lr=settings["lr"], lr_schedule=settings["lr_schedule"], max_epochs=max_epochs,

@@ -397,3 +397,10 @@ def test_pickle_and_joblib_round_trip(tmp_path, image_folder):
     joblib.dump(clf, tmp_path / "model.joblib")
     np.testing.assert_array_equal(joblib.load(tmp_path / "model.joblib").predict_proba(X), expected)
     np.testing.assert_array_equal(copy.deepcopy(clf).predict_proba(X), expected)
+
+
+def test_label_smoothing_reaches_the_criterion(image_folder):
+    X, y = image_folder
+    clf = TransferCNNClassifier(**{**FAST, "max_epochs": 1}, label_smoothing=0.1).fit(X, y)
+    assert clf.net_.criterion_.label_smoothing == 0.1
+    assert TransferCNNClassifier(**{**FAST, "max_epochs": 1}).fit(X, y).net_.criterion_.label_smoothing == 0.0
