@@ -1,0 +1,159 @@
+"""Point-of-care deployment: PyTorch fp32 vs ONNX Runtime fp32 vs ONNX Runtime INT8.
+
+For EfficientNet-Lite0 (its bundled ImageNet weights, fine-tuned), ResNet18 and
+ResNet34 (trained from random weights: their ImageNet weights cannot be
+downloaded here), each unpruned and structurally pruned (``StructuredPruner``
+at ``--ratio``, channel counts multiples of 8, then fine-tuned), on one
+stratified 80/20 split of the 2479 distinct SARS-CoV-2 slices (seed 0):
+
+- accuracy and ROC-AUC on the 20% test slices, for the same fitted model run
+  by PyTorch (``predict_proba``), by ONNX Runtime from ``export(...,
+  format="onnx")`` and by ONNX Runtime from ``export(..., quantize="int8",
+  calibration=...)`` (128 training slices, stratified, seed 0), read by
+  :func:`skcovid.load_onnx`;
+- batch-1 and batch-16 latency per image of the exported network (resize to
+  the input size, window, normalisation and softmax included) on
+  ``--threads`` threads, median of ``--repeats`` runs, the three runtimes
+  timed one right after the other in this process, and the speed-up over the
+  unpruned PyTorch fp32 model timed in the same round;
+- size on disk: the ``.pt2`` file (``torch.export``) for PyTorch, the ``.onnx``
+  files for ONNX Runtime.
+
+Usage::
+
+    python benchmarks/bench_deploy.py [--image-size 128] [--threads 2] [--models efficientnet_lite0 resnet18 resnet34]
+
+Prints a Markdown table (the one in docs/guide/deployment.md).
+"""
+
+import argparse
+import logging
+import os
+import statistics
+import tempfile
+import time
+
+import numpy as np
+import torch
+from _slices import machine, real_slices
+from sklearn.metrics import accuracy_score, roc_auc_score
+from sklearn.model_selection import train_test_split
+
+from skcovid import PrunedCNNClassifier, TransferCNNClassifier, export, load_onnx
+from skcovid._export import DeployableNet
+from skcovid._fitted import fitted_network
+from skcovid.pruning import StructuredPruner, count_flops
+
+#: Training settings per backbone, fixed before any run (not tuned on the test slices).
+RECIPES = {
+    "efficientnet_lite0": dict(weights="DEFAULT", lr=3e-4, max_epochs=4),
+    "resnet18": dict(weights=None, lr=1e-3, max_epochs=3),
+    "resnet34": dict(weights=None, lr=1e-3, max_epochs=3),
+}
+
+
+def _median_seconds(run, repeats):
+    for _ in range(3):
+        run()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _latencies(runners, size, repeats):
+    """Median seconds per image of each runner, batch 1 then 16, timed back to back."""
+    out = {name: [] for name in runners}
+    for batch in (1, 16):
+        x = np.random.RandomState(0).rand(batch, 1, size, size).astype(np.float32)
+        for name, run in runners.items():
+            out[name].append(_median_seconds(lambda: run(x), repeats) / batch)
+    return out
+
+
+def _torch_runner(estimator):
+    classifier, network, image_size = fitted_network(estimator)
+    model = DeployableNet(network, image_size, classifier.window).eval()
+
+    def run(x):
+        with torch.inference_mode():
+            return model(torch.from_numpy(x))
+    return run
+
+
+def _onnx_runner(model):
+    return lambda x: model.session.run(None, {"image": x})
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--image-size", type=int, default=128)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--ratio", type=float, default=0.4,
+                        help="StructuredPruner ratio (0.4 removes about 60%% of the FLOPs)")
+    parser.add_argument("--finetune-epochs", type=int, default=2)
+    parser.add_argument("--models", nargs="+", default=list(RECIPES))
+    parser.add_argument("--n-slices", type=int, default=None, help="a stratified sample (a quick check)")
+    parser.add_argument("--data-dir", default=None)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    logging.getLogger().setLevel(logging.ERROR)  # ONNX Runtime's quantiser logs per tensor
+    X, y = real_slices(args.n_slices, data_dir=args.data_dir)
+    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.2, stratify=y, random_state=0)
+    X_calib, _, _, _ = train_test_split(X_train, y_train, train_size=128, stratify=y_train, random_state=0)
+    positive = "COVID"
+    print(f"{machine()}; image {args.image_size} px; {len(X_train)} training / {len(X_test)} test "
+          f"slices (stratified 80/20, seed 0); {args.threads} threads; structured ratio {args.ratio}\n")
+    print("| model | pruning | runtime | accuracy | ROC-AUC | size (MB) | ms/image b1 | ms/image b16 "
+          "| speed-up b1 | speed-up b16 |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    folder = tempfile.mkdtemp(prefix="bench_deploy_")
+    shape = (1, 1, args.image_size, args.image_size)
+    for name in args.models:
+        start = time.perf_counter()
+        dense = TransferCNNClassifier(
+            backbone=name, freeze="none", image_size=args.image_size, batch_size=32, augment=None,
+            validation_fraction=None, early_stopping=None, random_state=0, **RECIPES[name],
+        ).fit(X_train, y_train)
+        pruned = PrunedCNNClassifier(
+            dense, StructuredPruner(ratio=args.ratio, round_to=8), finetune_epochs=args.finetune_epochs,
+            finetune_lr=RECIPES[name]["lr"] / 3, prefit=True).fit(X_train, y_train)
+        fit_s = time.perf_counter() - start
+        reference = None
+        for label, estimator in (("none", dense), (f"structured {args.ratio}", pruned)):
+            stem = os.path.join(folder, f"{name}-{label.split()[0]}")
+            files = {"PyTorch fp32": export(estimator, stem + ".pt2"),
+                     "ORT fp32": export(estimator, stem + ".onnx")}
+            files["ORT INT8"] = export(estimator, stem + "-int8.onnx", quantize="int8", calibration=X_calib)
+            onnx_models = {k: load_onnx(files[k], n_threads=args.threads) for k in ("ORT fp32", "ORT INT8")}
+            probas = {"PyTorch fp32": estimator.predict_proba(X_test)}
+            probas.update({k: m.predict_proba(X_test) for k, m in onnx_models.items()})
+            runners = {"PyTorch fp32": _torch_runner(estimator)}
+            runners.update({k: _onnx_runner(m) for k, m in onnx_models.items()})
+            if reference is None:
+                reference = runners["PyTorch fp32"]
+            else:  # the unpruned PyTorch model, timed in the same round as these
+                runners = {"reference": reference, **runners}
+            times = _latencies(runners, args.image_size, args.repeats)
+            base = times.get("reference", times["PyTorch fp32"])
+            _, network, _ = fitted_network(estimator)
+            gflops = count_flops(network, shape) / 1e9
+            for runtime in ("PyTorch fp32", "ORT fp32", "ORT INT8"):
+                proba = probas[runtime]
+                column = list(estimator.classes_).index(positive)
+                predicted = estimator.classes_[proba.argmax(axis=1)]
+                ms = [1e3 * t for t in times[runtime]]
+                print(f"| {name} ({gflops:.2f} GFLOPs) | {label} | {runtime} "
+                      f"| {accuracy_score(y_test, predicted):.4f} "
+                      f"| {roc_auc_score(y_test == positive, proba[:, column]):.4f} "
+                      f"| {os.path.getsize(files[runtime]) / 1e6:.2f} | {ms[0]:.2f} | {ms[1]:.2f} "
+                      f"| {base[0] / times[runtime][0]:.2f} | {base[1] / times[runtime][1]:.2f} |",
+                      flush=True)
+        print(f"<!-- {name}: training and pruning took {fit_s:.0f} s -->", flush=True)
+
+
+if __name__ == "__main__":
+    main()
