@@ -33,6 +33,8 @@ from skcovid.pruning import (
 
 MODELS = {"efficientnet_lite0": "DEFAULT", "resnet18": None, "resnet34": None}
 RATIOS = (0.25, 0.32, 0.5)
+#: FLOPs targets (``StructuredPruner(target_flops=...)``): 0.4 is 60% fewer FLOPs.
+TARGET_FLOPS = (0.4,)
 SPARSITIES = (0.5, 0.7, 0.9)
 
 
@@ -75,8 +77,12 @@ def main():
         print(f"| {name} | none | {flops0 / 1e9:.3f} | {params0 / 1e6:.2f} | {size0 / 2**20:.2f} "
               f"| - | - | {dense_ms[0]:.1f} | {dense_ms[1]:.1f} | 1.00 | 1.00 |")
         x = torch.rand(8, 1, size, size)
-        for ratio in RATIOS:
-            pruned = StructuredPruner(ratio=ratio, round_to=8).fit(dense, x).transform(dense).eval()
+        pruners = [(f"structured {ratio}", StructuredPruner(ratio=ratio, round_to=8)) for ratio in RATIOS]
+        pruners += [(f"structured, {target:.0%} of FLOPs kept", StructuredPruner(target_flops=target, round_to=8))
+                    for target in TARGET_FLOPS]
+        for label, pruner in pruners:
+            pruner.fit(dense, x)
+            pruned = pruner.transform(dense).eval()
             flops, params = count_flops(pruned, shape), count_params(pruned)
             pruned_ms, speedups = [], []
             for batch in (1, 16):
@@ -85,7 +91,8 @@ def main():
                 t_pruned = latency(pruned, batch, size, args.repeats)
                 pruned_ms.append(1e3 * t_pruned)
                 speedups.append(t_dense / t_pruned)
-            print(f"| {name} | structured {ratio} | {flops / 1e9:.3f} | {params / 1e6:.2f} | "
+            label += "" if pruner.ratio is not None else f" (ratio {pruner.ratio_:.4f})"
+            print(f"| {name} | {label} | {flops / 1e9:.3f} | {params / 1e6:.2f} | "
                   f"{serialized_size(pruned, sparse=False) / 2**20:.2f} | {100 * (1 - flops / flops0):.1f}% | "
                   f"{100 * (1 - params / params0):.1f}% | {pruned_ms[0]:.1f} | {pruned_ms[1]:.1f} | "
                   f"{speedups[0]:.2f} | {speedups[1]:.2f} |")
