@@ -42,7 +42,7 @@ def _calibration_rows(is_pos, score, n_bins):
     }
 
 
-def _positive_scores(y_true, y_score, pos_label):
+def positive_scores(y_true, y_score, pos_label):
     """Check labels and 1-d scores of the positive class; return (is_pos, score, pos_label)."""
     from .metrics import resolve_pos_label
 
@@ -97,7 +97,7 @@ def expected_calibration_error(y_true, y_proba, *, n_bins=10, pos_label=None):
     0.15
     """
     _check_n_bins(n_bins)
-    is_pos, score, _ = _positive_scores(y_true, y_proba, pos_label)
+    is_pos, score, _ = positive_scores(y_true, y_proba, pos_label)
     if np.any((score < 0) | (score > 1)):
         raise ValueError("y_proba must be probabilities, in [0, 1].")
     return float(_calibration_rows(is_pos, score, n_bins)["ece"][0])
@@ -198,7 +198,7 @@ def sensitivity_at_specificity(y_true, y_score, specificity, *, pos_label=None):
     >>> sensitivity_at_specificity(y, [0.9, 0.8, 0.6, 0.3, 0.7, 0.4, 0.2, 0.1], 0.9)
     OperatingPoint(sensitivity=0.5, specificity=1.0, threshold=0.8)
     """
-    is_pos, score, _ = _positive_scores(y_true, y_score, pos_label)
+    is_pos, score, _ = positive_scores(y_true, y_score, pos_label)
     return _operating_points(is_pos, score, [_check_target(specificity, "specificity")], [])[0]
 
 
@@ -239,7 +239,7 @@ def specificity_at_sensitivity(y_true, y_score, sensitivity, *, pos_label=None):
     >>> specificity_at_sensitivity(y, [0.9, 0.8, 0.6, 0.3, 0.7, 0.4, 0.2, 0.1], 0.9)
     OperatingPoint(sensitivity=1.0, specificity=0.5, threshold=0.3)
     """
-    is_pos, score, _ = _positive_scores(y_true, y_score, pos_label)
+    is_pos, score, _ = positive_scores(y_true, y_score, pos_label)
     return _operating_points(is_pos, score, [], [_check_target(sensitivity, "sensitivity")])[0]
 
 
@@ -284,11 +284,11 @@ def bootstrap_calibration(y_true, proba, classes, *, pos_label=None, n_bins=10, 
         ``ci_high`` (None when ``n_bootstraps`` is 0); ``n_bins``; and
         ``pos_label``.
     """
-    from .metrics import _binary_predictions
+    from ._scoring import binary_predictions
 
     check_bootstrap(n_bootstraps, confidence_level)
     _check_n_bins(n_bins)
-    pos_label, is_pos, _, score = _binary_predictions(y_true, proba, classes, pos_label)
+    pos_label, is_pos, _, score = binary_predictions(y_true, proba, classes, pos_label)
     point = _calibration_rows(is_pos, score, n_bins)
     intervals = bootstrap(lambda idx: _calibration_rows(is_pos[idx], score[idx], n_bins), len(is_pos),
                           n_bootstraps=n_bootstraps, confidence_level=confidence_level,
@@ -341,13 +341,13 @@ def bootstrap_operating_points(y_true, proba, classes, *, pos_label=None, specif
         ``ci_high``) and ``threshold`` (the probability of the positive class
         from which a sample is called positive; ``inf`` when none is).
     """
-    from .metrics import _binary_predictions
+    from ._scoring import binary_predictions
 
     check_bootstrap(n_bootstraps, confidence_level)
     specificities = [_check_target(s, "specificity") for s in specificities]
     sensitivities = [_check_target(s, "sensitivity") for s in sensitivities]
     targets = [("specificity", s) for s in specificities] + [("sensitivity", s) for s in sensitivities]
-    _, is_pos, _, score = _binary_predictions(y_true, proba, classes, pos_label)
+    _, is_pos, _, score = binary_predictions(y_true, proba, classes, pos_label)
 
     def statistic(idx):  # resamples without a class give NaN, and are left out
         rows = _operating_point_rows(is_pos[idx], score[idx], specificities, sensitivities)

@@ -78,24 +78,24 @@ def _mcnemar(correct_a, correct_b):
 
 def _paired_predictions(y_true, proba_a, proba_b, classes, pos_label):
     """The positive class, truth, both models' positive predictions and scores."""
-    from ._calibration import _positive_scores
-    from .metrics import _binary_predictions
+    from ._calibration import positive_scores
+    from ._scoring import binary_predictions
 
     proba_a, proba_b = np.asarray(proba_a, dtype=np.float64), np.asarray(proba_b, dtype=np.float64)
     if proba_a.shape != proba_b.shape or proba_a.ndim not in (1, 2):
         raise ValueError(f"proba_a and proba_b must be of one shape, (n_samples,) or (n_samples, n_classes); "
                          f"got {proba_a.shape} and {proba_b.shape}.")
     if proba_a.ndim == 1:
-        is_pos, score_a, pos_label = _positive_scores(y_true, proba_a, pos_label)
-        _, score_b, _ = _positive_scores(y_true, proba_b, pos_label)
+        is_pos, score_a, pos_label = positive_scores(y_true, proba_a, pos_label)
+        _, score_b, _ = positive_scores(y_true, proba_b, pos_label)
         return pos_label, is_pos, (score_a >= 0.5, score_b >= 0.5), (score_a, score_b)
     if classes is None:
         classes = unique_labels(y_true)
         if len(classes) != proba_a.shape[1]:
             raise ValueError(f"y_true has {len(classes)} labels and proba {proba_a.shape[1]} columns: pass "
                              "classes=..., the labels of the columns (the models' classes_).")
-    pos_label, is_pos, pred_a, score_a = _binary_predictions(y_true, proba_a, classes, pos_label)
-    _, _, pred_b, score_b = _binary_predictions(y_true, proba_b, classes, pos_label)
+    pos_label, is_pos, pred_a, score_a = binary_predictions(y_true, proba_a, classes, pos_label)
+    _, _, pred_b, score_b = binary_predictions(y_true, proba_b, classes, pos_label)
     return pos_label, is_pos, (pred_a, pred_b), (score_a, score_b)
 
 
@@ -184,19 +184,20 @@ def compare(y_true, proba_a, proba_b, *, pos_label=None, classes=None, n_bootstr
     >>> result["mcnemar"]["method"], result["mcnemar"]["n_only_a_correct"]
     ('exact binomial', 3)
     """
-    from .metrics import METRICS, _binary_scores
+    from ._scoring import binary_scores
+    from .metrics import METRICS
 
     check_bootstrap(n_bootstraps, confidence_level)
     pos_label, is_pos, (pred_a, pred_b), (score_a, score_b) = _paired_predictions(
         y_true, proba_a, proba_b, classes, pos_label)
     delong = _delong(is_pos, np.stack([score_a, score_b]), confidence_level)
     mcnemar = _mcnemar(pred_a == is_pos, pred_b == is_pos)
-    point_a = _binary_scores(is_pos, pred_a, score_a)
-    point_b = _binary_scores(is_pos, pred_b, score_b)
+    point_a = binary_scores(is_pos, pred_a, score_a)
+    point_b = binary_scores(is_pos, pred_b, score_b)
 
     def statistic(idx):
-        a = _binary_scores(is_pos[idx], pred_a[idx], score_a[idx])
-        b = _binary_scores(is_pos[idx], pred_b[idx], score_b[idx])
+        a = binary_scores(is_pos[idx], pred_a[idx], score_a[idx])
+        b = binary_scores(is_pos[idx], pred_b[idx], score_b[idx])
         return {name: a[name] - b[name] for name in METRICS}
 
     intervals = bootstrap(statistic, len(is_pos), n_bootstraps=n_bootstraps,

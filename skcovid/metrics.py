@@ -24,7 +24,6 @@ import re
 
 import numpy as np
 from imblearn.metrics import sensitivity_specificity_support
-from scipy.stats import rankdata
 from sklearn.metrics import f1_score, make_scorer, precision_score
 from sklearn.utils.multiclass import unique_labels
 
@@ -37,6 +36,7 @@ from ._calibration import (
 )
 from ._comparison import compare
 from ._resample import bootstrap, check_bootstrap, estimate
+from ._scoring import binary_predictions, binary_scores
 
 #: Names of the diagnostic metrics, in the order reports show them: the keys of
 #: :data:`SCORING`, of :func:`diagnostic_scores` and of :func:`bootstrap_scores`.
@@ -216,53 +216,6 @@ def make_scoring(pos_label=None):
     }
 
 
-def _divide(num, den, empty):
-    """``num / den`` elementwise, ``empty`` where ``den`` is 0."""
-    num, den = np.asarray(num, dtype=float), np.asarray(den, dtype=float)
-    out = np.full(np.broadcast(num, den).shape, empty, dtype=float)
-    np.divide(num, den, out=out, where=den > 0)
-    return out
-
-
-def _binary_scores(is_pos, pred_pos, score):
-    """The metrics of :data:`METRICS` along the last axis of truth, prediction and score arrays.
-
-    The one computation of the metrics for :func:`diagnostic_scores` and
-    :func:`bootstrap_scores`: 1-d arrays give the point estimates, 2-d arrays
-    (one row per bootstrap resample) give them all at once.
-
-    Parameters
-    ----------
-    is_pos, pred_pos : ndarray of bool
-        Whether each sample is of the positive class, and is predicted to be.
-    score : ndarray of float
-        The score (probability) of the positive class.
-
-    Returns
-    -------
-    scores : dict of str to ndarray
-        Sensitivity, specificity and ROC-AUC are NaN when a class is absent;
-        precision and F1 are 0 when undefined, as scikit-learn's functions give
-        them with ``zero_division=0``.
-    """
-    tp = np.sum(is_pos & pred_pos, axis=-1)
-    fp = np.sum(~is_pos & pred_pos, axis=-1)
-    fn = np.sum(is_pos & ~pred_pos, axis=-1)
-    tn = np.sum(~is_pos & ~pred_pos, axis=-1)
-    n_pos, n_neg = tp + fn, tn + fp
-    # Mann-Whitney: ties get their average rank, so the AUC counts them as 1/2.
-    ranks = rankdata(score, axis=-1)
-    rank_sum = np.sum(np.where(is_pos, ranks, 0.0), axis=-1)
-    return {
-        "accuracy": (tp + tn) / (n_pos + n_neg),
-        "sensitivity": _divide(tp, n_pos, np.nan),
-        "specificity": _divide(tn, n_neg, np.nan),
-        "precision": _divide(tp, tp + fp, 0.0),
-        "f1": _divide(2 * tp, 2 * tp + fp + fn, 0.0),
-        "roc_auc": _divide(rank_sum - n_pos * (n_pos + 1) / 2, n_pos * n_neg, np.nan),
-    }
-
-
 def one_vs_rest(y_true, proba, classes, pos_label=None):
     """A problem of more than two classes as the positive class against the rest.
 
@@ -307,43 +260,6 @@ def one_vs_rest(y_true, proba, classes, pos_label=None):
     return y, np.column_stack([score, proba.sum(axis=1) - score]), [pos_label, rest]
 
 
-def _binary_predictions(y_true, proba, classes, pos_label, threshold=None):
-    """Check binary predictions; return the positive class, truth, prediction and score.
-
-    The prediction is the most probable class, or, with ``threshold``, the
-    positive class where its probability is at least ``threshold``.
-    """
-    if len(classes) > 2 and np.ndim(proba) == 2 and np.shape(proba)[1] == len(classes):
-        unknown = sorted(set(np.asarray(y_true).tolist()) - set(np.asarray(classes).tolist()), key=str)
-        if unknown:
-            raise ValueError(f"y_true has labels {unknown} the model does not know ({list(classes)}).")
-        y_true, proba, classes = one_vs_rest(y_true, proba, classes, pos_label)
-    class_array = np.asarray(classes)
-    classes = class_array.tolist()
-    proba = np.asarray(proba, dtype=np.float64)
-    y_true = np.asarray(y_true)
-    if len(classes) != 2 or proba.ndim != 2 or proba.shape[1] != 2:
-        raise ValueError(
-            f"Only binary classification is supported; got classes {classes} and "
-            f"probabilities of shape {proba.shape}."
-        )
-    if len(y_true) != len(proba) or len(y_true) == 0:
-        raise ValueError(
-            f"y_true has {len(y_true)} labels and proba {len(proba)} rows; they must match "
-            "and not be empty."
-        )
-    unknown = sorted(set(y_true.tolist()) - set(classes), key=str)
-    if unknown:
-        raise ValueError(f"y_true has labels {unknown} the model does not know ({classes}).")
-    y_pred = class_array[proba.argmax(axis=1)]
-    pos_label = resolve_pos_label(y_true, y_pred, pos_label)
-    if pos_label not in classes:
-        raise ValueError(f"pos_label {pos_label!r} is not one of the classes {classes}.")
-    score = proba[:, classes.index(pos_label)]
-    pred_pos = y_pred == pos_label if threshold is None else score >= threshold
-    return pos_label, y_true == pos_label, pred_pos, score
-
-
 def diagnostic_scores(estimator, X, y, *, pos_label=None):
     """Accuracy, sensitivity, specificity, precision, F1 and ROC-AUC of a fitted classifier.
 
@@ -368,10 +284,10 @@ def diagnostic_scores(estimator, X, y, *, pos_label=None):
         taken as positive.
     """
     proba = estimator.predict_proba(X)
-    pos_label, is_pos, pred_pos, score = _binary_predictions(
+    pos_label, is_pos, pred_pos, score = binary_predictions(
         np.asarray(y, dtype=object), proba, np.asarray(estimator.classes_, dtype=object), pos_label
     )
-    scores = {name: float(value) for name, value in _binary_scores(is_pos, pred_pos, score).items()}
+    scores = {name: float(value) for name, value in binary_scores(is_pos, pred_pos, score).items()}
     for name in ("sensitivity", "specificity"):
         if np.isnan(scores[name]):
             scores[name] = 0.0
@@ -440,9 +356,9 @@ def bootstrap_scores(y_true, proba, classes, *, pos_label=None, n_bootstraps=100
     True
     """
     check_bootstrap(n_bootstraps, confidence_level)
-    pos_label, is_pos, pred_pos, score = _binary_predictions(y_true, proba, classes, pos_label, threshold)
-    point = _binary_scores(is_pos, pred_pos, score)
-    intervals = bootstrap(lambda idx: _binary_scores(is_pos[idx], pred_pos[idx], score[idx]), len(is_pos),
+    pos_label, is_pos, pred_pos, score = binary_predictions(y_true, proba, classes, pos_label, threshold)
+    point = binary_scores(is_pos, pred_pos, score)
+    intervals = bootstrap(lambda idx: binary_scores(is_pos[idx], pred_pos[idx], score[idx]), len(is_pos),
                           n_bootstraps=n_bootstraps, confidence_level=confidence_level,
                           random_state=random_state, groups=groups)
     scores = {name: estimate(point[name], intervals, name) for name in METRICS}

@@ -17,6 +17,8 @@ from sklearn.utils.validation import check_consistent_length, column_or_1d
 
 from ._imageio import as_paths
 
+__all__ = ["BlockedStratifiedKFold"]
+
 _ORDERS = ("natural", "given")
 
 

@@ -9,7 +9,7 @@ numpydoc_validate = pytest.importorskip("numpydoc.validate")
 
 #: The public modules; each lists its public names in ``__all__``.
 PUBLIC_MODULES = ("skcovid", "skcovid.datasets", "skcovid.explain", "skcovid.metrics",
-                  "skcovid.pruning", "skcovid.report")
+                  "skcovid.model_selection", "skcovid.pruning", "skcovid.report")
 #: The checks that must pass (numpydoc's codes). Left out, as in scikit-learn: RT02/PR07/RT03
 #: (named returns and self-explanatory descriptions are allowed), SA01, EX01, ES01 (See Also,
 #: Examples and an extended summary are welcome but not required), GL01/GL02 (blank lines).

@@ -13,10 +13,10 @@ from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_sc
 from sklearn.model_selection import StratifiedKFold, cross_validate
 
 import skcovid.metrics
+from skcovid._scoring import binary_scores
 from skcovid.metrics import (
     METRICS,
     SCORING,
-    _binary_scores,
     bootstrap_scores,
     diagnostic_scores,
     make_scoring,
@@ -272,7 +272,7 @@ def test_scoring_keys():
     assert METRICS == ("accuracy", "sensitivity", "specificity", "precision", "f1", "roc_auc")
     assert tuple(SCORING) == tuple(make_scoring(pos_label="COVID")) == METRICS
     y, proba = _random_predictions(np.random.RandomState(0), 30)
-    assert tuple(_binary_scores(y == "COVID", proba[:, 0] > 0.5, proba[:, 0])) == METRICS
+    assert tuple(binary_scores(y == "COVID", proba[:, 0] > 0.5, proba[:, 0])) == METRICS
     scores = bootstrap_scores(y, proba, ["COVID", "non-COVID"], n_bootstraps=0)
     assert tuple(scores) == (*METRICS, "pos_label")
     assert set(skcovid.metrics.__all__) >= {"METRICS", "bootstrap_scores", "diagnostic_scores"}
@@ -459,7 +459,7 @@ def test_bootstrap_scores_match_library_functions_per_resample():
     idx = rng.randint(0, 60, size=(20, 60))
     is_pos, score = y == "COVID", proba[:, 0]
     pred_pos = score > 0.5
-    resampled = _binary_scores(is_pos[idx], pred_pos[idx], score[idx])
+    resampled = binary_scores(is_pos[idx], pred_pos[idx], score[idx])
     for i, row in enumerate(idx):
         y_pred = np.where(pred_pos[row], "COVID", "non-COVID").astype(object)
         expected = _library_scores(y[row], y_pred, score[row], "COVID")
