@@ -54,17 +54,31 @@ def _predict_proba(estimator, X, *, quiet, chunk=256):
     return np.concatenate(proba)
 
 
-def _load_model(args, *, onnx=True):
+def _load_model(path, args, *, onnx=True):
+    """The model file at ``path`` (``--trust-pickle`` from ``args``), or an ONNX export when ``onnx``."""
     from ._persistence import load_model
 
-    if str(args.model).lower().endswith(".onnx"):
+    if str(path).lower().endswith(".onnx"):
         if not onnx:
-            raise CommandError(f"{args.model} is an ONNX export: '{args.command}' needs the model file "
+            raise CommandError(f"{path} is an ONNX export: '{args.command}' needs the model file "
                                "that 'skcovid train' or save_model wrote.")
         from ._onnx import load_onnx
 
-        return load_onnx(args.model)
-    return load_model(args.model, trusted=args.trust_pickle)
+        return load_onnx(path)
+    return load_model(path, trusted=args.trust_pickle)
+
+
+def _labelled_folder(args, classes):
+    """The images, labels and patients (or None) of ``args.data_dir``, whose classes must be ``classes``."""
+    X, y, groups, has_patients = load_folder(args.data_dir, args.skip_unreadable)
+    groups = patients_of(args, groups, has_patients, args.data_dir)
+    unknown = sorted(set(y) - set(classes))
+    if unknown:
+        raise CommandError(f"{args.data_dir} has class folders {unknown} the model does not know; "
+                           f"its classes are {list(classes)}.")
+    patients = "" if groups is None else f" of {len(np.unique(groups))} patients"
+    _log(args, f"{len(X)} images{patients} in {args.data_dir} ({_class_counts(y)})")
+    return X, y, groups
 
 
 def _print_pruning(estimator):
@@ -167,16 +181,8 @@ def _cmd_evaluate(args):
     from .report import evaluate
 
     start = time.perf_counter()
-    estimator = _load_model(args)
-    X, y, groups, has_patients = load_folder(args.data_dir, args.skip_unreadable)
-    groups = patients_of(args, groups, has_patients, args.data_dir)
-    unknown = sorted(set(y) - set(estimator.classes_))
-    if unknown:
-        raise CommandError(
-            f"{args.data_dir} has class folders {unknown} the model does not know; "
-            f"its classes are {list(estimator.classes_)}.")
-    patients = "" if groups is None else f" of {len(np.unique(groups))} patients"
-    _log(args, f"{len(X)} images{patients} in {args.data_dir} ({_class_counts(y)})")
+    estimator = _load_model(args.model, args)
+    X, y, groups = _labelled_folder(args, estimator.classes_)
     proba = _predict_proba(estimator, X, quiet=args.quiet)
     report = evaluate(estimator, X, y, proba=proba, pos_label=args.pos_label,
                       n_bootstraps=args.n_bootstraps, random_state=0, groups=groups)
@@ -194,19 +200,11 @@ def _cmd_compare(args):
     from .metrics import compare
 
     start = time.perf_counter()
-    models = [_load_model(argparse.Namespace(**{**vars(args), "model": path}))
-              for path in (args.model_a, args.model_b)]
+    models = [_load_model(path, args) for path in (args.model_a, args.model_b)]
     classes = list(models[0].classes_)
     if sorted(map(str, models[1].classes_)) != sorted(map(str, classes)):
         raise CommandError(f"The models have different classes: {classes} and {list(models[1].classes_)}.")
-    X, y, groups, has_patients = load_folder(args.data_dir, args.skip_unreadable)
-    groups = patients_of(args, groups, has_patients, args.data_dir)
-    unknown = sorted(set(y) - set(classes))
-    if unknown:
-        raise CommandError(f"{args.data_dir} has class folders {unknown} the models do not know; "
-                           f"their classes are {classes}.")
-    patients = "" if groups is None else f" of {len(np.unique(groups))} patients"
-    _log(args, f"{len(X)} images{patients} in {args.data_dir} ({_class_counts(y)})")
+    X, y, groups = _labelled_folder(args, classes)
     probas = []
     for model in models:  # columns in the order of the first model's classes
         proba = _predict_proba(model, X, quiet=args.quiet)
@@ -232,7 +230,7 @@ def _cmd_predict(args):
     from ._patients import aggregate, aggregation_of
     from ._persistence import atomic_write
 
-    estimator = _load_model(args)
+    estimator = _load_model(args.model, args)
     files, patients, medical = expand_images(args.inputs)
     by_patient = (args.group_by or ("patient" if medical else "none")) == "patient"
     proba = _predict_proba(estimator, files, quiet=args.quiet)
@@ -262,7 +260,7 @@ def _cmd_predict(args):
 
 
 def _cmd_explain(args):
-    estimator = _load_model(args, onnx=False)  # Grad-CAM needs the PyTorch network
+    estimator = _load_model(args.model, args, onnx=False)  # Grad-CAM needs the PyTorch network
     files, _, _ = expand_images(args.images)
     if args.target is not None:
         names = {str(c): c for c in estimator.classes_}
@@ -356,6 +354,9 @@ def _parser():
                              help="split (train) and report (evaluate, compare, predict) by patient or by "
                                   "slice; default: patient where the patients are known (CLASS/PATIENT/ "
                                   "folders, DICOM series, NIfTI volumes)")
+        if name in ("evaluate", "compare"):
+            sub.add_argument("--n-bootstraps", type=int, default=1000)
+            sub.add_argument("--pos-label", default=None, help="the positive (COVID) class, if not inferred")
         if name in ("evaluate", "compare", "predict", "explain"):
             sub.add_argument("--trust-pickle", action="store_true",
                              help="also load a MODEL that is a joblib or pickle file (an older skcovid's "
@@ -402,8 +403,6 @@ def _parser():
     sub.add_argument("data_dir", metavar="DATA_DIR")
     sub.add_argument("--report", default=None, metavar="OUT_DIR",
                      help="write metrics.json, plots and index.html here")
-    sub.add_argument("--n-bootstraps", type=int, default=1000)
-    sub.add_argument("--pos-label", default=None, help="the positive (COVID) class, if not inferred")
     sub.set_defaults(run=_cmd_evaluate)
 
     sub = command("compare", "compare two saved models on one labelled folder",
@@ -415,8 +414,6 @@ def _parser():
     sub.add_argument("model_a", metavar="MODEL_A", help=_MODEL_HELP)
     sub.add_argument("model_b", metavar="MODEL_B", help="the other model, of the same classes")
     sub.add_argument("data_dir", metavar="DATA_DIR")
-    sub.add_argument("--n-bootstraps", type=int, default=1000)
-    sub.add_argument("--pos-label", default=None, help="the positive (COVID) class, if not inferred")
     sub.set_defaults(run=_cmd_compare)
 
     sub = command("predict", "label new CT slices with a saved model",
