@@ -1,6 +1,5 @@
 """What both skcovid classifiers share: targets, prediction and parameter constraints."""
 
-import inspect
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
@@ -13,6 +12,7 @@ from . import _engine
 from ._data import check_images
 from ._decision import decide, decision_of, fit_decision, scale
 from ._patients import aggregate, aggregation_of, check_groups, patient_labels
+from ._persistence import upgraded_state
 
 
 class Satisfies(HasMethods):
@@ -59,10 +59,7 @@ class BaseCNNClassifier(ClassifierMixin, BaseEstimator):
 
     def __setstate__(self, state):
         # A file saved before a parameter existed loads with the parameter's default.
-        for name, param in inspect.signature(type(self).__init__).parameters.items():
-            if name != "self":
-                state.setdefault(name, param.default)
-        super().__setstate__(state)
+        super().__setstate__(upgraded_state(type(self), state))
 
     def _check_data(self, X, y, *, window=None, groups=None):
         """Validate ``X``, ``y`` and ``groups``; set ``classes_``.

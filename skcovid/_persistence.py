@@ -1,6 +1,7 @@
 """Atomic writes, and saving and loading fitted models (the safe format is in ``_modelfile``)."""
 
 import contextlib
+import inspect
 import io
 import os
 import tempfile
@@ -26,6 +27,29 @@ def jsonable(value):
     if isinstance(value, (np.generic, np.ndarray)):
         return value.tolist()
     return value
+
+
+def upgraded_state(cls, state):
+    """The pickled ``state`` of an estimator of class ``cls`` saved by an earlier version, brought up to date.
+
+    Parameters added since take their defaults; those listed in the class's
+    ``_retired_params`` are dropped (the safe format's loader drops them too).
+
+    Parameters
+    ----------
+    cls : type
+    state : dict
+
+    Returns
+    -------
+    state : dict
+    """
+    for name in getattr(cls, "_retired_params", ()):
+        state.pop(name, None)
+    for name, param in inspect.signature(cls.__init__).parameters.items():
+        if name != "self":
+            state.setdefault(name, param.default)
+    return state
 
 
 def _new_file_mode():

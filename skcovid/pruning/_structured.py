@@ -1,7 +1,6 @@
 """Structured (filter and channel) pruning on Torch-Pruning's dependency graph."""
 
 import copy
-import inspect
 from numbers import Integral, Real
 
 import numpy as np
@@ -12,6 +11,7 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
 from .._network import eval_mode
+from .._persistence import upgraded_state
 from ._measure import count_flops
 
 _IMPORTANCES = ("l1", "l2", "taylor", "bn_scale")
@@ -192,12 +192,7 @@ class StructuredPruner(BaseEstimator):
 
     def __setstate__(self, state):
         # A pruner pickled by an earlier version: new parameters take their defaults, retired ones go.
-        for name in self._retired_params:
-            state.pop(name, None)
-        for name, param in inspect.signature(type(self).__init__).parameters.items():
-            if name != "self":
-                state.setdefault(name, param.default)
-        super().__setstate__(state)
+        super().__setstate__(upgraded_state(type(self), state))
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, module, X, y=None):
