@@ -8,16 +8,15 @@ import torch
 from sklearn.utils.validation import check_array, validate_data
 from torchvision.transforms import v2
 
-from ._imageio import array_to_gray, as_paths, read_gray
-from ._medical import is_medical, read_hu
-from ._window import apply_window
+from ._imageio import array_to_gray, as_paths
+from ._window import apply_window, read_windowed
 
 
 class PathImages:
     """Image files decoded lazily, one at a time (never all held in memory).
 
     Items are raster files, DICOM files or NIfTI slices; an item gives its
-    ``(C, H, W)`` intensities under ``window`` (:func:`skcovid._window.apply_window`).
+    ``(C, H, W)`` intensities under ``window`` (:func:`skcovid._window.read_windowed`).
     """
 
     def __init__(self, paths, window=None):
@@ -32,10 +31,7 @@ class PathImages:
         return PathImages([self.paths[i] for i in indices], self.window)
 
     def __getitem__(self, index):
-        path = self.paths[index]
-        if is_medical(path):
-            return apply_window(read_hu(path), self.window, hu=True)
-        return apply_window(read_gray(path), self.window, hu=False)
+        return read_windowed(self.paths[index], self.window)
 
 
 class ArrayImages:

@@ -13,7 +13,7 @@ import numpy as np
 from ._decision import decide
 from ._imageio import array_to_gray, as_paths, read_gray
 from ._medical import is_medical, read_hu
-from ._window import apply_window, window_bounds
+from ._window import read_windowed, window_bounds
 
 #: The ONNX metadata key under which :func:`skcovid.export` stores its JSON.
 METADATA_KEY = "skcovid"
@@ -43,9 +43,7 @@ def model_input(item, window, input_units):
     image : ndarray of shape (H, W), dtype float32
     """
     if input_units == "gray":
-        if is_medical(item):
-            return apply_window(read_hu(item), None, hu=True)[0]
-        return read_gray(item)
+        return read_windowed(item, None)[0]
     if is_medical(item):
         return read_hu(item)
     # A raster file carries grey levels, no HU: skcovid gives the network its

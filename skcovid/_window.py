@@ -9,6 +9,9 @@ and carry no HU: they keep their grey intensities whatever the window, and
 
 import numpy as np
 
+from ._imageio import read_gray
+from ._medical import is_medical, read_hu
+
 #: Named windows, ``(level, width)`` in HU.
 WINDOWS = {
     "lung": (-600.0, 1500.0),
@@ -78,3 +81,21 @@ def apply_window(image, window, *, hu):
     return np.stack([np.clip((image - low) / (high - low), 0.0, 1.0, dtype=np.float32)
                      for low, high in window_bounds(window)])
 
+
+def read_windowed(item, window):
+    """One image file's ``(C, H, W)`` intensities under ``window``: how skcovid reads every item.
+
+    Parameters
+    ----------
+    item : str or os.PathLike
+        A raster image, a DICOM file or a NIfTI slice (``"vol.nii.gz#k"``):
+        HU for the medical ones, grey intensities for the others.
+    window : {"lung", "mediastinal", "multi"}, (level, width) or None
+
+    Returns
+    -------
+    channels : ndarray of shape (C, H, W), float32
+    """
+    if is_medical(item):
+        return apply_window(read_hu(item), window, hu=True)
+    return apply_window(read_gray(item), window, hu=False)
