@@ -226,27 +226,29 @@ class PrunedCNNClassifier(BaseCNNClassifier):
             loss = Distillation(module, alpha=self.distillation_alpha, images=images, settings=settings,
                                 temperature=self.distillation_temperature)
         self.history_, self.cycles_ = [], []
+        flops = self.flops_before_
         for cycle, epochs in enumerate(_cycle_epochs(self.finetune_epochs, self.cycles), start=1):
             stage = pruner if self.cycles == 1 else pruner.for_cycle(
-                cycle, self.cycles, flops_kept=count_flops(module, input_shape) / self.flops_before_)
+                cycle, self.cycles, flops_kept=flops / self.flops_before_)
             self.pruner_ = clone(stage).fit(module, scoring)
             net, history = self._prune_and_finetune(net, module, data, {**settings, "max_epochs": epochs}, loss)
             module = net.module_
+            flops = count_flops(module, input_shape)
             self.history_ += [{**record, "epoch": len(self.history_) + i}
                               for i, record in enumerate(history, start=1)]
             self.cycles_.append({
                 "cycle": cycle, "epochs": epochs, "ratio": getattr(self.pruner_, "ratio_", None),
-                "flops": count_flops(module, input_shape), "n_params": count_params(module),
+                "flops": flops, "n_params": count_params(module),
                 "n_nonzero_params": count_nonzero_params(module),
                 "train_acc": history[-1].get("train_acc") if history else None})
         estimator.net_ = net
         # The estimator's temperature and threshold were fitted to the unpruned network.
         self._fit_decision(estimator, images, y_encoded, np.setdiff1d(np.arange(len(y)), train_idx))
 
-        self.n_params_ = count_params(module)
-        self.n_nonzero_params_ = count_nonzero_params(module)
+        # The last cycle measured the network as it is now.
+        last = self.cycles_[-1]
+        self.n_params_, self.n_nonzero_params_, self.flops_ = last["n_params"], last["n_nonzero_params"], flops
         self.sparsity_ = 1.0 - self.n_nonzero_params_ / self.n_params_
-        self.flops_ = count_flops(module, input_shape)
         self.model_size_bytes_ = serialized_size(module, sparse=True)
         self.estimator_ = estimator
         return self
