@@ -40,7 +40,7 @@ from sklearn.metrics import accuracy_score, roc_auc_score
 from sklearn.model_selection import train_test_split
 
 from skcovid import PrunedCNNClassifier, TransferCNNClassifier, export, load_onnx
-from skcovid._export import DeployableNet
+from skcovid._export import deployable_net
 from skcovid._fitted import fitted_network
 from skcovid.pruning import StructuredPruner, count_flops
 
@@ -74,8 +74,7 @@ def _latencies(runners, size, repeats):
 
 
 def _torch_runner(estimator):
-    classifier, network, image_size = fitted_network(estimator)
-    model = DeployableNet(network, image_size, classifier.window).eval()
+    model = deployable_net(estimator)[1].eval()
 
     def run(x):
         with torch.inference_mode():

@@ -16,7 +16,7 @@ from ._fitted import fitted_network
 from ._network import eval_mode
 from ._onnx import METADATA_KEY, model_inputs
 from ._patients import aggregation_of
-from ._persistence import atomic_write
+from ._persistence import atomic_write, jsonable
 from ._version import __version__
 from ._window import window_bounds
 
@@ -69,6 +69,26 @@ class DeployableNet(nn.Module):
         return torch.softmax(logits, dim=1)
 
 
+def deployable_net(estimator):
+    """The fitted classifier inside ``estimator`` and its network as :func:`export` writes it.
+
+    Returns
+    -------
+    classifier : TransferCNNClassifier
+    model : DeployableNet
+        Shares the fitted network's parameters; applies the classifier's
+        window and ``temperature_``.
+    """
+    classifier, network, image_size = fitted_network(estimator)
+    return classifier, DeployableNet(network, image_size, classifier.window,
+                                     getattr(classifier, "temperature_", 1.0))
+
+
+def _input_units(window):
+    """What an exported network takes: HU when the classifier has a window (applied inside), else grey."""
+    return "HU" if window is not None else "gray"
+
+
 def _metadata(classifier, image_size, fmt, quantization):
     window = classifier.window
     if window is None:
@@ -77,26 +97,21 @@ def _metadata(classifier, image_size, fmt, quantization):
     else:
         read = f"the slice in Hounsfield units (windowed inside: {window_bounds(window)} HU per channel)"
     return {
-        "classes": [_plain(c) for c in classifier.classes_],
+        "classes": [jsonable(c) for c in classifier.classes_],
         "image_size": image_size,
         "window": list(window) if isinstance(window, (tuple, list)) else window,
-        "input_units": "HU" if window is not None else "gray",
+        "input_units": _input_units(window),
         "input": f"float32 tensor (N, 1, H, W): {read}; any H, W (resized inside)",
         "output": "float32 tensor (N, n_classes): class probabilities, columns in 'classes' order",
         "patient_aggregation": aggregation_of(classifier),
         # Applied inside the network (temperature) and by load_onnx's predict (threshold).
         "temperature": getattr(classifier, "temperature_", 1.0),
         "threshold": getattr(classifier, "threshold_", None),
-        "pos_label": _plain(getattr(classifier, "pos_label_", None)),
+        "pos_label": jsonable(getattr(classifier, "pos_label_", None)),
         "format": fmt,
         "quantization": quantization,
         "skcovid_version": __version__,
     }
-
-
-def _plain(value):
-    """A numpy scalar as the Python value JSON holds."""
-    return value.item() if hasattr(value, "item") else value
 
 
 def _resolve_format(format, path):
@@ -172,19 +187,18 @@ def export(estimator, path, *, format=None, quantize=None, calibration=None, ops
     if quantize is not None and calibration is None:
         raise ValueError("quantize='int8' needs calibration images: pass calibration=X with some "
                          "training slices of each class (32 to 256).")
-    classifier, network, image_size = fitted_network(estimator)
+    classifier, model = deployable_net(estimator)
+    network, image_size = model.network, model.image_size
     inputs = None
     if quantize is not None:
-        inputs = list(itertools.islice(model_inputs(
-            calibration, classifier.window, "HU" if classifier.window is not None else "gray"),
-            MAX_CALIBRATION))
+        inputs = list(itertools.islice(model_inputs(calibration, classifier.window,
+                                                    _input_units(classifier.window)), MAX_CALIBRATION))
         if not inputs:
             raise ValueError("calibration holds no images.")
     quantization = None if quantize is None else {
         "dtype": "int8", "method": "ONNX Runtime static, QDQ, per-channel int8 weights (reduce_range), "
                                    "uint8 activations, min-max calibration",
         "n_calibration_images": len(inputs)}
-    model = DeployableNet(network, image_size, classifier.window, getattr(classifier, "temperature_", 1.0))
     device = next(network.parameters()).device
     if format != "onnx" and device.type != "cpu":
         model = copy.deepcopy(model).cpu()  # a PyTorch file for the point of care: CPU tensors
