@@ -119,7 +119,7 @@ class BaseCNNClassifier(ClassifierMixin, BaseEstimator):
     def _predict_images(self, images):
         owner = self._fitted_classifier()
         proba = _engine.predict_proba(owner.net_, images, image_size=owner.image_size,
-                                      batch_size=owner.batch_size)
+                                      batch_size=owner.batch_size, tta=owner.tta)
         return scale(proba, getattr(owner, "temperature_", 1.0))
 
     def _fit_decision(self, owner, images, y_encoded, valid_idx):
@@ -127,7 +127,7 @@ class BaseCNNClassifier(ClassifierMixin, BaseEstimator):
         proba = None
         if owner.calibration is not None or owner.target_sensitivity is not None:
             proba = _engine.predict_proba(owner.net_, images.subset(valid_idx), image_size=owner.image_size,
-                                          batch_size=owner.batch_size)
+                                          batch_size=owner.batch_size, tta=owner.tta)
         fit_decision(owner, proba, None if proba is None else y_encoded[valid_idx])
 
     def predict(self, X):

@@ -13,7 +13,7 @@ from . import _engine
 from ._backbones import BACKBONES, build_backbone, is_backbone_name, stage_names
 from ._base import BaseCNNClassifier, Satisfies
 from ._decision import validation_check
-from ._network import TransferNet, eval_mode
+from ._network import TTA_VIEWS, TransferNet, eval_mode
 from ._patients import AGGREGATIONS
 from ._training import LR_SCHEDULES, OPTIMIZERS, PRECISIONS, resolve_device
 from ._window import is_window
@@ -66,6 +66,19 @@ class TransferCNNClassifier(BaseCNNClassifier):
         ``"backbone"`` trains only the new head (feature extraction),
         ``"none"`` fine-tunes everything, an int ``k`` trains the last ``k``
         stages of the backbone. Frozen stages keep their BatchNorm statistics.
+    head_epochs : int, default=0
+        Epochs that train the new head alone, before the ``max_epochs`` in
+        which the backbone stages ``freeze`` leaves trainable join in
+        (fastai's ``fine_tune``): the random head then does not disturb the
+        pretrained features with its first gradients. The learning-rate
+        schedule restarts when they join. Needs ``freeze`` other than
+        ``"backbone"``.
+    layer_decay : float, default=1.0
+        Layer-wise learning-rate decay (discriminative fine-tuning): the
+        head trains at ``lr``, the last trainable backbone stage at
+        ``lr * layer_decay``, the stage before at ``lr * layer_decay**2``,
+        and so on, so that the early, generic stages change least. 1.0 gives
+        every layer ``lr``.
     pooling : {"avg", "max"}, default="avg"
         Global pooling of the backbone's feature map.
     hidden_units : tuple of int, default=()
@@ -97,7 +110,8 @@ class TransferCNNClassifier(BaseCNNClassifier):
     batch_size : int, default=32
         Images per training and prediction batch.
     max_epochs : int, default=20
-        Most training epochs (early stopping may end training sooner).
+        Most training epochs after any ``head_epochs`` (early stopping may
+        end training sooner).
     lr_schedule : {None, "cyclic", "onecycle", "cosine"}, default=None
         ``"cyclic"``: triangular cycles between ``lr/10`` and ``lr``, 2 epochs
         per half cycle, stepped per batch; ``"onecycle"``: one cycle peaking at
@@ -191,6 +205,13 @@ class TransferCNNClassifier(BaseCNNClassifier):
         the targets put ``1 - label_smoothing`` on the true class and spread
         ``label_smoothing`` evenly over all classes, which keeps a network
         from growing overconfident on near-duplicate slices.
+    tta : {None, "flip", "flips"}, default=None
+        Test-time augmentation: ``predict_proba`` (and so ``predict``, the
+        fitted temperature and threshold, and exported models) averages the
+        probabilities of the slice and its left-right mirror (``"flip"``),
+        or of the slice and its three mirror images (``"flips"``). Costs 2
+        or 4 forward passes per slice; precomputed features (``memory``)
+        then serve training only.
     calibration : {"temperature"} or None, default=None
         ``"temperature"`` divides the logits by one temperature fitted, after
         training, on the validation split (Guo et al. 2017), so that
@@ -246,6 +267,8 @@ class TransferCNNClassifier(BaseCNNClassifier):
         backbone="efficientnet_lite0",
         weights="DEFAULT",
         freeze="backbone",
+        head_epochs=0,
+        layer_decay=1.0,
         pooling="avg",
         hidden_units=(),
         dropout=0.2,
@@ -276,12 +299,15 @@ class TransferCNNClassifier(BaseCNNClassifier):
         patient_top_k=5,
         patient_threshold=0.5,
         label_smoothing=0.0,
+        tta=None,
         calibration=None,
         target_sensitivity=None,
     ):
         self.backbone = backbone
         self.weights = weights
         self.freeze = freeze
+        self.head_epochs = head_epochs
+        self.layer_decay = layer_decay
         self.pooling = pooling
         self.hidden_units = hidden_units
         self.dropout = dropout
@@ -312,6 +338,7 @@ class TransferCNNClassifier(BaseCNNClassifier):
         self.patient_top_k = patient_top_k
         self.patient_threshold = patient_threshold
         self.label_smoothing = label_smoothing
+        self.tta = tta
         self.calibration = calibration
         self.target_sensitivity = target_sensitivity
 
@@ -321,6 +348,8 @@ class TransferCNNClassifier(BaseCNNClassifier):
                      callable],
         "weights": [str, os.PathLike, None],
         "freeze": [StrOptions({"backbone", "none"}), Interval(Integral, 0, None, closed="left")],
+        "head_epochs": [Interval(Integral, 0, None, closed="left")],
+        "layer_decay": [Interval(Real, 0, 1, closed="right")],
         "pooling": [StrOptions({"avg", "max"})],
         "hidden_units": [Satisfies(lambda v: isinstance(v, (tuple, list)) and _is_layer_widths(v),
                                    "a tuple of positive ints")],
@@ -355,6 +384,7 @@ class TransferCNNClassifier(BaseCNNClassifier):
         "patient_top_k": [Interval(Integral, 1, None, closed="left")],
         "patient_threshold": [Interval(Real, 0, 1, closed="both")],
         "label_smoothing": [Interval(Real, 0, 1, closed="left")],
+        "tta": [StrOptions(set(TTA_VIEWS)), None],
         "calibration": [StrOptions({"temperature"}), None],
         "target_sensitivity": [Interval(Real, 0, 1, closed="right"), None],
     }
@@ -372,6 +402,12 @@ class TransferCNNClassifier(BaseCNNClassifier):
                 f"early_stopping={self.early_stopping} monitors the validation loss and needs "
                 "validation_fraction; set validation_fraction (e.g. 0.1 or 'auto') or "
                 "early_stopping=None."
+            )
+        if self.head_epochs and self.freeze == "backbone":
+            raise ValueError(
+                f"head_epochs={self.head_epochs} trains the head alone before the backbone joins in, "
+                "but freeze='backbone' never lets it: set freeze='none' (or a number of stages), or "
+                "head_epochs=0."
             )
         if self.warm_start and self.checkpoint_dir is None:
             raise ValueError("warm_start=True resumes from a checkpoint and needs checkpoint_dir.")
@@ -394,6 +430,11 @@ class TransferCNNClassifier(BaseCNNClassifier):
             raise ValueError(
                 f"precision={self.precision!r} conflicts with accelerator: ask for mixed precision "
                 "with Accelerator(mixed_precision='bf16' or 'fp16') and leave precision='fp32'."
+            )
+        if self.head_epochs:
+            raise ValueError(
+                "head_epochs is not supported together with accelerator (the accelerator's wrapper "
+                "fixes which parameters train); set head_epochs=0 or train without the accelerator."
             )
         if self.checkpoint_dir is not None:
             raise ValueError(

@@ -21,11 +21,12 @@ from sklearn.utils.validation import check_memory
 from skorch.dataset import Dataset
 from skorch.helper import predefined_split
 
+from ._backbones import stage_names
 from ._checkpoint import Checkpointer, load_checkpoint, restore
 from ._data import DecodedCache, ImageDataset, inference_loader, make_augmentation
 from ._features import FeatureCache, backbone_features, feature_key
 from ._fingerprint import fingerprint
-from ._network import eval_mode
+from ._network import ViewAverage, eval_mode
 from ._training import (
     AcceleratedNet,
     SkorchNet,
@@ -35,6 +36,7 @@ from ._training import (
     rebuilt_net,
     resolve_device,
     resolve_optimizer,
+    shallow_copy,
     silent,
     training_callbacks,
 )
@@ -50,7 +52,7 @@ AUTO_PATIENCE = 5
 #: Parameters that do not change what training computes (left out of checkpoint keys).
 _NOT_IN_CHECKPOINT_KEY = ("warm_start", "checkpoint_dir", "verbose", "callbacks", "num_workers",
                           "memory", "image_cache_mb", "device", "accelerator", "patient_aggregation",
-                          "patient_top_k", "patient_threshold")
+                          "patient_top_k", "patient_threshold", "tta")
 
 
 @dataclass(frozen=True)
@@ -246,7 +248,8 @@ def fit_network(build_module, images, y, y_encoded, classes, settings, *, groups
     accelerator = settings["accelerator"]
     device = _device(settings)
     cuda = device.startswith("cuda")
-    max_epochs, batch_size = settings["max_epochs"], settings["batch_size"]
+    # Head-only epochs come before the max_epochs of the network that trains.
+    max_epochs, batch_size = settings["head_epochs"] + settings["max_epochs"], settings["batch_size"]
 
     criterion_kwargs = {}
     if settings["class_weight"] is not None:
@@ -255,21 +258,13 @@ def fit_network(build_module, images, y, y_encoded, classes, settings, *, groups
     if settings["label_smoothing"]:
         criterion_kwargs["criterion__label_smoothing"] = float(settings["label_smoothing"])
     optimizer, optimizer_kwargs = resolve_optimizer(settings["optimizer"])
-    callbacks = training_callbacks(
-        lr=settings["lr"], lr_schedule=settings["lr_schedule"], max_epochs=max_epochs,
-        batches_per_epoch=batches_per_epoch(len(train_idx), batch_size),
-        early_stopping=settings["early_stopping"], has_validation=valid_idx is not None,
-        verbose=settings["verbose"],
-    )
-    callbacks += copy.deepcopy(list(settings["callbacks"] or []))
-    callbacks += list(extra_callbacks)
-    resume = None
+    resume, checkpoint_key = None, None
     if settings["checkpoint_dir"] is not None:
         params = {k: v for k, v in settings.items() if k not in _NOT_IN_CHECKPOINT_KEY}
         patients = [] if groups is None else [np.asarray(groups).astype(str).tolist()]
-        key = fingerprint(params, np.asarray(y).tolist(), len(y), precompute, *patients)
-        resume = load_checkpoint(settings["checkpoint_dir"], key) if settings["warm_start"] else None
-        callbacks.append(("checkpoint", Checkpointer(settings["checkpoint_dir"], key, resume)))
+        checkpoint_key = fingerprint(params, np.asarray(y).tolist(), len(y), precompute, *patients)
+        resume = (load_checkpoint(settings["checkpoint_dir"], checkpoint_key) if settings["warm_start"]
+                  else None)
     loader_kwargs = {"pin_memory": cuda}
     if settings["num_workers"]:
         # Not persistent: a new iterator per epoch draws from the torch RNG
@@ -297,6 +292,18 @@ def fit_network(build_module, images, y, y_encoded, classes, settings, *, groups
                                       cache=cache))
         if training_loss is not None:
             train_set = training_loss.inputs(train_set)
+        param_groups, peak_lr = ([], settings["lr"]) if precompute else _stage_learning_rates(
+            module, settings["lr"], settings["layer_decay"])
+        callbacks = training_callbacks(
+            lr=peak_lr, lr_schedule=settings["lr_schedule"], max_epochs=max_epochs,
+            batches_per_epoch=batches_per_epoch(len(train_idx), batch_size),
+            early_stopping=settings["early_stopping"], has_validation=valid_idx is not None,
+            verbose=settings["verbose"], head_epochs=settings["head_epochs"],
+        )
+        callbacks += copy.deepcopy(list(settings["callbacks"] or []))
+        callbacks += list(extra_callbacks)
+        if checkpoint_key is not None:
+            callbacks.append(("checkpoint", Checkpointer(settings["checkpoint_dir"], checkpoint_key, resume)))
         net_kwargs = dict(
             criterion=torch.nn.CrossEntropyLoss,
             optimizer=optimizer,
@@ -312,6 +319,8 @@ def fit_network(build_module, images, y, y_encoded, classes, settings, *, groups
             **{f"optimizer__{k}": v for k, v in optimizer_kwargs.items()},
             **criterion_kwargs,
         )
+        if param_groups:
+            net_kwargs["optimizer__param_groups"] = param_groups
         # The head trains on features in memory: no loader workers for it.
         train_loader_kwargs = {} if precompute else loader_kwargs
         train_kwargs = dict(
@@ -360,6 +369,32 @@ def fit_network(build_module, images, y, y_encoded, classes, settings, *, groups
     return FittedNetwork(net, history_records(net.history), train_idx)
 
 
+def _stage_learning_rates(module, lr, layer_decay):
+    """Layer-wise learning-rate decay: skorch's ``param_groups`` and the peak rate of each group.
+
+    The head trains at ``lr``, the last backbone stage that trains at
+    ``lr * layer_decay``, the one before at ``lr * layer_decay**2``, and so
+    on down the network (discriminative fine-tuning, Howard and Ruder 2018).
+
+    Returns
+    -------
+    param_groups : list of (str, dict)
+        Empty when ``layer_decay`` is 1.
+    peak_lr : float or list of float
+        ``lr``, or the rate of each optimizer group (the stages' in order,
+        then the head's).
+    """
+    if layer_decay == 1.0:
+        return [], lr
+    frozen = set(module.frozen_stages)
+    trainable = [name for name in stage_names(module.features) if name not in frozen
+                 and any(p.requires_grad for p in module.features.get_submodule(name).parameters())]
+    rates = [lr * layer_decay ** (len(trainable) - i) for i in range(len(trainable))]
+    # "*" before the name: an accelerator's wrapper prefixes "module.".
+    groups = [(f"*features.{name}.*", {"lr": rate}) for name, rate in zip(trainable, rates)]
+    return groups, [*rates, lr]
+
+
 def recalibrate_batchnorm(module, images, train_indices, settings, device):
     """Re-estimate the running statistics of the BatchNorm layers that trained.
 
@@ -405,25 +440,32 @@ def recalibrate_batchnorm(module, images, train_indices, settings, device):
     module.eval()
 
 
-def predict_proba(net, images, *, image_size, batch_size):
+def predict_proba(net, images, *, image_size, batch_size, tta=None):
     """Class probabilities of a fitted net on images, rows summing to 1.
 
     With a ``feature_cache`` on the net, the frozen backbone's features are
     looked up (a search scores every fold on images seen before) and only
-    the head runs: the same numbers as the whole network.
+    the head runs: the same numbers as the whole network. With ``tta`` the
+    whole network runs on every view (:class:`skcovid._network.ViewAverage`).
 
     Parameters
     ----------
     net : SkorchNet
     images : PathImages or ArrayImages
     image_size, batch_size : int
+    tta : {None, "flip", "flips"}, default=None
 
     Returns
     -------
     proba : ndarray of shape (n_samples, n_classes), float64
     """
     cache = net.feature_cache
-    if cache is not None:
+    if tta is not None:
+        # A copy of the net around the averaging wrapper: the fitted net stays as it is.
+        views = shallow_copy(net)
+        views.module_ = ViewAverage(net.module_, tta)
+        proba = np.asarray(views.predict_proba(ImageDataset(images, None, image_size)), dtype=np.float64)
+    elif cache is not None:
         module, device = net.module_, str(net.device)
         features = cache(module, images, image_size, batch_size=batch_size, device=device,
                          precision=net.precision)

@@ -13,7 +13,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ._fitted import fitted_network
-from ._network import eval_mode
+from ._network import ViewAverage, eval_mode
 from ._onnx import METADATA_KEY, model_inputs
 from ._patients import aggregation_of
 from ._persistence import atomic_write, jsonable
@@ -77,9 +77,11 @@ def deployable_net(estimator):
     classifier : TransferCNNClassifier
     model : DeployableNet
         Shares the fitted network's parameters; applies the classifier's
-        window and ``temperature_``.
+        window, test-time augmentation (``tta``) and ``temperature_``.
     """
     classifier, network, image_size = fitted_network(estimator)
+    if classifier.tta is not None:
+        network = ViewAverage(network, classifier.tta)
     return classifier, DeployableNet(network, image_size, classifier.window,
                                      getattr(classifier, "temperature_", 1.0))
 
@@ -104,6 +106,7 @@ def _metadata(classifier, image_size, fmt, quantization):
         "input": f"float32 tensor (N, 1, H, W): {read}; any H, W (resized inside)",
         "output": "float32 tensor (N, n_classes): class probabilities, columns in 'classes' order",
         "patient_aggregation": aggregation_of(classifier),
+        "tta": classifier.tta,  # applied inside the network
         # Applied inside the network (temperature) and by load_onnx's predict (threshold).
         "temperature": getattr(classifier, "temperature_", 1.0),
         "threshold": getattr(classifier, "threshold_", None),

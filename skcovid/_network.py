@@ -80,10 +80,28 @@ class TransferNet(nn.Module):
             layers.append(nn.Dropout(dropout))
         layers.append(nn.Linear(previous, n_classes))
         self.head = nn.Sequential(*layers)
-        self.frozen_stages = list(frozen_stages)
+        self.frozen_stages = []
+        self.set_frozen_stages(frozen_stages)
+
+    def set_frozen_stages(self, names):
+        """Freeze exactly the stages ``names``: the stages frozen before and not named train again.
+
+        Parameters
+        ----------
+        names : list of str
+            Qualified names of stages inside ``features``.
+        """
+        names = list(names)
         for name in self.frozen_stages:
+            if name not in names:
+                for param in self.features.get_submodule(name).parameters():
+                    param.requires_grad_(True)
+        for name in names:
             for param in self.features.get_submodule(name).parameters():
                 param.requires_grad_(False)
+        self.frozen_stages = names
+        if self.training:
+            self.train()
 
     def forward(self, x):
         x = self.features(self.input(x))
@@ -96,3 +114,36 @@ class TransferNet(nn.Module):
         for name in self.frozen_stages:
             self.features.get_submodule(name).eval()
         return self
+
+
+#: The flips each test-time augmentation averages over: the dimensions flipped, per view.
+TTA_VIEWS = {"flip": ((), (-1,)), "flips": ((), (-1,), (-2,), (-2, -1))}
+
+
+class ViewAverage(nn.Module):
+    """Test-time augmentation: a network's class probabilities averaged over flipped views.
+
+    Returns the logarithm of the mean probabilities, so that a softmax
+    (divided by a temperature or not) of its output gives them back: it takes
+    a network's place wherever logits are expected.
+
+    Parameters
+    ----------
+    network : nn.Module
+        Maps ``(N, C, H, W)`` images to logits.
+    tta : {"flip", "flips"}
+        ``"flip"`` averages the image and its left-right mirror; ``"flips"``
+        also the up-down mirror and both.
+    """
+
+    def __init__(self, network, tta):
+        super().__init__()
+        self.network = network
+        self.views = TTA_VIEWS[tta]
+
+    def forward(self, x):
+        # One pass over all views: a batch V times as large.
+        views = torch.cat([x.flip(dims) if dims else x for dims in self.views])
+        proba = torch.softmax(self.network(views).float(), dim=1)
+        proba = proba.unflatten(0, (len(self.views), -1)).mean(dim=0)
+        return torch.log(proba.clamp_min(torch.finfo(torch.float32).tiny))

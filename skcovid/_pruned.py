@@ -215,7 +215,9 @@ class PrunedCNNClassifier(BaseCNNClassifier):
             estimator.validation_fraction, estimator.early_stopping, y, groups=groups)
         settings = {**estimator.get_params(deep=False), "validation_fraction": validation_fraction,
                     # Early stopping is off so that the final sparsity is the one asked.
-                    "early_stopping": None, "lr": self.finetune_lr, "checkpoint_dir": None}
+                    "early_stopping": None, "lr": self.finetune_lr, "checkpoint_dir": None,
+                    # The head was trained with the network: no head-only epochs.
+                    "head_epochs": 0}
         validation_check(estimator, validation_fraction)
         train_idx, _ = _engine.validation_split(
             y, validation_fraction, check_random_state(estimator.random_state), groups)

@@ -14,8 +14,9 @@ from skorch.callbacks import Callback, EarlyStopping, LRScheduler, ProgressBar
 from skorch.dataset import unpack_data
 from skorch.hf import AccelerateMixin
 from skorch.utils import to_tensor
-from torch.optim.lr_scheduler import CosineAnnealingLR, CyclicLR, OneCycleLR
+from torch.optim.lr_scheduler import CosineAnnealingLR, CyclicLR, OneCycleLR, SequentialLR
 
+from ._backbones import stage_names
 from .pruning._sparse import pack_module, unpack_module
 
 OPTIMIZERS = {
@@ -328,39 +329,117 @@ class ReleaseFreedMemory(Callback):
             trim(0)
 
 
-def training_callbacks(*, lr, lr_schedule, max_epochs, batches_per_epoch,
-                       early_stopping, has_validation, verbose):
+class HeadFirst(Callback):
+    """Train the new head alone for the first ``epochs`` epochs, then the stages ``freeze`` leaves trainable.
+
+    fastai's ``fine_tune`` (Howard and Gugger 2020): the randomly initialised
+    head learns on fixed pretrained features first, so that its large early
+    gradients do not disturb them. Meanwhile every backbone stage is held as
+    :class:`skcovid._network.TransferNet` holds frozen stages (no gradients,
+    BatchNorm statistics fixed). The optimizer holds from the start every
+    parameter that trains later and skips those without gradients.
+
+    Parameters
+    ----------
+    epochs : int
+    """
+
+    def __init__(self, epochs):
+        self.epochs = epochs
+
+    def on_train_begin(self, net, **kwargs):
+        self.frozen_ = list(net.module_.frozen_stages)
+        self._hold(net, len(net.history) < self.epochs)  # a resumed fit may be past the head epochs
+
+    def on_epoch_begin(self, net, **kwargs):
+        self._hold(net, len(net.history) <= self.epochs)  # the history counts the epoch beginning
+
+    def on_train_end(self, net, **kwargs):
+        self._hold(net, False)
+
+    def _hold(self, net, head_only):
+        module = net.module_
+        module.set_frozen_stages(stage_names(module.features) if head_only else self.frozen_)
+
+
+def _scheduler(optimizer, kind, peak_lr, epochs, batches_per_epoch, last_epoch=-1):
+    """One phase's scheduler: ``kind`` over ``epochs`` epochs, peaking at ``peak_lr`` (a float or one per group)."""
+    if kind == "cyclic":
+        # Triangular cycles between lr/10 and lr, 2 epochs up and 2 down
+        # (Smith 2017 suggests a half cycle of 2 to 10 epochs).
+        base = [lr / 10 for lr in peak_lr] if isinstance(peak_lr, list) else peak_lr / 10
+        return CyclicLR(optimizer, base_lr=base, max_lr=peak_lr, step_size_up=2 * batches_per_epoch,
+                        cycle_momentum=False, last_epoch=last_epoch)
+    if kind == "onecycle":
+        return OneCycleLR(optimizer, max_lr=peak_lr, total_steps=epochs * batches_per_epoch,
+                          cycle_momentum=False, last_epoch=last_epoch)
+    return CosineAnnealingLR(optimizer, T_max=epochs, last_epoch=last_epoch)
+
+
+def phased_scheduler(optimizer, *, kind, peak_lr, phase_epochs, batches_per_epoch, last_epoch=-1):
+    """The learning-rate scheduler of ``lr_schedule=kind``, restarted at each training phase.
+
+    With head-first epochs (:class:`HeadFirst`) the head's phase and the
+    whole network's phase each get their own schedule, as fastai's
+    ``fine_tune`` gives each its own one-cycle. skorch's
+    :class:`~skorch.callbacks.LRScheduler` calls this with the optimizer.
+
+    Parameters
+    ----------
+    optimizer : torch.optim.Optimizer
+    kind : {"cyclic", "onecycle", "cosine"}
+    peak_lr : float or list of float
+        The highest rate, or one per parameter group.
+    phase_epochs : tuple of int
+        Epochs of each phase.
+    batches_per_epoch : int
+    last_epoch : int, default=-1
+        Passed on (skorch sets it) with one phase; a resumed fit with phases
+        loads the scheduler's state instead (:mod:`skcovid._checkpoint`).
+
+    Returns
+    -------
+    scheduler : torch.optim.lr_scheduler.LRScheduler
+    """
+    if len(phase_epochs) == 1:
+        return _scheduler(optimizer, kind, peak_lr, phase_epochs[0], batches_per_epoch, last_epoch)
+    phases = [_scheduler(optimizer, kind, peak_lr, epochs, batches_per_epoch) for epochs in phase_epochs]
+    per = 1 if kind == "cosine" else batches_per_epoch
+    milestones = [sum(phase_epochs[:i]) * per for i in range(1, len(phase_epochs))]
+    return SequentialLR(optimizer, phases, milestones)
+
+
+def training_callbacks(*, lr, lr_schedule, max_epochs, batches_per_epoch, early_stopping,
+                       has_validation, verbose, head_epochs=0):
     """The callbacks an estimator's hyperparameters ask for.
 
     Parameters
     ----------
-    lr : float
-        Peak learning rate of the schedules.
+    lr : float or list of float
+        Peak learning rate of the schedules, or one per parameter group.
     lr_schedule : {None, "cyclic", "onecycle", "cosine"}
     max_epochs, batches_per_epoch : int
+        ``max_epochs`` counts all epochs, ``head_epochs`` included.
     early_stopping : int or None
         Patience in epochs on the validation loss; the best weights are restored.
     has_validation : bool
     verbose : int
+    head_epochs : int, default=0
+        The first epochs, that train the head alone (:class:`HeadFirst`); the
+        schedule restarts when the backbone joins.
 
     Returns
     -------
     callbacks : list of (str, Callback)
     """
     callbacks = [("train_acc", TrainAccuracy()), ("release_freed_memory", ReleaseFreedMemory())]
-    if lr_schedule == "cyclic":
-        # Triangular cycles between lr/10 and lr, 2 epochs up and 2 down
-        # (Smith 2017 suggests a half cycle of 2 to 10 epochs).
+    if head_epochs:
+        callbacks.append(("head_first", HeadFirst(head_epochs)))
+    if lr_schedule is not None:
+        phases = (head_epochs, max_epochs - head_epochs) if head_epochs else (max_epochs,)
         callbacks.append(("lr_scheduler", LRScheduler(
-            CyclicLR, base_lr=lr / 10, max_lr=lr, step_size_up=2 * batches_per_epoch,
-            cycle_momentum=False, step_every="batch")))
-    elif lr_schedule == "onecycle":
-        callbacks.append(("lr_scheduler", LRScheduler(
-            OneCycleLR, max_lr=lr, total_steps=max_epochs * batches_per_epoch,
-            cycle_momentum=False, step_every="batch")))
-    elif lr_schedule == "cosine":
-        callbacks.append(("lr_scheduler", LRScheduler(
-            CosineAnnealingLR, T_max=max_epochs, step_every="epoch")))
+            phased_scheduler, kind=lr_schedule, peak_lr=lr, phase_epochs=phases,
+            batches_per_epoch=batches_per_epoch, step_every="epoch" if lr_schedule == "cosine" else "batch")))
     if early_stopping is not None and has_validation:
         callbacks.append(("early_stopping", EarlyStopping(
             monitor="valid_loss", patience=early_stopping, load_best=True,

@@ -28,7 +28,10 @@ PARAMS = {**FAST, "max_epochs": 7, "dropout": 0.3, "hidden_units": (8,), "augmen
           "lr_schedule": "cyclic", "early_stopping": 10, "validation_fraction": 0.25}
 
 
-@pytest.mark.parametrize("params", [PARAMS, {**PARAMS, "lr_schedule": "cosine", "early_stopping": 2}])
+@pytest.mark.parametrize("params", [
+    PARAMS, {**PARAMS, "lr_schedule": "cosine", "early_stopping": 2},
+    # Head-first epochs with a schedule per phase; the crash comes after the backbone joined.
+    {**PARAMS, "max_epochs": 4, "head_epochs": 2, "layer_decay": 0.5, "lr_schedule": "onecycle"}])
 def test_resumed_fit_equals_uninterrupted_fit(images, tmp_path, params):
     X, y = images
     whole = TransferCNNClassifier(**params, checkpoint_dir=tmp_path / "a").fit(X, y)
