@@ -14,7 +14,14 @@ The difference is the leakage. Models (``--models``):
 - ``frozen``: pretrained EfficientNet-Lite0 frozen, a linear head (``--size``
   px, ``--frozen-epochs``; features cached once for all folds);
 - ``fine-tuned``: the same network trained end to end (``--epochs``, lr 3e-4,
-  ``augment="ct"``).
+  ``augment="ct"``), skcovid's fine-tuning before the recipe;
+- ``recipe``: ``skcovid.recipe("finetune")``, the command line's default
+  (head first, then the whole network with layer-wise learning rates on
+  one-cycle schedules, label smoothing, flip test-time augmentation), at
+  ``--size`` px with ``--head-epochs`` + ``--epochs`` epochs.
+
+``--n-blocks N`` keeps N of the blocks (whole, drawn per class in proportion,
+seed 0) for both splits, so that the fine-tuned models fit in a CPU's time.
 
 Each model is fitted with ``calibration="temperature"`` (the temperature fitted
 on a validation split of 20% of the training folds, blocks kept whole with
@@ -23,7 +30,7 @@ the blocked split), so the figures also give the expected calibration error
 
 Usage::
 
-    python benchmarks/bench_leakage.py [--size 128] [--models frozen fine-tuned]
+    python benchmarks/bench_leakage.py [--size 128] [--models frozen fine-tuned recipe] [--n-blocks 40]
 
 Prints a Markdown table (the one in docs/benchmarks.md).
 """
@@ -36,7 +43,7 @@ import numpy as np
 from _slices import machine, real_slices
 from sklearn.model_selection import StratifiedKFold
 
-from skcovid import TransferCNNClassifier
+from skcovid import TransferCNNClassifier, recipe
 from skcovid.metrics import bootstrap_calibration, bootstrap_scores
 from skcovid.model_selection import BlockedStratifiedKFold
 
@@ -48,7 +55,20 @@ def _model(name, args, cache):
                   early_stopping=None, validation_fraction=0.2, calibration="temperature", random_state=0)
     if name == "frozen":
         return TransferCNNClassifier(freeze="backbone", max_epochs=args.frozen_epochs, memory=cache, **common)
+    if name == "recipe":
+        return recipe("finetune", max_epochs=args.epochs, head_epochs=args.head_epochs, **common)
     return TransferCNNClassifier(freeze="none", augment="ct", lr=3e-4, max_epochs=args.epochs, **common)
+
+
+def _some_blocks(blocks, y, n_blocks):
+    """Indices of the samples in ``n_blocks`` whole blocks, drawn per class in proportion (seed 0)."""
+    rng = np.random.RandomState(0)
+    labels, first = np.unique(y, return_index=True)
+    per_class = {label: np.unique(blocks[y == label]) for label in labels}
+    total = sum(len(b) for b in per_class.values())
+    chosen = np.concatenate([rng.choice(b, max(1, round(n_blocks * len(b) / total)), replace=False)
+                             for b in per_class.values()])
+    return np.flatnonzero(np.isin(blocks, chosen))
 
 
 def _scores(y, proba, classes):
@@ -65,19 +85,33 @@ def main():
     parser.add_argument("--frozen-epochs", type=int, default=30)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--block-size", type=int, default=25)
-    parser.add_argument("--models", nargs="+", default=["frozen", "fine-tuned"])
+    parser.add_argument("--head-epochs", type=int, default=2, help="the recipe's head-only epochs")
+    parser.add_argument("--n-blocks", type=int, default=None, help="keep this many whole blocks")
+    parser.add_argument("--models", nargs="+", default=["frozen", "fine-tuned", "recipe"],
+                        choices=["frozen", "fine-tuned", "recipe"])
+    parser.add_argument("--splits", nargs="+", default=["random", "blocked"], choices=["random", "blocked"])
+    parser.add_argument("--folds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     args = parser.parse_args()
     X, y = real_slices(data_dir=args.data_dir)
     blocked = BlockedStratifiedKFold(5, block_size=args.block_size)
-    splits = {"random": (StratifiedKFold(5, shuffle=True, random_state=0), None),
-              "blocked": (blocked, blocked.blocks(X, y))}
-    print(f"{machine()}; {len(X)} slices, {args.size} px; blocks of {args.block_size}\n", flush=True)
+    blocks = blocked.blocks(X, y)
+    if args.n_blocks is not None:
+        kept = _some_blocks(blocks, y, args.n_blocks)
+        X, y, blocks = X[kept], y[kept], blocks[kept]
+    # A subset keeps whole blocks: its own blocks are the same groups of files.
+    splits = {name: split for name, split in {
+        "random": (StratifiedKFold(5, shuffle=True, random_state=0), None),
+        "blocked": (blocked, blocks)}.items() if name in args.splits}
+    print(f"{machine()}; {len(X)} slices ({len(np.unique(blocks))} blocks of {args.block_size}), "
+          f"{args.size} px; folds {args.folds}\n", flush=True)
     rows = []
     with tempfile.TemporaryDirectory() as cache:
         for name in args.models:
             for split, (cv, groups) in splits.items():
                 folds, start = [], time.perf_counter()
-                for train, test in cv.split(X, y):
+                for fold, (train, test) in enumerate(cv.split(X, y, groups)):
+                    if fold not in args.folds:
+                        continue
                     clf = _model(name, args, cache).fit(
                         X[train], y[train], groups=None if groups is None else groups[train])
                     proba = clf.predict_proba(X[test])
@@ -88,12 +122,14 @@ def main():
                     folds.append({**_scores(y[test], proba, clf.classes_),
                                   "ece_before": _scores(y[test], raw, clf.classes_)["ece"],
                                   "temperature": temperature})
+                    print(f"  {name}, {split}, fold {fold}: " + ", ".join(
+                        f"{k} {v:.4f}" for k, v in folds[-1].items()), flush=True)
                 rows.append((name, split, folds, time.perf_counter() - start))
                 print(f"{name}, {split}: " + ", ".join(f"{k} {np.mean([f[k] for f in folds]):.4f}"
                                                        for k in folds[0]) + f" ({rows[-1][3]:.0f} s)",
                       flush=True)
     print("\n| model | split | accuracy | F1 | ROC-AUC | ECE before temperature | ECE after | Brier "
-          "| temperature | seconds (5 folds) |")
+          "| temperature | seconds |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for name, split, folds, seconds in rows:
         def cell(key):

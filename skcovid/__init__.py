@@ -16,6 +16,7 @@ from ._version import __version__
 #: Public name -> the module that defines it.
 _LOCATIONS = {
     "BACKBONES": "._backbones",
+    "RECIPES": "._recipes",
     "OnnxClassifier": "._onnx",
     "PrunedCNNClassifier": "._pruned",
     "TransferCNNClassifier": "._classifier",
@@ -23,6 +24,7 @@ _LOCATIONS = {
     "export": "._export",
     "load_model": "._persistence",
     "load_onnx": "._onnx",
+    "recipe": "._recipes",
     "save_model": "._persistence",
 }
 
@@ -30,12 +32,14 @@ __all__ = [
     "BACKBONES",
     "OnnxClassifier",
     "PrunedCNNClassifier",
+    "RECIPES",
     "TransferCNNClassifier",
     "UntrustedModelError",
     "__version__",
     "export",
     "load_model",
     "load_onnx",
+    "recipe",
     "save_model",
 ]
 

@@ -12,6 +12,8 @@ import inspect
 import re
 from typing import Any, Callable, NamedTuple
 
+from ._recipes import RECIPES
+
 
 # ---------------------------------------------------------------- converters
 def _value(kind, **words):
@@ -115,7 +117,10 @@ MODEL_OPTIONS = (
     _Option("batch_size", "--batch-size", int, "training"),
     _Option("optimizer", "--optimizer", str, "training"),
     _Option("lr_schedule", "--lr-schedule", _value(str, none=None), "training"),
+    _Option("head_epochs", "--head-epochs", int, "training"),
+    _Option("layer_decay", "--layer-decay", float, "training"),
     _Option("augment", "--augment", _value(str, none=None), "training"),
+    _Option("tta", "--tta", _value(str, none=None), "training"),
     _Option("label_smoothing", "--label-smoothing", float, "training"),
     _Option("class_weight", "--class-weight", _value(str, none=None), "training",
             "{none,balanced}"),
@@ -180,14 +185,37 @@ def _estimator_class(option):
     return getattr(importlib.import_module(__package__), option.estimator)
 
 
-def add_option(container, option, default=inspect.Parameter.empty):
+class _FromRecipe:
+    """The default of an option that a recipe sets: ``--recipe`` decides it."""
+
+    def __repr__(self):
+        return "FROM_RECIPE"
+
+
+FROM_RECIPE = _FromRecipe()
+
+
+def _recipe_defaults(option):
+    """``"finetune: X; frozen: Y"``: what each recipe gives ``option``'s parameter."""
+    defaults = _estimator_class(option)().get_params(deep=False)
+    return "; ".join(f"{name}: {params.get(option.param, defaults[option.param])}"
+                     for name, params in RECIPES.items())
+
+
+def _set_by_recipes(option):
+    return option.estimator == "TransferCNNClassifier" and any(
+        option.param in params for params in RECIPES.values())
+
+
+def add_option(container, option, default=inspect.Parameter.empty, recipes=False):
     """Add ``option`` to an argument parser or group.
 
     The help is the parameter's description in its estimator's docstring and
     the option's note; choices the docstring lists as ``{"a", "b"}`` are
     shown in the metavar.
     The default is ``default`` when given, else ``option.default`` when set,
-    else the estimator's.
+    else, with ``recipes``, :data:`FROM_RECIPE` for a parameter that a recipe
+    sets, else the estimator's.
     """
     cls = _estimator_class(option)
     spec, description = _docstring_parameters(cls)[option.param]
@@ -199,10 +227,13 @@ def add_option(container, option, default=inspect.Parameter.empty):
         metavar = "{" + ",".join(values + ([metavar] if metavar else [])) + "}"
     if default is inspect.Parameter.empty:
         default = option.default
+    shown = "%(default)s"
+    if default is inspect.Parameter.empty and recipes and _set_by_recipes(option):
+        default, shown = FROM_RECIPE, f"from --recipe, {_plain(_recipe_defaults(option))}"
     if default is inspect.Parameter.empty:
         default = cls().get_params(deep=False)[option.param]
     note = option.note() if callable(option.note) else option.note
-    help_text = " ".join(filter(None, [_plain(description), note, "(default: %(default)s)"]))
+    help_text = " ".join(filter(None, [_plain(description), note, f"(default: {shown})"]))
     container.add_argument(option.flag, dest=option.param, type=option.parse, default=default,
                            metavar=metavar or option.flag.lstrip("-").upper().replace("-", "_"),
                            help=help_text)
@@ -216,26 +247,36 @@ def add_model_options(parser):
         "--prune", default=None, type=_prune_spec, metavar="METHOD:AMOUNT",
         help="structured:RATIO (channels removed, torch-pruning) or magnitude:SPARSITY (weights "
              "zeroed on a polynomial-decay schedule); fine-tuned as the options below set")
+    groups["model"].add_argument(
+        "--recipe", choices=sorted(RECIPES), default="finetune",
+        help="the preset the other options start from (skcovid.recipe): 'finetune' trains the new head "
+             "alone for 2 epochs, then the whole network with per-stage learning rates on one-cycle "
+             "schedules, CT augmentation, label smoothing, flip test-time augmentation and temperature "
+             "calibration; 'frozen' trains a linear head on the frozen backbone, much faster "
+             "(default: %(default)s)")
     for option in MODEL_OPTIONS:
-        add_option(groups[option.group], option)
+        add_option(groups[option.group], option, recipes=True)
 
 
 def _estimator_params(args, estimator):
-    """The values of the parsed options that set parameters of ``estimator`` (a class name)."""
+    """The values of the parsed options that set parameters of ``estimator`` (a class name).
+
+    Options left to the recipe (:data:`FROM_RECIPE`) are left out.
+    """
     return {option.param: getattr(args, option.param) for option in MODEL_OPTIONS
-            if option.estimator == estimator}
+            if option.estimator == estimator and getattr(args, option.param) is not FROM_RECIPE}
 
 
 def build_estimator(args, verbose):
     """The estimator the parsed options describe.
 
-    A ``TransferCNNClassifier``, wrapped in a ``PrunedCNNClassifier`` when
-    ``--prune`` is given.
+    The ``--recipe``'s ``TransferCNNClassifier`` with the options given,
+    wrapped in a ``PrunedCNNClassifier`` when ``--prune`` is given.
     """
-    from . import PrunedCNNClassifier, TransferCNNClassifier
+    from . import PrunedCNNClassifier, recipe
     from .pruning import MagnitudePruner, StructuredPruner
 
-    clf = TransferCNNClassifier(**_estimator_params(args, "TransferCNNClassifier"), verbose=verbose)
+    clf = recipe(args.recipe, **_estimator_params(args, "TransferCNNClassifier"), verbose=verbose)
     if args.prune is None:
         return clf
     method, amount = args.prune

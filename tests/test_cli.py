@@ -14,13 +14,13 @@ from PIL import Image
 
 # Private pieces are imported where they are tested: the command's parser (_parser),
 # and the option table's docstring parser (_docstring_parameters) and help-text cleaner (_plain).
-from skcovid import PrunedCNNClassifier, TransferCNNClassifier
+from skcovid import RECIPES, PrunedCNNClassifier, TransferCNNClassifier
 from skcovid._cli import _parser, main
-from skcovid._cli_options import MODEL_OPTIONS, _docstring_parameters, _plain, build_estimator
+from skcovid._cli_options import FROM_RECIPE, MODEL_OPTIONS, _docstring_parameters, _plain, build_estimator
 from skcovid._persistence import load_model
 
 #: Options that train the small CNN in seconds.
-FAST_ARGS = ["--backbone", "simple_cnn", "--weights", "none", "--freeze", "none",
+FAST_ARGS = ["--recipe", "frozen", "--backbone", "simple_cnn", "--weights", "none", "--freeze", "none",
              "--image-size", "16", "--epochs", "6", "--lr", "0.01", "--batch-size", "8",
              "--early-stopping", "none", "--validation-fraction", "none", "-q"]
 
@@ -343,15 +343,21 @@ def test_every_option_sets_a_parameter_with_its_default():
         spec, _ = _docstring_parameters(cls)[option.param]
         documented = ast.literal_eval(spec.rpartition("default=")[2])
         assert documented == defaults[option.param], (option, spec)
+        value = getattr(args, option.param)
         if option.param == "random_state":
-            assert getattr(args, option.param) == 0  # the command line's documented default
+            assert value == 0  # the command line's documented default
+        elif value is FROM_RECIPE:  # --recipe decides
+            assert any(option.param in recipe for recipe in RECIPES.values()), option
         else:
-            assert getattr(args, option.param) == defaults[option.param], option
+            assert value == defaults[option.param], option
     estimator = build_estimator(_train_args("--prune", "structured:0.5"), verbose=0)
     params = estimator.get_params()
     for option in MODEL_OPTIONS:
         prefix = "estimator__" if option.estimator == "TransferCNNClassifier" else ""
-        assert params[prefix + option.param] == getattr(args, option.param), option
+        value = getattr(args, option.param)
+        if value is FROM_RECIPE:  # the default recipe's
+            value = RECIPES["finetune"].get(option.param, TransferCNNClassifier().get_params()[option.param])
+        assert params[prefix + option.param] == value, option
 
 
 def test_option_help_is_the_docstring_description(capsys, monkeypatch):
@@ -360,6 +366,9 @@ def test_option_help_is_the_docstring_description(capsys, monkeypatch):
         cls = _estimator_class(option)
         _, description = _docstring_parameters(cls)[option.param]
         default = 0 if option.param == "random_state" else cls().get_params()[option.param]
+        if option.estimator == "TransferCNNClassifier" and any(option.param in r for r in RECIPES.values()):
+            default = "from --recipe, " + "; ".join(
+                f"{name}: {recipe.get(option.param, default)}" for name, recipe in RECIPES.items())
         note = option.note() if callable(option.note) else option.note
         expected = " ".join(filter(None, [_plain(description).replace("%%", "%"), note,
                                           f"(default: {default})"]))

@@ -226,12 +226,14 @@ def test_exported_model_windows_hounsfield_units_inside(patients, tmp_path):
 
 def test_command_line_splits_by_patient_and_predicts_one_row_per_patient(dicom_patients, tmp_path, capsys):
     model = tmp_path / "model.joblib"
-    assert main(["train", str(dicom_patients), "--out", str(model), "--backbone", "simple_cnn", "--weights",
+    assert main(["train", str(dicom_patients), "--out", str(model), "--recipe", "frozen",
+                 "--backbone", "simple_cnn", "--weights",
                  "none", "--freeze", "none", "--image-size", "16", "--epochs", "2", "--window", "lung",
                  "-q"]) == 0
     out = capsys.readouterr().out
     assert "patient level" in out
-    assert main(["train", str(dicom_patients), "--out", str(model), "--backbone", "simple_cnn", "--weights",
+    assert main(["train", str(dicom_patients), "--out", str(model), "--recipe", "frozen",
+                 "--backbone", "simple_cnn", "--weights",
                  "none", "--freeze", "none", "--image-size", "16", "--epochs", "2"]) == 0
     out = capsys.readouterr().out
     assert "split by patient: training on 24 slices of 6 patients, holding out 8 slices of 2 patients" in out
@@ -267,7 +269,8 @@ def test_group_by_patient_needs_patients(image_folder, tmp_path, capsys):
 @needs_sample
 def test_command_line_on_the_covid_ct_md_sample(tmp_path, capsys):
     model = tmp_path / "model.joblib"
-    assert main(["train", str(SAMPLE), "--out", str(model), "--backbone", "simple_cnn", "--weights", "none",
+    assert main(["train", str(SAMPLE), "--out", str(model), "--recipe", "frozen",
+                 "--backbone", "simple_cnn", "--weights", "none",
                  "--freeze", "none", "--image-size", "32", "--epochs", "1"]) == 0
     out = capsys.readouterr().out
     assert "split by patient" in out and "holding out 30 slices of 3 patients" in out
@@ -304,7 +307,8 @@ def test_bad_series_fail_before_anything_is_written(dicom_patients, tmp_path, ca
     shutil.copytree(dicom_patients, root)
     write_dicom(root / "COVID" / "C00" / "stray.dcm", np.full((24, 24), -800), series_uid="1.2.3.4.5")
     model = tmp_path / "model.joblib"
-    assert main(["train", str(root), "--out", str(model), "--backbone", "simple_cnn", "--weights", "none",
+    assert main(["train", str(root), "--out", str(model), "--recipe", "frozen",
+                 "--backbone", "simple_cnn", "--weights", "none",
                  "--image-size", "16", "--epochs", "1", "-q"]) == 1
     err = capsys.readouterr().err
     assert "mixes 2 DICOM series" in err and "C00" in err
@@ -330,7 +334,8 @@ def test_command_line_cross_validates_by_patient(dicom_patients, tmp_path, capsy
         return original(self, X, y, groups=groups)
 
     monkeypatch.setattr(TransferCNNClassifier, "fit", recording_fit)
-    assert main(["train", str(dicom_patients), "--out", str(tmp_path / "m.joblib"), "--cv", "2", "--backbone",
-                 "simple_cnn", "--weights", "none", "--freeze", "none", "--image-size", "16", "--epochs", "1"]) == 0
+    assert main(["train", str(dicom_patients), "--out", str(tmp_path / "m.joblib"), "--cv", "2", "--recipe", "frozen",
+                 "--backbone", "simple_cnn", "--weights", "none", "--freeze", "none", "--image-size", "16",
+                 "--epochs", "1"]) == 0
     assert "2-fold stratified cross-validation by patient" in capsys.readouterr().out
     assert seen == [4, 4, 8]  # each fold's fit gets its training patients; the refit gets all of them

@@ -313,8 +313,11 @@ def test_the_command_line_saves_the_safe_format(image_folder, tmp_path, capsys):
     out = tmp_path / "model.joblib"  # any name: the content decides
     assert main(["train", str(data), "--out", str(out), "--backbone", "simple_cnn", "--weights", "none",
                  "--freeze", "none", "--image-size", "16", "--epochs", "2", "--early-stopping", "none",
-                 "--validation-fraction", "none", "--prune", "magnitude:0.5", "--finetune-epochs", "1",
-                 "-q"]) == 0
+                 "--validation-fraction", "none", "--calibration", "none", "--prune", "magnitude:0.5",
+                 "--finetune-epochs", "1", "-q"]) == 0
     assert _document(out)["estimator"]["class"] == "PrunedCNNClassifier"
+    # The default recipe's settings travel in the file.
+    inner = load_model(out).estimator_
+    assert (inner.head_epochs, inner.layer_decay, inner.tta) == (2, 0.8, "flip")
     assert main(["predict", str(out), image_folder[0][0], "-q"]) == 0
     assert image_folder[0][0] in capsys.readouterr().out
