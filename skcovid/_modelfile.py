@@ -11,7 +11,11 @@ the fitted attributes (a pruner's tensors, the Taylor ``gradients_``, are
 JSON would not give back as they were are tagged: ``{"__tuple__": [...]}``,
 ``{"__dict__": [[key, value], ...]}``, ``{"__ndarray__": [...], "dtype",
 "shape"}``, ``{"__optimizer__": "adam"}`` (skcovid's table),
-``{"__tensor__": name}`` and ``{"__estimator__": {...}}``.
+``{"__tensor__": name}`` and ``{"__estimator__": {...}}``. A fold ensemble
+(format version 2) is ``{"class": "VotingClassifier", "voting": "soft",
+"weights", "classes", "members": [{"name", "estimator"}, ...]}``, each member
+a classifier as above whose tensors are prefixed ``members[i].``; it loads as
+scikit-learn's VotingClassifier over FrozenEstimator-wrapped members.
 
 A network is ``{"prefix", "module", "net"}``: ``module`` is the backbone's
 name, the head, the frozen stages, ``layers`` (for each layer that structured
@@ -38,6 +42,11 @@ import torch
 import torchvision
 from safetensors.torch import load, save
 from sklearn.base import BaseEstimator
+from sklearn.ensemble import VotingClassifier
+from sklearn.frozen import FrozenEstimator
+from sklearn.preprocessing import LabelEncoder
+from sklearn.utils import Bunch
+from sklearn.utils.validation import check_is_fitted
 from skorch.dataset import Dataset
 from skorch.history import History
 from skorch.utils import get_map_location
@@ -56,7 +65,8 @@ from .pruning import MagnitudePruner, StructuredPruner
 from .pruning._sparse import pack_module, unpack_module
 
 FORMAT = "skcovid-model"
-FORMAT_VERSION = 1
+#: Version 2 added fold ensembles (written as 2; a single classifier is still written as version 1).
+FORMAT_VERSION = 2
 #: The key of the safetensors metadata that holds the JSON document.
 METADATA_KEY = "skcovid"
 _MAX_HEADER = 256 * 2**20
@@ -177,7 +187,8 @@ def _estimator_spec(estimator, where, tensors, *, fitted):
     name = type(estimator).__name__
     if _CLASSES.get(name) is not type(estimator) or (not where and "Pruner" in name):
         raise TypeError(f"The safe model format stores a TransferCNNClassifier or a PrunedCNNClassifier (with "
-                        f"skcovid's pruners); got a {name} ({where or 'the estimator'}). Save the fitted "
+                        f"skcovid's pruners), or a soft VotingClassifier of them (a fold ensemble); got a {name} "
+                        f"({where or 'the estimator'}). Save the fitted "
                         f"classifier itself (a Pipeline's last step, a search's best_estimator_), or {_PICKLE_HINT}.")
     params = estimator.get_params(deep=False)
     spec = {"class": name, "params": {
@@ -441,12 +452,47 @@ def read_header(data):
     return header if isinstance(header, dict) else None
 
 
+# --------------------------------------------------------------- ensembles
+def _is_fold_ensemble(estimator):
+    return isinstance(estimator, VotingClassifier)
+
+
+def _ensemble_spec(ensemble, tensors):
+    """A fitted soft-voting ensemble of frozen skcovid classifiers (``skcovid train --cv K --ensemble``)."""
+    check_is_fitted(ensemble)
+    if ensemble.voting != "soft" or not all(isinstance(m, FrozenEstimator) for _, m in ensemble.estimators):
+        raise TypeError("The safe model format stores a VotingClassifier only with voting='soft' over "
+                        "FrozenEstimator-wrapped skcovid classifiers (the fold models of skcovid train --cv K "
+                        f"--ensemble); or {_PICKLE_HINT}.")
+    members = [{"name": name, "estimator": _estimator_spec(member.estimator, f"members[{i}].", tensors, fitted=True)}
+               for i, (name, member) in enumerate(ensemble.estimators)]
+    return {"class": "VotingClassifier", "voting": "soft", "weights": _encode(ensemble.weights, "weights"),
+            "classes": _encode(ensemble.classes_, "classes_"), "members": members}
+
+
+def _build_ensemble(spec, tensors):
+    names = [member["name"] for member in spec["members"]]
+    if not all(isinstance(name, str) and name.isidentifier() for name in names):
+        raise ValueError(f"ensemble member names {names} are not identifiers")
+    members = [FrozenEstimator(_build_estimator(member["estimator"], tensors)) for member in spec["members"]]
+    ensemble = VotingClassifier(list(zip(names, members)), voting="soft",
+                                weights=_decode(spec["weights"], tensors))
+    # The fitted state VotingClassifier.fit gives frozen members: they themselves, and the classes.
+    ensemble.estimators_ = members
+    ensemble.named_estimators_ = Bunch(**dict(zip(names, members)))
+    ensemble.le_ = LabelEncoder().fit(_decode(spec["classes"], tensors))
+    ensemble.classes_ = ensemble.le_.classes_
+    return ensemble
+
+
 def dumps(estimator):
-    """A fitted (or unfitted) skcovid classifier as the bytes of a safe model file.
+    """A fitted (or unfitted) skcovid classifier, or a fold ensemble, as the bytes of a safe model file.
 
     Parameters
     ----------
-    estimator : TransferCNNClassifier or PrunedCNNClassifier
+    estimator : TransferCNNClassifier, PrunedCNNClassifier or VotingClassifier
+        A VotingClassifier must be fitted, with ``voting="soft"``, over
+        ``FrozenEstimator``-wrapped skcovid classifiers.
 
     Returns
     -------
@@ -461,11 +507,14 @@ def dumps(estimator):
         callable backbone, callbacks, a RandomState, ...).
     """
     tensors = {}
-    spec = _estimator_spec(estimator, "", tensors, fitted=True)
+    if _is_fold_ensemble(estimator):
+        spec, version = _ensemble_spec(estimator, tensors), 2
+    else:
+        spec, version = _estimator_spec(estimator, "", tensors, fitted=True), 1
     versions = {"skcovid": __version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
                 "scikit-learn": sklearn.__version__, "skorch": skorch.__version__, "numpy": np.__version__,
                 "safetensors": safetensors.__version__}
-    document = {"format": FORMAT, "format_version": FORMAT_VERSION, "versions": versions, "estimator": spec}
+    document = {"format": FORMAT, "format_version": version, "versions": versions, "estimator": spec}
     return save(tensors, metadata={METADATA_KEY: json.dumps(document)})
 
 
@@ -481,7 +530,7 @@ def loads(data, header):
 
     Returns
     -------
-    estimator : TransferCNNClassifier or PrunedCNNClassifier
+    estimator : TransferCNNClassifier, PrunedCNNClassifier or VotingClassifier
     """
     text = (header.get("__metadata__") or {}).get(METADATA_KEY)
     if not isinstance(text, str):
@@ -495,6 +544,8 @@ def loads(data, header):
                          f"({document.get('versions', {}).get('skcovid')}); this one reads up to "
                          f"{FORMAT_VERSION}: upgrade skcovid")
     spec = document["estimator"]
+    if spec.get("class") == "VotingClassifier":
+        return _build_ensemble(spec, load(bytes(data)))
     if spec.get("class") not in ("TransferCNNClassifier", "PrunedCNNClassifier"):
         raise ValueError(f"it holds a {spec.get('class')!r}, not a skcovid classifier")
     return _build_estimator(spec, load(bytes(data)))

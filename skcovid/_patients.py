@@ -116,9 +116,15 @@ def aggregation_of(estimator):
 
     A skcovid classifier's ``patient_aggregation``, ``patient_top_k`` and
     ``patient_threshold`` (of ``estimator_`` for a pruned one, of the final
-    step of a Pipeline or search); a mean for other classifiers.
+    step of a Pipeline or search, of the first model of a fold ensemble); a
+    mean for other classifiers.
     """
     owner = final_estimator(estimator)
+    members = getattr(owner, "estimators_", None)  # a VotingClassifier of fold models
+    if members:
+        from sklearn.frozen import FrozenEstimator  # only reached with scikit-learn's ensembles
+
+        owner = members[0].estimator if isinstance(members[0], FrozenEstimator) else members[0]
     owner = getattr(owner, "estimator_", owner)
     return {"method": getattr(owner, "patient_aggregation", "mean"), "top_k": getattr(owner, "patient_top_k", 5),
             "threshold": getattr(owner, "patient_threshold", 0.5)}

@@ -321,3 +321,30 @@ def test_the_command_line_saves_the_safe_format(image_folder, tmp_path, capsys):
     assert (inner.head_epochs, inner.layer_decay, inner.tta) == (2, 0.8, "flip")
     assert main(["predict", str(out), image_folder[0][0], "-q"]) == 0
     assert image_folder[0][0] in capsys.readouterr().out
+
+
+def test_fold_ensemble_round_trip(images, tmp_path):
+    from sklearn.ensemble import VotingClassifier
+    from sklearn.frozen import FrozenEstimator
+    from sklearn.model_selection import cross_validate
+
+    X, y = images
+    folds = cross_validate(TransferCNNClassifier(**{**FAST, "max_epochs": 2}), X, y, cv=2,
+                           return_estimator=True)["estimator"]
+    ensemble = VotingClassifier([(f"fold_{i}", FrozenEstimator(m)) for i, m in enumerate(folds)],
+                                voting="soft").fit(X, y)
+    save_model(ensemble, tmp_path / "ensemble.skcovid")
+    document = _document(tmp_path / "ensemble.skcovid")
+    assert document["format_version"] == 2 and len(document["estimator"]["members"]) == 2
+    loaded = load_model(tmp_path / "ensemble.skcovid")
+    np.testing.assert_array_equal(loaded.predict_proba(X), ensemble.predict_proba(X))
+    np.testing.assert_array_equal(loaded.classes_, ensemble.classes_)
+    assert [name for name, _ in loaded.estimators] == ["fold_0", "fold_1"]
+    save_model(folds[0], tmp_path / "single.skcovid")
+    assert _document(tmp_path / "single.skcovid")["format_version"] == 1  # older readers still read it
+    # Only the fold ensembles skcovid makes: soft voting over frozen classifiers.
+    for other in (VotingClassifier([(f"fold_{i}", FrozenEstimator(m)) for i, m in enumerate(folds)],
+                                   voting="hard").fit(X, y),
+                  VotingClassifier([(f"fold_{i}", m) for i, m in enumerate(folds)], voting="soft").fit(X, y)):
+        with pytest.raises(TypeError, match="voting='soft' over FrozenEstimator"):
+            save_model(other, tmp_path / "other.skcovid")
