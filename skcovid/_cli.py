@@ -120,11 +120,14 @@ def _write_explanations(estimator, files, out_dir, *, layer, target, feature_map
 # ----------------------------------------------------------------- commands
 def _cmd_train(args):
     import sklearn
+    from sklearn.base import clone
     from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, cross_validate
     from sklearn.utils._param_validation import InvalidParameterError
 
+    from ._comparison import format_comparison
     from ._persistence import save_model
-    from .metrics import METRICS, make_scoring
+    from ._pruned import PrunedCNNClassifier
+    from .metrics import METRICS, compare, make_scoring
     from .report import evaluate
 
     start = time.perf_counter()
@@ -150,7 +153,8 @@ def _cmd_train(args):
             with sklearn.config_context(enable_metadata_routing=True):
                 estimator.set_fit_request(groups=True)
                 scores = cross_validate(estimator, X, y, cv=cv, scoring=make_scoring(),
-                                        error_score="raise", params={"groups": units})
+                                        error_score="raise", params={"groups": units},
+                                        return_estimator=args.ensemble)
         except InvalidParameterError as exc:
             # cross_validate reports the estimator's parameter errors under its own name.
             raise exc.__cause__ or exc
@@ -158,17 +162,44 @@ def _cmd_train(args):
             values = scores[f"test_{name}"]
             print(f"{name:>12}: {values.mean():.4f} +/- {values.std():.4f}  "
                   f"(folds: {', '.join(f'{v:.4f}' for v in values)})")
-        _log(args, "refitting on all images for the saved model")
-        estimator.fit(X, y, groups=units)
+        if args.ensemble:
+            from sklearn.ensemble import VotingClassifier
+            from sklearn.frozen import FrozenEstimator
+
+            _log(args, f"the saved model averages the probabilities of the {args.cv} fold models (soft voting)")
+            # Frozen: fitting the ensemble only records the classes; the fold models stay as trained.
+            estimator = VotingClassifier([(f"fold_{i}", FrozenEstimator(model))
+                                          for i, model in enumerate(scores["estimator"])],
+                                         voting="soft").fit(X, y)
+        else:
+            _log(args, "refitting on all images for the saved model")
+            estimator.fit(X, y, groups=units)
     else:
         train, test, said = held_out_split(args, y, units, unit)
         _log(args, said)
-        estimator.fit(X[train], y[train], groups=None if units is None else units[train])
+        fit_groups = None if units is None else units[train]
+        unpruned_proba = None
+        if isinstance(estimator, PrunedCNNClassifier):
+            # The unpruned network, trained as the pruned fit would train it, is scored on the held-out
+            # split too: the pruning's difference and p-value.
+            params = estimator.get_params(deep=False)
+            unpruned = clone(estimator.estimator).fit(X[train], y[train], groups=fit_groups)
+            unpruned_proba = _predict_proba(unpruned, X[test], quiet=args.quiet)
+            estimator.set_params(estimator=unpruned, prefit=True)
+            estimator.fit(X[train], y[train], groups=fit_groups)
+            estimator.set_params(**params)  # what the fit equals: prefit=False, the unfitted estimator
+        else:
+            estimator.fit(X[train], y[train], groups=fit_groups)
         proba = _predict_proba(estimator, X[test], quiet=args.quiet)
         report = evaluate(estimator, X[test], y[test], proba=proba, random_state=args.random_state,
                           groups=None if groups is None else groups[test])
         print("held-out metrics:")
         print(report.summary())
+        if unpruned_proba is not None:
+            comparison = compare(y[test], proba, unpruned_proba, classes=estimator.classes_,
+                                 random_state=args.random_state)
+            print("pruned vs unpruned on the held-out split: "
+                  + format_comparison(comparison, "pruned", "unpruned", unit="images"))
         if args.report:
             report.save(args.report)
             _log(args, f"report written to {Path(args.report) / 'index.html'}")
@@ -378,6 +409,10 @@ def _parser():
                           "model.skcovid by convention)")
     sub.add_argument("--cv", type=_positive_int, default=None, metavar="K",
                      help="K-fold stratified cross-validation instead of a held-out split")
+    sub.add_argument("--ensemble", action="store_true",
+                     help="with --cv K: save the K fold models, whose probabilities the saved model averages "
+                          "(scikit-learn's VotingClassifier, soft voting), instead of one model refitted on all "
+                          "images; K times the prediction cost, no refit")
     sub.add_argument("--test-size", type=float, default=0.2,
                      help="held-out share without --cv (default: %(default)s)")
     sub.add_argument("--split", choices=("random", "blocked"), default="random",
@@ -461,6 +496,8 @@ def main(argv=None):
     test_size = getattr(args, "test_size", None)
     if test_size is not None and not 0 < test_size < 1:
         parser.error(f"--test-size must be in (0, 1), got {test_size}")
+    if getattr(args, "ensemble", False) and not args.cv:
+        parser.error("--ensemble keeps the fold models of --cv K: give --cv too")
     try:
         args.run(args)
     except KeyboardInterrupt:

@@ -224,6 +224,7 @@ def test_explain_writes_pngs(model_path, image_folder, tmp_path, capsys):
     (["train", "{data}", "--out", "m.joblib", "--prune", "heavy:0.5"], 2, "structured:RATIO"),
     (["train", "{data}", "--out", "m.joblib", "--prune", "structured:1.5"], 2, r"\[0, 1\)"),
     (["train", "{data}", "--out", "m.joblib", "--cv", "0"], 2, "at least 1"),
+    (["train", "{data}", "--out", "m.joblib", "--ensemble"], 2, "--ensemble keeps the fold models of --cv K"),
     (["train", "{data}", "--out", "m.joblib", "--test-size", "1.5"], 2, "test-size"),
     # Text that is not a value of the option's kind: argparse's usage error.
     (["train", "{data}", "--out", "m.joblib", "--freeze", "many"], 2,
@@ -397,3 +398,29 @@ def test_option_help_is_the_docstring_description(capsys, monkeypatch):
 def test_options_convert_text_to_parameter_values(options, param, value):
     estimator = build_estimator(_train_args(*options), verbose=0)
     assert estimator.get_params()[param] == value
+
+
+def test_train_keeps_the_fold_models_as_an_ensemble(data_dir, tmp_path, capsys):
+    out = tmp_path / "ensemble.skcovid"
+    status, stdout, _ = run(capsys, "train", data_dir, "--out", out, "--cv", "2", "--ensemble",
+                            *FAST_ARGS[:-1])
+    assert status == 0 and "averages the probabilities of the 2 fold models" in stdout
+    model = load_model(out)
+    assert type(model).__name__ == "VotingClassifier" and model.voting == "soft"
+    folds = [member.estimator for member in model.estimators_]
+    assert len(folds) == 2 and all(isinstance(fold, TransferCNNClassifier) for fold in folds)
+    X = sorted(str(p) for p in data_dir.rglob("*.png"))[:6]
+    np.testing.assert_allclose(model.predict_proba(X), np.mean([f.predict_proba(X) for f in folds], axis=0))
+    status, stdout, _ = run(capsys, "predict", out, *X, "-q")
+    assert status == 0 and len(stdout.strip().splitlines()) == 7
+
+
+def test_train_compares_the_pruned_model_with_the_unpruned_one(data_dir, tmp_path, capsys):
+    out = tmp_path / "pruned.skcovid"
+    status, stdout, _ = run(capsys, "train", data_dir, "--out", out, "--prune", "structured:0.5",
+                            "--finetune-epochs", "1", *FAST_ARGS)
+    assert status == 0
+    comparison = stdout.split("pruned vs unpruned on the held-out split: ")[1]
+    assert "A = pruned, B = unpruned" in comparison and "DeLong" in comparison and "McNemar" in comparison
+    model = load_model(out)
+    assert model.prefit is False and not hasattr(model.estimator, "net_")  # saved as it was asked
