@@ -3,6 +3,7 @@
 Usage::
 
     python examples/dicom_patients.py [TRAIN_DIR] [--dicom-dir DICOM_DIR] [--weights DEFAULT|PATH|none]
+                                      [--recipe finetune]
 
 TRAIN_DIR holds one sub-folder per class of raster slices (default: the
 SARS-CoV-2 CT-scan set at ``../shared/data/sarscov2-ctscan``, "COVID" and
@@ -15,6 +16,10 @@ the model's (the class naming COVID to the model's positive class, every other
 one to its negative class: COVID-19 against the rest), and the report gives
 slice- and patient-level metrics with bootstrap 95% intervals that resample
 whole patients. With six patients, those intervals are very wide.
+
+By default the network is fine-tuned end to end with a cosine schedule;
+``--recipe finetune`` trains it by :func:`skcovid.recipe` instead (the head
+first, then the whole network: ``--epochs`` counts the epochs after the head's).
 """
 
 import argparse
@@ -24,7 +29,7 @@ from pathlib import Path
 import numpy as np
 from _common import weights
 
-from skcovid import TransferCNNClassifier
+from skcovid import TransferCNNClassifier, recipe
 from skcovid.datasets import load_dicom_folder, load_image_folder
 from skcovid.metrics import resolve_pos_label
 from skcovid.report import evaluate
@@ -68,6 +73,8 @@ def main():
     parser.add_argument("--patient-aggregation", default="topk", choices=["mean", "max", "topk", "fraction"])
     parser.add_argument("--patient-top-k", type=int, default=3)
     parser.add_argument("--n-bootstraps", type=int, default=1000)
+    parser.add_argument("--recipe", choices=["finetune"], default=None,
+                        help="train by skcovid.recipe('finetune') instead of the plain fine-tuning")
     parser.add_argument("--random-state", type=int, default=0)
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
@@ -76,13 +83,16 @@ def main():
     X_train, y_train = load_image_folder(args.data_dir)
     counts = ", ".join(f"{c}: {int(np.sum(y_train == c))}" for c in sorted(set(y_train)))
     print(f"training on all {len(X_train)} slices of {args.data_dir} ({counts})")
-    clf = TransferCNNClassifier(
-        backbone=args.backbone, weights=args.weights, freeze="none", image_size=args.image_size,
-        window=args.window, augment="flip", optimizer="adam", lr=1e-3, lr_schedule="cosine",
-        batch_size=args.batch_size, max_epochs=args.epochs, early_stopping=None, validation_fraction=None,
-        random_state=args.random_state, device=args.device, patient_aggregation=args.patient_aggregation,
-        patient_top_k=args.patient_top_k,
-    ).fit(X_train, y_train)
+    common = dict(backbone=args.backbone, weights=args.weights, image_size=args.image_size, window=args.window,
+                  batch_size=args.batch_size, max_epochs=args.epochs, random_state=args.random_state,
+                  device=args.device, patient_aggregation=args.patient_aggregation,
+                  patient_top_k=args.patient_top_k)
+    if args.recipe is None:
+        clf = TransferCNNClassifier(freeze="none", augment="flip", optimizer="adam", lr=1e-3, lr_schedule="cosine",
+                                    early_stopping=None, validation_fraction=None, **common)
+    else:  # with the recipe's validation split, early stopping and temperature
+        clf = recipe(args.recipe, **common)
+    clf.fit(X_train, y_train)
     print(f"trained {args.backbone} ({len(clf.history_)} epochs) in {time.perf_counter() - start:.0f} s")
 
     # The test patients: slices in anatomical order, the patient folder as the group.
