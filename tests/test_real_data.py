@@ -86,7 +86,7 @@ def test_command_line_on_real_slices(real_split, tmp_path, capsys):
             os.symlink(path, tmp_path / name / label / Path(path).name)
     model = tmp_path / "model.joblib"
     assert main(["train", str(tmp_path / "train"), "--out", str(model), "--recipe", "frozen", "--image-size", "96",
-                 "--epochs", "6", "--freeze", "none", "--batch-size", "16", "--lr-schedule", "cosine",
+                 "--epochs", "4", "--freeze", "none", "--batch-size", "16", "--lr-schedule", "cosine",
                  "--early-stopping", "none", "--validation-fraction", "none", "-q"]) == 0
     assert main(["evaluate", str(model), str(tmp_path / "test"), "--report",
                  str(tmp_path / "report"), "-q"]) == 0
