@@ -89,6 +89,8 @@ _NOT_STORED = ("accelerator", "memory")
 _TAGS = ("__tuple__", "__dict__", "__ndarray__", "__optimizer__", "__tensor__", "__estimator__")
 _PICKLE_HINT = ("save it with save_model(estimator, path, format='pickle') (a pickle loads only with "
                 "trusted=True, since it can run code)")
+#: The classes a file's estimator, or each member of its ensemble, may be.
+_CLASSIFIERS = ("TransferCNNClassifier", "PrunedCNNClassifier")
 #: The classes a file may name, and nothing else.
 _CLASSES = {cls.__name__: cls for cls in (TransferCNNClassifier, PrunedCNNClassifier, StructuredPruner,
                                           MagnitudePruner)}
@@ -453,14 +455,18 @@ def read_header(data):
 
 
 # --------------------------------------------------------------- ensembles
-def _is_fold_ensemble(estimator):
-    return isinstance(estimator, VotingClassifier)
+def _check_classifier_class(name):
+    """Refuse a file whose classifier (or ensemble member) is not one of skcovid's two classifiers."""
+    if name not in _CLASSIFIERS:
+        raise ValueError(f"it holds a {name!r}, not a skcovid classifier")
 
 
 def _ensemble_spec(ensemble, tensors):
     """A fitted soft-voting ensemble of frozen skcovid classifiers (``skcovid train --cv K --ensemble``)."""
     check_is_fitted(ensemble)
-    if ensemble.voting != "soft" or not all(isinstance(m, FrozenEstimator) for _, m in ensemble.estimators):
+    if ensemble.voting != "soft" or not all(isinstance(m, FrozenEstimator)
+                                            and type(m.estimator).__name__ in _CLASSIFIERS
+                                            for _, m in ensemble.estimators):
         raise TypeError("The safe model format stores a VotingClassifier only with voting='soft' over "
                         "FrozenEstimator-wrapped skcovid classifiers (the fold models of skcovid train --cv K "
                         f"--ensemble); or {_PICKLE_HINT}.")
@@ -474,6 +480,8 @@ def _build_ensemble(spec, tensors):
     names = [member["name"] for member in spec["members"]]
     if not all(isinstance(name, str) and name.isidentifier() for name in names):
         raise ValueError(f"ensemble member names {names} are not identifiers")
+    for member in spec["members"]:
+        _check_classifier_class(member["estimator"].get("class"))
     members = [FrozenEstimator(_build_estimator(member["estimator"], tensors)) for member in spec["members"]]
     ensemble = VotingClassifier(list(zip(names, members)), voting="soft",
                                 weights=_decode(spec["weights"], tensors))
@@ -507,7 +515,7 @@ def dumps(estimator):
         callable backbone, callbacks, a RandomState, ...).
     """
     tensors = {}
-    if _is_fold_ensemble(estimator):
+    if isinstance(estimator, VotingClassifier):
         spec, version = _ensemble_spec(estimator, tensors), 2
     else:
         spec, version = _estimator_spec(estimator, "", tensors, fitted=True), 1
@@ -546,6 +554,5 @@ def loads(data, header):
     spec = document["estimator"]
     if spec.get("class") == "VotingClassifier":
         return _build_ensemble(spec, load(bytes(data)))
-    if spec.get("class") not in ("TransferCNNClassifier", "PrunedCNNClassifier"):
-        raise ValueError(f"it holds a {spec.get('class')!r}, not a skcovid classifier")
+    _check_classifier_class(spec.get("class"))
     return _build_estimator(spec, load(bytes(data)))

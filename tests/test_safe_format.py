@@ -348,3 +348,24 @@ def test_fold_ensemble_round_trip(images, tmp_path):
                   VotingClassifier([(f"fold_{i}", m) for i, m in enumerate(folds)], voting="soft").fit(X, y)):
         with pytest.raises(TypeError, match="voting='soft' over FrozenEstimator"):
             save_model(other, tmp_path / "other.skcovid")
+
+
+def test_an_ensemble_of_pruners_is_refused_on_load(images, tmp_path):
+    """A file may name a pruner only inside a PrunedCNNClassifier, never as an ensemble member."""
+    from sklearn.ensemble import VotingClassifier
+    from sklearn.frozen import FrozenEstimator
+
+    X, y = images
+    clf = TransferCNNClassifier(**{**FAST, "max_epochs": 1}).fit(X, y)
+    ensemble = VotingClassifier([("fold_0", FrozenEstimator(clf))], voting="soft").fit(X, y)
+    save_model(ensemble, tmp_path / "ensemble.skcovid")
+    data = (tmp_path / "ensemble.skcovid").read_bytes()
+    header = read_header(data)
+    document = json.loads(header["__metadata__"]["skcovid"])
+    document["estimator"]["members"][0]["estimator"] = {"class": "StructuredPruner", "params": {}}
+    from safetensors.torch import load, save
+
+    forged = save(load(data), metadata={"skcovid": json.dumps(document)})
+    (tmp_path / "forged.skcovid").write_bytes(forged)
+    with pytest.raises(ValueError, match="'StructuredPruner', not a skcovid classifier"):
+        load_model(tmp_path / "forged.skcovid")
