@@ -216,7 +216,9 @@ class TransferCNNClassifier(BaseCNNClassifier):
         ``"temperature"`` divides the logits by one temperature fitted, after
         training, on the validation split (Guo et al. 2017), so that
         probabilities mean what they say; the ranking, and so ROC-AUC, stays.
-        Needs a validation split (``validation_fraction``).
+        Needs a validation split (``validation_fraction``); warns when the
+        temperature ends at a bound of its search (0.05 or 20), a sign of
+        too few validation images or patients to calibrate on.
     target_sensitivity : float or None, default=None
         Two classes only: after training (and calibration), choose on the
         validation split the threshold on P(positive) whose sensitivity is at

@@ -5,6 +5,8 @@ network did not train on), and both live on the classifier that owns the
 network (``estimator_`` of a pruned one, refitted after pruning).
 """
 
+import warnings
+
 import numpy as np
 
 #: Temperatures searched by :func:`fit_temperature`.
@@ -50,6 +52,13 @@ def fit_temperature(proba, y_encoded):
     -------
     temperature : float
         In ``[0.05, 20]``.
+
+    Warns
+    -----
+    UserWarning
+        When the temperature ends at a bound of the search: the validation
+        probabilities are then too few, or too unlike the training images,
+        to calibrate the model.
     """
     from scipy.optimize import minimize_scalar
 
@@ -58,8 +67,16 @@ def fit_temperature(proba, y_encoded):
     def nll(log_t):
         return -np.mean(np.log(np.clip(scale(proba, np.exp(log_t))[rows, y_encoded], 1e-300, None)))
 
-    result = minimize_scalar(nll, bounds=np.log(_TEMPERATURES), method="bounded",
-                             options={"xatol": 1e-4})
+    low, high = np.log(_TEMPERATURES)
+    result = minimize_scalar(nll, bounds=(low, high), method="bounded", options={"xatol": 1e-4})
+    if min(result.x - low, high - result.x) < 0.01:
+        effect = "flattens every probability towards uniform" if result.x > 0 else "pushes every probability to 0 or 1"
+        warnings.warn(
+            f"The temperature fitted on the {len(y_encoded)} validation images reached the bound "
+            f"{np.exp(result.x):.3g} of its search {_TEMPERATURES} and {effect}: those images are too few, or "
+            "too unlike the training images, to calibrate the model. Hold out more images or patients "
+            "(validation_fraction), or calibrate by cross-validation (sklearn.calibration.CalibratedClassifierCV).",
+            UserWarning, stacklevel=3)
     return float(np.exp(result.x))
 
 

@@ -1,5 +1,7 @@
 """Temperature scaling, a threshold for a target sensitivity, and scikit-learn's calibration and thresholds."""
 
+import warnings
+
 import numpy as np
 import pytest
 from sklearn.calibration import CalibratedClassifierCV
@@ -29,6 +31,26 @@ def test_fit_temperature_recovers_the_temperature_of_the_labels():
     temperature = fit_temperature(_softmax(logits), y)
     assert temperature == pytest.approx(2.0, rel=0.05)
     np.testing.assert_allclose(scale(_softmax(logits), 2.0), _softmax(logits / 2.0), atol=1e-12)
+
+
+@pytest.mark.parametrize("correct, bound", [(0.5, 20.0), (1.0, 0.05)])
+def test_a_temperature_at_the_bound_of_its_search_warns(correct, bound):
+    # Confident and right half the time: only T -> infinity fits; always right and unsure: T -> 0.
+    confidence = 0.99 if correct == 0.5 else 0.6
+    proba = np.tile([confidence, 1 - confidence], (40, 1))
+    y = np.where(np.arange(40) < 40 * correct, 0, 1)
+    with pytest.warns(UserWarning, match=r"40 validation images reached the bound .* too few"):
+        temperature = fit_temperature(proba, y)
+    assert temperature == pytest.approx(bound, rel=0.02)
+
+
+def test_a_temperature_inside_its_search_does_not_warn():
+    rng = np.random.RandomState(0)
+    logits = rng.normal(scale=3.0, size=(200, 2))
+    y = np.array([rng.choice(2, p=p) for p in _softmax(logits / 2.0)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fit_temperature(_softmax(logits), y)
 
 
 @pytest.fixture(scope="module")
