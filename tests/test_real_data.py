@@ -57,11 +57,14 @@ def last_stages_trained(real_split):
     return _lite0(freeze=2, max_epochs=10).fit(X_train, y_train)
 
 
-@pytest.mark.parametrize("pruner", [StructuredPruner(ratio=0.3), MagnitudePruner(sparsity=0.5)])
-def test_pruned_model_still_scores_well_above_chance(real_split, last_stages_trained, pruner):
+# Fine-tuning epochs: the fewest that keep a margin (measured, 2026-11-23: structured 0.79 after 2 epochs,
+# magnitude 0.717 after 2 and 0.75 after 3, from 0.875 unpruned).
+@pytest.mark.parametrize("pruner, epochs", [(StructuredPruner(ratio=0.3), 2), (MagnitudePruner(sparsity=0.5), 3)])
+def test_pruned_model_still_scores_well_above_chance(real_split, last_stages_trained, pruner, epochs):
     X_train, X_test, y_train, y_test = real_split
     base = last_stages_trained
-    pruned = PrunedCNNClassifier(base, pruner, finetune_epochs=4, finetune_lr=5e-4, prefit=True).fit(X_train, y_train)
+    pruned = PrunedCNNClassifier(base, pruner, finetune_epochs=epochs, finetune_lr=5e-4,
+                                 prefit=True).fit(X_train, y_train)
     before, after = diagnostic_scores(base, X_test, y_test), diagnostic_scores(pruned, X_test, y_test)
     print(f"{type(pruner).__name__}: accuracy {before['accuracy']:.4f} -> {after['accuracy']:.4f}, "
           f"{pruned.pruning_report()}")
