@@ -129,13 +129,24 @@ def decide(proba, classes, threshold, pos_label):
     return np.where(proba[:, column] >= threshold, classes[column], classes[1 - column])
 
 
-def decision_of(model):
-    """``(threshold_, pos_label_)`` of a fitted classifier, Pipeline, search or ONNX model, else ``(None, None)``."""
+def _owner(model):
+    """The classifier that holds the fitted decision of a model, Pipeline, search or pruned model."""
     from ._fitted import final_estimator
 
     owner = final_estimator(model)
-    owner = getattr(owner, "estimator_", owner)
+    return getattr(owner, "estimator_", owner)
+
+
+def decision_of(model):
+    """``(threshold_, pos_label_)`` of a fitted classifier, Pipeline, search or ONNX model, else ``(None, None)``."""
+    owner = _owner(model)
     return getattr(owner, "threshold_", None), getattr(owner, "pos_label_", None)
+
+
+def temperature_of(model):
+    """The fitted ``temperature_`` of a model with ``calibration="temperature"``, else None."""
+    owner = _owner(model)
+    return getattr(owner, "temperature_", None) if getattr(owner, "calibration", None) == "temperature" else None
 
 
 def validation_check(classifier, validation_fraction):

@@ -26,7 +26,10 @@ def _calibration_section(report, pct):
         f"probability of {esc(str(report.pos_label))} and the outcome (1 or 0). The expected calibration "
         "error puts the probabilities in bins of equal width and averages, weighted by the bins' sizes, "
         "the absolute difference between each bin's share of positives and its mean probability.</p>"
-        "<h2>Operating points</h2><table><tr><th>Rule</th><th>Sensitivity</th><th>CI</th>"
+        + ("" if report.temperature is None else
+           f"<p>The model's probabilities are scaled by its temperature, {report.temperature:.4f}, fitted on "
+           "its validation split (temperature scaling; 1 leaves them as the network gives them).</p>")
+        + "<h2>Operating points</h2><table><tr><th>Rule</th><th>Sensitivity</th><th>CI</th>"
         f"<th>Specificity</th><th>CI</th><th>Threshold</th></tr>{points}</table><p>Over the thresholds of "
         "the ROC curve (a slice is called positive when its probability is at least the threshold): the "
         "highest sensitivity among those whose specificity is at least the target (on a tie, the highest "

@@ -34,7 +34,7 @@ from sklearn.metrics import classification_report, confusion_matrix
 from sklearn.utils.validation import check_is_fitted
 
 from . import _report_html, _report_plots
-from ._decision import decide, decision_of
+from ._decision import decide, decision_of, temperature_of
 from ._fitted import final_estimator
 from ._patients import aggregate, aggregation_of, patient_labels
 from ._persistence import atomic_write, jsonable
@@ -111,6 +111,10 @@ class EvaluationReport:
         classifier's ``threshold_``, chosen on validation data for a target
         sensitivity); ``None`` predicts the most probable class. The
         patient-level report predicts the most probable class.
+    temperature : float or None, default=None
+        The temperature the model's probabilities were scaled by (a
+        classifier's ``temperature_`` under ``calibration="temperature"``),
+        shown with the calibration; ``None`` when the model has none.
 
     Attributes
     ----------
@@ -123,6 +127,8 @@ class EvaluationReport:
         Predicted labels (the most probable class, or as ``threshold`` says).
     threshold : float or None
         The decision threshold on P(positive) the predictions used.
+    temperature : float or None
+        The model's fitted temperature, as given.
     confusion_matrix : ndarray of shape (2, 2)
         Rows are true classes, columns predicted classes, both in the order of
         ``labels``: the positive class first.
@@ -145,7 +151,7 @@ class EvaluationReport:
 
     def __init__(self, y_true, proba, classes, *, pos_label=None, n_bootstraps=1000,
                  confidence_level=0.95, random_state=0, history=(), pruned_at_epoch=None,
-                 pruning=None, model="", groups=None, patient_proba=None, threshold=None):
+                 pruning=None, model="", groups=None, patient_proba=None, threshold=None, temperature=None):
         # Checks the input, finds the positive class and computes every number shown.
         resampling = dict(pos_label=pos_label, n_bootstraps=n_bootstraps, confidence_level=confidence_level,
                           random_state=random_state, groups=groups)
@@ -173,6 +179,7 @@ class EvaluationReport:
         self.labels = [self.pos_label, self.neg_label]
         self.score = proba[:, classes.index(self.pos_label)]
         self.threshold = None if threshold is None else float(threshold)
+        self.temperature = None if temperature is None else float(temperature)
         self.y_pred = decide(proba, class_array, self.threshold, scores["pos_label"])
         self.n_bootstraps = int(n_bootstraps)
         self.confidence_level = float(confidence_level)
@@ -231,7 +238,7 @@ class EvaluationReport:
             "metrics": {name: {k: clean(v) for k, v in m.items()} for name, m in self.metrics.items()},
             "calibration": {
                 **{k: {key: clean(v) for key, v in self.calibration[k].items()} for k in ("brier", "ece")},
-                "n_bins": self.calibration["n_bins"]},
+                "n_bins": self.calibration["n_bins"], "temperature": self.temperature},
             "operating_points": [
                 {**point, **{k: {key: clean(v) for key, v in point[k].items()}
                              for k in ("sensitivity", "specificity")}, "threshold": clean(point["threshold"]),
@@ -280,6 +287,9 @@ class EvaluationReport:
         for name, title in (("brier", "Brier score"), ("ece", f"ECE ({self.calibration['n_bins']} bins)")):
             lines.append(f"{title:>36}: {self.calibration[name]['value']:.4f}  "
                          f"{pct}% CI {self._ci(name, scores=self.calibration)}")
+        if self.temperature is not None:
+            lines.append(f"{'Temperature':>36}: {self.temperature:.4f}  (the model's, fitted on its validation "
+                         "split; the probabilities above are scaled by it)")
         for point in self.operating_points:
             found, other = (("sensitivity", "specificity") if point["target"] == "specificity"
                             else ("specificity", "sensitivity"))
@@ -439,4 +449,5 @@ def evaluate(estimator, X, y, *, pos_label=None, n_bootstraps=1000, confidence_l
         n_bootstraps=n_bootstraps, confidence_level=confidence_level, random_state=random_state,
         history=history, pruned_at_epoch=pruned_at, pruning=_pruning_summary(estimator),
         model=repr(estimator), groups=groups, patient_proba=patient_proba, threshold=threshold,
+        temperature=temperature_of(estimator),
     )

@@ -75,6 +75,21 @@ def test_temperature_scales_probabilities_not_the_ranking(calibrated, image_fold
     assert roc_auc_score(is_covid, proba[:, 0]) == pytest.approx(roc_auc_score(is_covid, raw[:, 0]))
 
 
+def test_report_shows_the_temperature_of_a_calibrated_model_only(calibrated, image_folder, tmp_path):
+    from skcovid.report import evaluate
+
+    X, y = image_folder
+    report = evaluate(calibrated, X, y, n_bootstraps=0)
+    assert report.temperature == calibrated.temperature_
+    assert report.to_dict()["calibration"]["temperature"] == calibrated.temperature_
+    assert f"Temperature: {calibrated.temperature_:.4f}" in report.summary()
+    report.save(tmp_path)
+    assert f"its temperature, {calibrated.temperature_:.4f}" in (tmp_path / "index.html").read_text()
+    uncalibrated = TransferCNNClassifier(**{**DECIDING, "max_epochs": 1}).fit(X, y)
+    report = evaluate(uncalibrated, X, y, n_bootstraps=0)
+    assert report.temperature is None and "Temperature" not in report.summary()
+
+
 def test_target_sensitivity_sets_a_threshold_that_predict_uses(image_folder, tmp_path):
     X, y = image_folder
     clf = TransferCNNClassifier(**DECIDING, target_sensitivity=1.0).fit(X, y)

@@ -87,7 +87,8 @@ def test_report_shows_what_bootstrap_scores_computes(kwargs):
     points = bootstrap_operating_points(y, proba, ["COVID", "non-COVID"], **kwargs)
     assert report.calibration == calibration and report.operating_points == points
     data = report.to_dict()
-    assert data["calibration"] == {"brier": calibration["brier"], "ece": calibration["ece"], "n_bins": 10}
+    assert data["calibration"] == {"brier": calibration["brier"], "ece": calibration["ece"], "n_bins": 10,
+                                   "temperature": None}
     assert [p["sensitivity"] for p in data["operating_points"]] == [p["sensitivity"] for p in points]
     assert [p["threshold"] for p in data["operating_points"]] == [p["threshold"] for p in points]
     assert "Brier score" in lines[7] and "ECE (10 bins)" in lines[8]
@@ -163,7 +164,7 @@ def test_save_writes_every_file(fitted, images, tmp_path):
     for name in ("learning_curves.png", "roc_curve.png", "confusion_matrix.png", "reliability_diagram.png",
                  "metrics.json", "Expected calibration error", "sensitivity at specificity &gt;= 0.95"):
         assert name in page
-    assert set(data["calibration"]) == {"brier", "ece", "n_bins"} and len(data["operating_points"]) == 4
+    assert set(data["calibration"]) == {"brier", "ece", "n_bins", "temperature"} and len(data["operating_points"]) == 4
     assert "Sensitivity" in paths["classification_report"].read_text()
     # Validation curves are drawn: the history has them.
     assert "valid_loss" in report.history[0]
