@@ -114,7 +114,8 @@ class EvaluationReport:
     temperature : float or None, default=None
         The temperature the model's probabilities were scaled by (a
         classifier's ``temperature_`` under ``calibration="temperature"``),
-        shown with the calibration; ``None`` when the model has none.
+        shown with the calibration (of both levels: the patients' probabilities
+        come from the scaled slices); ``None`` when the model has none.
 
     Attributes
     ----------
@@ -165,7 +166,7 @@ class EvaluationReport:
                 _, patient_proba = aggregate(proba, groups, classes, "mean")
             self.patients = EvaluationReport(
                 patient_y, patient_proba, classes, pos_label=pos_label, n_bootstraps=n_bootstraps,
-                confidence_level=confidence_level, random_state=random_state)
+                confidence_level=confidence_level, random_state=random_state, temperature=temperature)
         y_true, proba, classes = one_vs_rest(y_true, proba, classes, pos_label)
         class_array = np.asarray(classes)
         classes = class_array.tolist()

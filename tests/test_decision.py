@@ -85,6 +85,10 @@ def test_report_shows_the_temperature_of_a_calibrated_model_only(calibrated, ima
     assert f"Temperature: {calibrated.temperature_:.4f}" in report.summary()
     report.save(tmp_path)
     assert f"its temperature, {calibrated.temperature_:.4f}" in (tmp_path / "index.html").read_text()
+    # The patients' probabilities come from the scaled slices: their report says so too.
+    groups = np.arange(len(y)) // 2
+    by_patient = evaluate(calibrated, X, y, groups=groups, n_bootstraps=0).to_dict()
+    assert by_patient["patients"]["calibration"]["temperature"] == calibrated.temperature_
     uncalibrated = TransferCNNClassifier(**{**DECIDING, "max_epochs": 1}).fit(X, y)
     report = evaluate(uncalibrated, X, y, n_bootstraps=0)
     assert report.temperature is None and "Temperature" not in report.summary()
