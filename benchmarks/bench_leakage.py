@@ -131,11 +131,12 @@ def main():
                         continue
                     clf = _model(name, args, cache).fit(
                         X[train], y[train], groups=None if groups is None else groups[train])
-                    proba = clf.predict_proba(X[test])
+                    # One forward pass: scale(raw, T) is what predict_proba returns.
                     temperature = clf.temperature_
                     clf.temperature_ = 1.0
                     raw = clf.predict_proba(X[test])
                     clf.temperature_ = temperature
+                    proba = scale(raw, temperature)
                     oracle = fit_temperature(raw, np.searchsorted(clf.classes_, y[test]))
                     folds.append({**_scores(y[test], proba, clf.classes_),
                                   "ece_before": _scores(y[test], raw, clf.classes_)["ece"],
