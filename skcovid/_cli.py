@@ -5,6 +5,7 @@ import csv
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -117,6 +118,32 @@ def _write_explanations(estimator, files, out_dir, *, layer, target, feature_map
     return written
 
 
+def _refit_decision_out_of_fold(args, estimator, X, y, scores):
+    """Fit the saved model's temperature and threshold on the folds' out-of-fold probabilities.
+
+    Its own validation split holds ``validation_fraction`` of the images; the
+    out-of-fold probabilities cover all of them, each from a model that never
+    trained on it (scikit-learn's ``CalibratedClassifierCV(ensemble=False)``).
+    """
+    from ._decision import decision_of, raw_proba, refit_decision, temperature_of
+
+    before = temperature_of(estimator), decision_of(estimator)[0]
+    proba = np.zeros((len(X), len(estimator.classes_)))
+    for model, test in zip(scores["estimator"], scores["indices"]["test"]):
+        if not np.array_equal(model.classes_, estimator.classes_):
+            _log(args, "a fold lacked a class: the saved model keeps its validation split's temperature and "
+                       "threshold")
+            return
+        proba[test] = raw_proba(model, X[test])
+    if not refit_decision(estimator, proba, y):
+        return
+    after = temperature_of(estimator), decision_of(estimator)[0]
+    said = [f"{name} {old:.4f} -> {new:.4f}" for name, old, new in zip(("temperature", "threshold"), before, after)
+            if new is not None]
+    _log(args, f"{' and '.join(said)}: fitted on the out-of-fold probabilities of all {len(X)} images "
+               "instead of the refit's validation split")
+
+
 # ----------------------------------------------------------------- commands
 def _cmd_train(args):
     import sklearn
@@ -154,7 +181,7 @@ def _cmd_train(args):
                 estimator.set_fit_request(groups=True)
                 scores = cross_validate(estimator, X, y, cv=cv, scoring=make_scoring(),
                                         error_score="raise", params={"groups": units},
-                                        return_estimator=args.ensemble)
+                                        return_estimator=True, return_indices=True)
         except InvalidParameterError as exc:
             # cross_validate reports the estimator's parameter errors under its own name.
             raise exc.__cause__ or exc
@@ -173,7 +200,11 @@ def _cmd_train(args):
                                          voting="soft").fit(X, y)
         else:
             _log(args, "refitting on all images for the saved model")
-            estimator.fit(X, y, groups=units)
+            with warnings.catch_warnings():
+                # The refit's temperature is replaced below, so a bound its validation split reached is moot.
+                warnings.filterwarnings("ignore", "The temperature fitted on the", UserWarning)
+                estimator.fit(X, y, groups=units)
+            _refit_decision_out_of_fold(args, estimator, X, y, scores)
     else:
         train, test, said = held_out_split(args, y, units, unit)
         _log(args, said)
@@ -401,7 +432,9 @@ def _parser():
                   "by patient where patients are known). "
                   "Without --cv, a stratified --test-size share is held out and scored; with "
                   "--cv K, K-fold cross-validation scores are printed and the saved model is "
-                  "refitted on all images. The model is saved atomically in skcovid's safe format "
+                  "refitted on all images, its temperature and threshold (--calibration, "
+                  "--target-sensitivity) fitted on the folds' out-of-fold probabilities. The model "
+                  "is saved atomically in skcovid's safe format "
                   "(safetensors tensors and JSON; loading it runs no code from the file).")
     sub.add_argument("data_dir", metavar="DATA_DIR")
     sub.add_argument("--out", required=True, metavar="MODEL",

@@ -109,6 +109,65 @@ def fit_decision(classifier, proba, y_encoded):
         classifier.pos_label_ = pos_label
 
 
+def refit_decision(model, proba, y):
+    """Refit a fitted model's temperature and threshold on other held-out probabilities.
+
+    ``fit`` fits them on its own validation split; out-of-fold probabilities
+    of a cross-validation cover every training image instead (what
+    scikit-learn's ``CalibratedClassifierCV(ensemble=False)`` fits on).
+
+    Parameters
+    ----------
+    model : fitted classifier, Pipeline, search or pruned model
+    proba : ndarray of shape (n_samples, n_classes)
+        Probabilities at temperature 1 (:func:`raw_proba`) of images the
+        models that gave them did not train on; columns follow ``classes_``.
+    y : array-like of shape (n_samples,)
+        Their labels.
+
+    Returns
+    -------
+    refitted : bool
+        False when the model has neither ``calibration`` nor
+        ``target_sensitivity``, and nothing was changed.
+    """
+    owner = _owner(model)
+    if getattr(owner, "calibration", None) is None and getattr(owner, "target_sensitivity", None) is None:
+        return False
+    classes = owner.classes_
+    y = np.asarray(y)
+    unknown = np.setdiff1d(y, classes)
+    if len(unknown) or proba.shape != (len(y), len(classes)):
+        raise ValueError(f"refit_decision needs probabilities of shape ({len(y)}, {len(classes)}) and labels "
+                         f"among {classes.tolist()}; got shape {proba.shape} and labels {unknown.tolist()}.")
+    fit_decision(owner, proba, np.searchsorted(classes, y))
+    return True
+
+
+def raw_proba(model, X):
+    """``predict_proba`` of a fitted model at temperature 1, before its calibration.
+
+    Parameters
+    ----------
+    model : fitted classifier, Pipeline, search or pruned model
+    X : array-like
+        Images in any form ``fit`` accepts.
+
+    Returns
+    -------
+    proba : ndarray of shape (n_samples, n_classes)
+    """
+    owner = _owner(model)
+    temperature = getattr(owner, "temperature_", None)
+    if temperature is None:
+        return model.predict_proba(X)
+    owner.temperature_ = 1.0
+    try:
+        return model.predict_proba(X)
+    finally:
+        owner.temperature_ = temperature
+
+
 def decide(proba, classes, threshold, pos_label):
     """Class labels from probabilities: P(pos_label) >= threshold, or the most probable class.
 

@@ -424,3 +424,28 @@ def test_train_compares_the_pruned_model_with_the_unpruned_one(data_dir, tmp_pat
     assert "A = pruned, B = unpruned" in comparison and "DeLong" in comparison and "McNemar" in comparison
     model = load_model(out)
     assert model.prefit is False and not hasattr(model.estimator, "net_")  # saved as it was asked
+
+
+def test_train_cv_fits_the_temperature_on_out_of_fold_probabilities(data_dir, tmp_path, capsys):
+    from sklearn.base import clone
+    from sklearn.model_selection import StratifiedKFold, cross_validate
+
+    from skcovid._decision import fit_temperature, raw_proba
+    from skcovid.datasets import load_image_folder
+
+    args = [*FAST_ARGS[:FAST_ARGS.index("--validation-fraction")]]
+    out = tmp_path / "m.skcovid"
+    status, stdout, _ = run(capsys, "train", data_dir, "--out", out, "--cv", "3", "--calibration", "temperature",
+                            "--validation-fraction", "0.25", *args, "--epochs", "2")
+    X, y = load_image_folder(data_dir)
+    assert status == 0 and f"out-of-fold probabilities of all {len(X)} images" in stdout
+    model = load_model(out)
+    # The same folds, trained again: the saved temperature is the one their out-of-fold probabilities give.
+    folds = cross_validate(clone(model), X, y, cv=StratifiedKFold(3, shuffle=True, random_state=0),
+                           return_estimator=True, return_indices=True)
+    proba = np.zeros((len(X), 2))
+    for fold, test in zip(folds["estimator"], folds["indices"]["test"]):
+        proba[test] = raw_proba(fold, X[test])
+    expected = fit_temperature(proba, np.searchsorted(model.classes_, y))
+    assert model.temperature_ == pytest.approx(expected, rel=1e-6)
+    assert f"-> {model.temperature_:.4f}" in stdout and 0.05 < model.temperature_ < 20

@@ -129,6 +129,9 @@ def test_scikit_learn_calibration_and_thresholds_with_string_labels(image_folder
     clf = TransferCNNClassifier(**{**FAST, "max_epochs": 3})
     calibrated = CalibratedClassifierCV(clf, cv=2, method="sigmoid").fit(X, y)
     assert calibrated.predict_proba(X).shape == (len(X), 2) and set(calibrated.predict(X)) <= set(y)
+    # scikit-learn's own temperature, fitted on out-of-fold probabilities, then one refit on everything.
+    tempered = CalibratedClassifierCV(clf, cv=2, method="temperature", ensemble=False).fit(X, y)
+    assert len(tempered.calibrated_classifiers_) == 1 and tempered.predict_proba(X).shape == (len(X), 2)
     fixed = FixedThresholdClassifier(clf, threshold=0.2, pos_label="COVID").fit(X, y)
     proba = fixed.estimator_.predict_proba(X)[:, 0]
     np.testing.assert_array_equal(fixed.predict(X), np.where(proba >= 0.2, "COVID", "non-COVID"))
