@@ -36,6 +36,11 @@ columns say what an ECE goal can mean on folds this size, and are not results:
   probabilities themselves, which a perfectly calibrated model with these
   probabilities shows on a fold this size (the estimator's bias).
 
+``--out-of-fold`` adds ``ECE, out-of-fold T``: the temperature fitted as
+``skcovid train --cv 5`` fits its saved model's, on the out-of-fold
+probabilities of an inner 5-fold split of the training folds (blocks kept
+whole with the blocked split), five more fits per fold.
+
 Usage::
 
     python benchmarks/bench_leakage.py [--size 128] [--models frozen fine-tuned recipe] [--n-blocks 40]
@@ -49,10 +54,11 @@ import time
 
 import numpy as np
 from _slices import machine, real_slices
-from sklearn.model_selection import StratifiedKFold
+from sklearn.base import clone
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
 from skcovid import TransferCNNClassifier, recipe
-from skcovid._decision import fit_temperature, scale
+from skcovid._decision import fit_temperature, raw_proba, scale
 from skcovid.metrics import bootstrap_calibration, bootstrap_scores
 from skcovid.model_selection import BlockedStratifiedKFold
 
@@ -95,6 +101,19 @@ def _ece_floor(proba, classes, n_draws=200):
                           for y in draws]))
 
 
+def _out_of_fold_temperature(model, X, y, groups):
+    """The temperature fitted on out-of-fold raw probabilities of an inner 5-fold split, as ``train --cv 5``."""
+    if groups is None:
+        splits = StratifiedKFold(5, shuffle=True, random_state=0).split(X, y)
+    else:
+        splits = StratifiedGroupKFold(5, shuffle=True, random_state=0).split(X, y, groups)
+    proba = np.zeros((len(X), 2))
+    for train, test in splits:
+        inner = clone(model).fit(X[train], y[train], groups=None if groups is None else groups[train])
+        proba[test] = raw_proba(inner, X[test])
+    return fit_temperature(proba, np.searchsorted(model.classes_, y))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir")
@@ -108,6 +127,8 @@ def main():
                         choices=["frozen", "fine-tuned", "recipe"])
     parser.add_argument("--splits", nargs="+", default=["random", "blocked"], choices=["random", "blocked"])
     parser.add_argument("--folds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
+    parser.add_argument("--out-of-fold", action="store_true",
+                        help="also the temperature fitted on an inner 5-fold split's out-of-fold probabilities")
     args = parser.parse_args()
     X, y = real_slices(data_dir=args.data_dir)
     blocked = BlockedStratifiedKFold(5, block_size=args.block_size)
@@ -133,9 +154,7 @@ def main():
                         X[train], y[train], groups=None if groups is None else groups[train])
                     # One forward pass: scale(raw, T) is what predict_proba returns.
                     temperature = clf.temperature_
-                    clf.temperature_ = 1.0
-                    raw = clf.predict_proba(X[test])
-                    clf.temperature_ = temperature
+                    raw = raw_proba(clf, X[test])
                     proba = scale(raw, temperature)
                     oracle = fit_temperature(raw, np.searchsorted(clf.classes_, y[test]))
                     folds.append({**_scores(y[test], proba, clf.classes_),
@@ -143,6 +162,11 @@ def main():
                                   "ece_oracle": _scores(y[test], scale(raw, oracle), clf.classes_)["ece"],
                                   "ece_floor": _ece_floor(proba, clf.classes_),
                                   "temperature": temperature, "oracle_temperature": oracle})
+                    if args.out_of_fold:
+                        oof = _out_of_fold_temperature(clf, X[train], y[train],
+                                                       None if groups is None else groups[train])
+                        folds[-1].update(ece_oof=_scores(y[test], scale(raw, oof), clf.classes_)["ece"],
+                                         oof_temperature=oof)
                     print(f"  {name}, {split}, fold {fold}: " + ", ".join(
                         f"{k} {v:.4f}" for k, v in folds[-1].items()), flush=True)
                 rows.append((name, split, folds, time.perf_counter() - start))
@@ -150,15 +174,17 @@ def main():
                                                        for k in folds[0]) + f" ({rows[-1][3]:.0f} s)",
                       flush=True)
     print("\n| model | split | accuracy | F1 | ROC-AUC | ECE before temperature | ECE after | Brier "
-          "| temperature | ECE, oracle T | ECE floor | seconds |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "| temperature | ECE, out-of-fold T | ECE, oracle T | ECE floor | seconds |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name, split, folds, seconds in rows:
         def cell(key):
+            if key not in folds[0]:
+                return "-"
             values = np.array([f[key] for f in folds])
             return f"{values.mean():.4f} +/- {values.std():.4f}"
         print(f"| {name} | {split} | {cell('accuracy')} | {cell('f1')} | {cell('roc_auc')} | "
               f"{cell('ece_before')} | {cell('ece')} | {cell('brier')} | {cell('temperature')} | "
-              f"{cell('ece_oracle')} | {cell('ece_floor')} | {seconds:.0f} |")
+              f"{cell('ece_oof')} | {cell('ece_oracle')} | {cell('ece_floor')} | {seconds:.0f} |")
 
 
 if __name__ == "__main__":
