@@ -394,7 +394,18 @@ def _cmd_demo(args):
 
 
 # ------------------------------------------------------------------- parser
-def _parser():
+def _parser(only=None):
+    """The command's argument parser.
+
+    The model options of ``train`` and ``demo`` take their help and defaults
+    from the estimators, which imports PyTorch: with ``only`` (a command's
+    name) given, only that command gets them, so that ``skcovid --version``,
+    ``--help`` and the other commands start at once. ``None`` builds every
+    command whole.
+    """
+    def whole(name):
+        return only is None or only == name
+
     parser = argparse.ArgumentParser(
         prog="skcovid",
         description="Train, evaluate, explain and prune CNNs that classify chest CT slices "
@@ -458,7 +469,8 @@ def _parser():
                      help="slices per block with --split blocked (default: %(default)s)")
     sub.add_argument("--report", default=None, metavar="OUT_DIR",
                      help="also write the evaluation report of the held-out split here")
-    add_model_options(sub)
+    if whole("train"):
+        add_model_options(sub)
     sub.set_defaults(run=_cmd_train)
 
     sub = command("evaluate", "score a saved model on a labelled folder and write a report",
@@ -517,14 +529,17 @@ def _parser():
     options = {option.param: option for option in MODEL_OPTIONS}
     for param, default in [("max_epochs", 12), ("image_size", 128), ("finetune_epochs", 6),
                            ("finetune_lr", 5e-4), ("random_state", 0)]:
-        add_option(sub, options[param], default)
+        if whole("demo"):
+            add_option(sub, options[param], default)
     sub.set_defaults(run=_cmd_demo)
     return parser
 
 
 def main(argv=None):
     """Run the ``skcovid`` command; return its exit status."""
-    parser = _parser()
+    argv = sys.argv[1:] if argv is None else [str(arg) for arg in argv]
+    # The command is the first argument that is not an option: the top level has only -h and --version.
+    parser = _parser(only=next((arg for arg in argv if not arg.startswith("-")), ""))
     args = parser.parse_args(argv)
     test_size = getattr(args, "test_size", None)
     if test_size is not None and not 0 < test_size < 1:

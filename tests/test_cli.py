@@ -60,6 +60,19 @@ def test_console_script_is_installed():
     assert result.stdout.startswith("skcovid ")
 
 
+def test_version_and_help_do_not_import_torch(capsys):
+    # Only a command's own model options import PyTorch (for their help and defaults).
+    code = ("import sys\nfrom skcovid._cli import main\n"
+            "for argv in (['--version'], ['--help'], ['evaluate', '--help']):\n"
+            "    try:\n        main(argv)\n    except SystemExit:\n        pass\n"
+            "print('torch' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip().splitlines()[-1] == "False"
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    assert "--backbone" in capsys.readouterr().out
+
+
 def test_train_holds_out_and_saves(data_dir, tmp_path, capsys):
     out = tmp_path / "sub" / "m.joblib"
     status, stdout, _ = run(capsys, "train", data_dir, "--out", out, "--test-size", "0.25",
