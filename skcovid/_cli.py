@@ -227,8 +227,9 @@ def _cmd_train(args):
         print("held-out metrics:")
         print(report.summary())
         if unpruned_proba is not None:
-            comparison = compare(y[test], proba, unpruned_proba, classes=estimator.classes_,
-                                 random_state=args.random_state)
+            pos_label, thresholds = _decisions([estimator, unpruned], None)
+            comparison = compare(y[test], proba, unpruned_proba, classes=estimator.classes_, pos_label=pos_label,
+                                 random_state=args.random_state, **thresholds)
             print("pruned vs unpruned on the held-out split: "
                   + format_comparison(comparison, "pruned", "unpruned", unit="images"))
         if args.report:
@@ -256,6 +257,20 @@ def _cmd_evaluate(args):
     _log(args, f"{time.perf_counter() - start:.0f} s")
 
 
+def _decisions(models, pos_label):
+    """The positive class and ``compare``'s ``threshold_a`` and ``threshold_b``: each model's own decision."""
+    from ._decision import decision_of
+
+    decisions = [decision_of(model) for model in models]
+    labels = {str(label) for threshold, label in decisions if threshold is not None}
+    if (pos_label is not None and labels - {str(pos_label)}) or len(labels) > 1:
+        raise CommandError(f"The models' thresholds are on the probability of {sorted(labels)}, not of one "
+                           f"positive class{'' if pos_label is None else f' {pos_label!r} (--pos-label)'}.")
+    if pos_label is None and labels:
+        pos_label = next(label for threshold, label in decisions if threshold is not None)
+    return pos_label, {"threshold_a": decisions[0][0], "threshold_b": decisions[1][0]}
+
+
 def _cmd_compare(args):
     from ._comparison import format_comparison
     from ._patients import aggregate, aggregation_of, patient_labels
@@ -272,13 +287,17 @@ def _cmd_compare(args):
         proba = _predict_proba(model, X, quiet=args.quiet)
         probas.append(proba[:, [list(map(str, model.classes_)).index(str(c)) for c in classes]])
     names = (args.model_a, args.model_b)
-    options = dict(pos_label=args.pos_label, classes=classes, n_bootstraps=args.n_bootstraps, random_state=0)
-    result = compare(y, *probas, groups=groups, **options)
+    pos_label, thresholds = _decisions(models, args.pos_label)
+    options = dict(pos_label=pos_label, classes=classes, n_bootstraps=args.n_bootstraps, random_state=0)
+    result = compare(y, *probas, groups=groups, **options, **thresholds)
     print(("" if groups is None else "slice level: ")
           + format_comparison(result, *names, unit="images" if groups is None else "slices"))
     if groups is not None:
         print("(the slice-level bootstrap resamples patients; DeLong's and McNemar's tests take slices as "
-              "independent, which they are not: read the patient level)")
+              "independent, which they are not: read the patient level"
+              + ("" if thresholds == {"threshold_a": None, "threshold_b": None} else
+                 ", where, as in skcovid evaluate, each patient is called for the most probable class")
+              + ")")
         _, patient_y = patient_labels(y, groups)
         patient_probas = [aggregate(proba, groups, classes, **aggregation_of(model))[1]
                           for model, proba in zip(models, probas)]

@@ -76,7 +76,7 @@ def _mcnemar(correct_a, correct_b):
     }
 
 
-def _paired_predictions(y_true, proba_a, proba_b, classes, pos_label):
+def _paired_predictions(y_true, proba_a, proba_b, classes, pos_label, thresholds):
     """The positive class, truth, both models' positive predictions and scores."""
     from ._calibration import positive_scores
     from ._scoring import binary_predictions
@@ -88,19 +88,20 @@ def _paired_predictions(y_true, proba_a, proba_b, classes, pos_label):
     if proba_a.ndim == 1:
         is_pos, score_a, pos_label = positive_scores(y_true, proba_a, pos_label)
         _, score_b, _ = positive_scores(y_true, proba_b, pos_label)
-        return pos_label, is_pos, (score_a >= 0.5, score_b >= 0.5), (score_a, score_b)
+        (threshold_a, threshold_b) = (0.5 if t is None else t for t in thresholds)
+        return pos_label, is_pos, (score_a >= threshold_a, score_b >= threshold_b), (score_a, score_b)
     if classes is None:
         classes = unique_labels(y_true)
         if len(classes) != proba_a.shape[1]:
             raise ValueError(f"y_true has {len(classes)} labels and proba {proba_a.shape[1]} columns: pass "
                              "classes=..., the labels of the columns (the models' classes_).")
-    pos_label, is_pos, pred_a, score_a = binary_predictions(y_true, proba_a, classes, pos_label)
-    _, _, pred_b, score_b = binary_predictions(y_true, proba_b, classes, pos_label)
+    pos_label, is_pos, pred_a, score_a = binary_predictions(y_true, proba_a, classes, pos_label, thresholds[0])
+    _, _, pred_b, score_b = binary_predictions(y_true, proba_b, classes, pos_label, thresholds[1])
     return pos_label, is_pos, (pred_a, pred_b), (score_a, score_b)
 
 
 def compare(y_true, proba_a, proba_b, *, pos_label=None, classes=None, n_bootstraps=1000,
-            random_state=0, confidence_level=0.95, groups=None):
+            random_state=0, confidence_level=0.95, groups=None, threshold_a=None, threshold_b=None):
     """Compare two models' predictions on one test set: ROC-AUC, accuracy and paired differences.
 
     Three analyses of model A minus model B:
@@ -150,6 +151,12 @@ def compare(y_true, proba_a, proba_b, *, pos_label=None, classes=None, n_bootstr
         Of DeLong's and the bootstrap's intervals, in (0, 1).
     groups : array-like of shape (n_samples,) or None, default=None
         The patient of each sample: the bootstrap resamples patients.
+    threshold_a, threshold_b : float or None, default=None
+        Each model's decision: the positive class where its probability is
+        at least this (a classifier's ``threshold_`` for a target
+        sensitivity); ``None`` as described under ``proba_a``. The accuracy,
+        McNemar's test and the thresholded metrics follow the decisions;
+        ROC-AUC does not depend on them.
 
     Returns
     -------
@@ -163,7 +170,7 @@ def compare(y_true, proba_a, proba_b, *, pos_label=None, classes=None, n_bootstr
         ``b``, ``difference``, ``ci_low`` and ``ci_high`` (None without
         resamples; NaN when no resample defines the metric); and
         ``pos_label``, ``n_samples``, ``n_positive``, ``n_bootstraps``,
-        ``confidence_level``.
+        ``confidence_level``, ``threshold_a``, ``threshold_b``.
 
     Raises
     ------
@@ -189,7 +196,7 @@ def compare(y_true, proba_a, proba_b, *, pos_label=None, classes=None, n_bootstr
 
     check_bootstrap(n_bootstraps, confidence_level)
     pos_label, is_pos, (pred_a, pred_b), (score_a, score_b) = _paired_predictions(
-        y_true, proba_a, proba_b, classes, pos_label)
+        y_true, proba_a, proba_b, classes, pos_label, (threshold_a, threshold_b))
     delong = _delong(is_pos, np.stack([score_a, score_b]), confidence_level)
     mcnemar = _mcnemar(pred_a == is_pos, pred_b == is_pos)
     point_a = binary_scores(is_pos, pred_a, score_a)
@@ -210,12 +217,24 @@ def compare(y_true, proba_a, proba_b, *, pos_label=None, classes=None, n_bootstr
     return {
         "pos_label": jsonable(pos_label), "n_samples": int(len(is_pos)), "n_positive": int(np.sum(is_pos)),
         "n_bootstraps": int(n_bootstraps), "confidence_level": float(confidence_level),
+        "threshold_a": None if threshold_a is None else float(threshold_a),
+        "threshold_b": None if threshold_b is None else float(threshold_b),
         "delong": delong, "mcnemar": mcnemar, "differences": differences,
     }
 
 
 def _p(value):
     return "< 0.0001" if value < 1e-4 else f"{value:.4f}"
+
+
+def _decisions_line(result):
+    """``["decisions: A ..., B ..."]`` when a model decides by a threshold, else ``[]``."""
+    thresholds = {"A": result.get("threshold_a"), "B": result.get("threshold_b")}
+    if all(t is None for t in thresholds.values()):
+        return []
+    said = [f"{name} the most probable class" if t is None else f"{name} P({result['pos_label']}) >= {t:.4f}"
+            for name, t in thresholds.items()]
+    return ["decisions: " + ", ".join(said)]
 
 
 def format_comparison(result, name_a="A", name_b="B", unit="samples"):
@@ -225,6 +244,7 @@ def format_comparison(result, name_a="A", name_b="B", unit="samples"):
     lines = [
         f"{result['n_samples']} {unit} ({result['n_positive']} of the positive class "
         f"{result['pos_label']}); A = {name_a}, B = {name_b}",
+        *_decisions_line(result),
         f"{'':>12}  {'A':>7}  {'B':>7}  {'A - B':>8}",
         f"{'ROC-AUC':>12}  {d['auc_a']:7.4f}  {d['auc_b']:7.4f}  {d['difference']:+8.4f}  DeLong: SE "
         f"{d['se']:.4f}, z {d['z']:.3f}, p {_p(d['p_value'])}, {pct}% CI "

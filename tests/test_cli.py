@@ -99,8 +99,8 @@ def test_train_split_blocked_keeps_consecutive_slices_together(data_dir, tmp_pat
     assert stdout.count("(folds: ") == 6
 
 
-def test_train_target_sensitivity_stores_a_threshold_evaluate_and_predict_use(data_dir, image_folder, tmp_path,
-                                                                              capsys):
+def test_train_target_sensitivity_stores_a_threshold_evaluate_predict_and_compare_use(data_dir, image_folder,
+                                                                                      model_path, tmp_path, capsys):
     X, _ = image_folder
     args = [*FAST_ARGS[:FAST_ARGS.index("--validation-fraction")], "-q"]
     out = tmp_path / "m.skcovid"
@@ -114,6 +114,12 @@ def test_train_target_sensitivity_stores_a_threshold_evaluate_and_predict_use(da
     status, stdout, _ = run(capsys, "predict", out, *X[:4], "-q")
     labels = [line.split("\t")[0] for line in stdout.strip().splitlines()[1:]]
     assert labels == model.predict(np.asarray(X[:4], dtype=object)).tolist()
+    status, stdout, _ = run(capsys, "compare", out, model_path, data_dir, "--n-bootstraps", "0", "-q")
+    assert status == 0 and f"decisions: A P(COVID) >= {model.threshold_:.4f}, B the most probable class" in stdout
+    _, y = image_folder
+    accuracy = np.mean(model.predict(np.asarray(X, dtype=object)) == y)
+    accuracy_line = next(line for line in stdout.splitlines() if line.strip().startswith("accuracy"))
+    assert accuracy_line.split()[1] == f"{accuracy:.4f}"
 
 
 def test_train_cross_validates_and_prunes(data_dir, tmp_path, capsys):

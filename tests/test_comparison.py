@@ -8,6 +8,7 @@ import pytest
 from scipy.stats import binomtest
 from sklearn.metrics import roc_auc_score
 
+from skcovid._comparison import format_comparison
 from skcovid.metrics import METRICS, bootstrap_scores, compare
 
 # --- DeLong's test against R's pROC ----------------------------------------------------------
@@ -158,6 +159,23 @@ def test_paired_bootstrap_intervals():
     grouped = compare(y, a, b, n_bootstraps=100, groups=np.arange(len(y)) // 4)
     assert grouped["delong"] == result["delong"]
     assert grouped["differences"]["f1"]["ci_low"] <= grouped["differences"]["f1"]["difference"]
+
+
+def test_compare_follows_each_models_threshold():
+    y, a, b = _two_models()
+    classes = ["COVID", "non-COVID"]
+    proba_a, proba_b = np.column_stack([a, 1 - a]), np.column_stack([b, 1 - b])
+    result = compare(y, proba_a, proba_b, classes=classes, n_bootstraps=0, threshold_a=0.2)
+    is_covid = y == "COVID"
+    assert result["mcnemar"]["accuracy_a"] == pytest.approx(np.mean((a >= 0.2) == is_covid))
+    assert result["mcnemar"]["accuracy_b"] == pytest.approx(np.mean((b > 0.5) == is_covid))
+    assert result["differences"]["sensitivity"]["a"] == pytest.approx(np.mean(a[is_covid] >= 0.2))
+    untouched = compare(y, proba_a, proba_b, classes=classes, n_bootstraps=0)
+    assert result["delong"] == untouched["delong"] and result["mcnemar"] != untouched["mcnemar"]
+    assert (result["threshold_a"], result["threshold_b"]) == (0.2, None)
+    # The same on 1-d probabilities of the positive class.
+    assert compare(y, a, b, n_bootstraps=0, threshold_a=0.2)["mcnemar"] == result["mcnemar"]
+    assert "decisions: A P(COVID) >= 0.2000, B the most probable class" in format_comparison(result)
 
 
 def test_compare_more_than_two_classes_scores_the_positive_class_against_the_rest():
