@@ -58,7 +58,7 @@ from sklearn.base import clone
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
 from skcovid import TransferCNNClassifier, recipe
-from skcovid._decision import fit_temperature, raw_proba, scale
+from skcovid._decision import fit_temperature, out_of_fold_proba, raw_proba, scale
 from skcovid.metrics import bootstrap_calibration, bootstrap_scores
 from skcovid.model_selection import BlockedStratifiedKFold
 
@@ -107,11 +107,11 @@ def _out_of_fold_temperature(model, X, y, groups):
         splits = StratifiedKFold(5, shuffle=True, random_state=0).split(X, y)
     else:
         splits = StratifiedGroupKFold(5, shuffle=True, random_state=0).split(X, y, groups)
-    proba = np.zeros((len(X), 2))
+    inner, tests = [], []
     for train, test in splits:
-        inner = clone(model).fit(X[train], y[train], groups=None if groups is None else groups[train])
-        proba[test] = raw_proba(inner, X[test])
-    return fit_temperature(proba, np.searchsorted(model.classes_, y))
+        inner.append(clone(model).fit(X[train], y[train], groups=None if groups is None else groups[train]))
+        tests.append(test)
+    return fit_temperature(out_of_fold_proba(inner, tests, X), np.searchsorted(model.classes_, y))
 
 
 def main():

@@ -125,18 +125,16 @@ def _refit_decision_out_of_fold(args, estimator, X, y, scores):
     out-of-fold probabilities cover all of them, each from a model that never
     trained on it (scikit-learn's ``CalibratedClassifierCV(ensemble=False)``).
     """
-    from ._decision import decision_of, raw_proba, refit_decision, temperature_of
+    from ._decision import decision_of, out_of_fold_proba, refit_decision, temperature_of
 
     before = temperature_of(estimator), decision_of(estimator)[0]
-    proba = np.zeros((len(X), len(estimator.classes_)))
-    for model, test in zip(scores["estimator"], scores["indices"]["test"]):
-        if not np.array_equal(model.classes_, estimator.classes_):
-            _log(args, "a fold lacked a class: the saved model keeps its validation split's temperature and "
-                       "threshold")
-            return
-        proba[test] = raw_proba(model, X[test])
-    if not refit_decision(estimator, proba, y):
+    if before == (None, None):
+        return  # neither calibration nor a target sensitivity: nothing to refit, no prediction pass
+    if any(not np.array_equal(model.classes_, estimator.classes_) for model in scores["estimator"]):
+        _log(args, "a fold lacked a class: the saved model keeps its validation split's temperature and "
+                   "threshold")
         return
+    refit_decision(estimator, out_of_fold_proba(scores["estimator"], scores["indices"]["test"], X), y)
     after = temperature_of(estimator), decision_of(estimator)[0]
     said = [f"{name} {old:.4f} -> {new:.4f}" for name, old, new in zip(("temperature", "threshold"), before, after)
             if new is not None]
@@ -546,9 +544,9 @@ def _parser(only=None):
     sub.add_argument("--prune-ratio", type=float, default=0.3,
                      help="share of the channels pruned (default: %(default)s)")
     options = {option.param: option for option in MODEL_OPTIONS}
-    for param, default in [("max_epochs", 12), ("image_size", 128), ("finetune_epochs", 6),
-                           ("finetune_lr", 5e-4), ("random_state", 0)]:
-        if whole("demo"):
+    if whole("demo"):
+        for param, default in [("max_epochs", 12), ("image_size", 128), ("finetune_epochs", 6),
+                               ("finetune_lr", 5e-4), ("random_state", 0)]:
             add_option(sub, options[param], default)
     sub.set_defaults(run=_cmd_demo)
     return parser

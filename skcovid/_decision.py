@@ -168,6 +168,29 @@ def raw_proba(model, X):
         owner.temperature_ = temperature
 
 
+def out_of_fold_proba(models, test_folds, X):
+    """Each image's probabilities at temperature 1 from the fold model that did not train on it.
+
+    Parameters
+    ----------
+    models : list of fitted classifiers
+        One per fold, of the same ``classes_``.
+    test_folds : list of ndarray of int
+        The images each model was scored on; together, every image once.
+    X : ndarray of shape (n_samples,)
+        The images.
+
+    Returns
+    -------
+    proba : ndarray of shape (n_samples, n_classes)
+        Columns follow the models' ``classes_``.
+    """
+    proba = np.zeros((len(X), len(models[0].classes_)))
+    for model, test in zip(models, test_folds):
+        proba[test] = raw_proba(model, X[test])
+    return proba
+
+
 def decide(proba, classes, threshold, pos_label):
     """Class labels from probabilities: P(pos_label) >= threshold, or the most probable class.
 
