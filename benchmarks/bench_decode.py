@@ -1,10 +1,10 @@
 """Decoding speed: JPEG-Lossless DICOM slices to Hounsfield units, against 8-bit PNG slices.
 
 The 60 real slices of the COVID-CT-MD sample (512 x 512, JPEG Lossless,
-unsigned 16-bit) are read with ``skcovid._medical.read_hu`` (pydicom with
+unsigned 16-bit) are read with ``skcovid._imaging.medical.read_hu`` (pydicom with
 pylibjpeg-libjpeg, rescale, display orientation). The same slices, windowed
 for the lung (level -600 HU, width 1500 HU) and written as 8-bit 512 x 512
-PNGs in a temporary folder, are read with ``skcovid._imageio.read_gray``.
+PNGs in a temporary folder, are read with ``skcovid._imaging.raster.read_gray``.
 Figures are slices per second, best of 3 passes over the 60 files.
 
 Usage::
@@ -23,8 +23,8 @@ import numpy as np
 from _slices import machine
 from PIL import Image
 
-from skcovid._imageio import read_gray
-from skcovid._medical import read_hu
+from skcovid._imaging.raster import read_gray
+from skcovid._imaging.medical import read_hu
 from skcovid.datasets import load_dicom_folder
 
 DEFAULT = Path(__file__).resolve().parents[2] / "shared" / "data" / "covid-ct-md-sample"

@@ -31,7 +31,7 @@ from _common import weights
 
 from skcovid import TransferCNNClassifier, recipe
 from skcovid.datasets import load_dicom_folder, load_image_folder
-from skcovid.metrics import resolve_pos_label
+from skcovid._core.labels import resolve_pos_label
 from skcovid.report import evaluate
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"

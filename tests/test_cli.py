@@ -15,9 +15,9 @@ from PIL import Image
 # Private pieces are imported where they are tested: the command's parser (_parser),
 # and the option table's docstring parser (_docstring_parameters) and help-text cleaner (_plain).
 from skcovid import RECIPES, PrunedCNNClassifier, TransferCNNClassifier
-from skcovid._cli import _parser, main
-from skcovid._cli_options import FROM_RECIPE, MODEL_OPTIONS, _docstring_parameters, _plain, build_estimator
-from skcovid._persistence import load_model
+from skcovid._cli.main import _parser, main
+from skcovid._cli.options import FROM_RECIPE, MODEL_OPTIONS, _docstring_parameters, _plain, build_estimator
+from skcovid._deploy.persistence import load_model
 
 #: Options that train the small CNN in seconds.
 FAST_ARGS = ["--recipe", "frozen", "--backbone", "simple_cnn", "--weights", "none", "--freeze", "none",
@@ -62,7 +62,7 @@ def test_console_script_is_installed():
 
 def test_version_and_help_do_not_import_torch(capsys):
     # Only a command's own model options import PyTorch (for their help and defaults).
-    code = ("import sys\nfrom skcovid._cli import main\n"
+    code = ("import sys\nfrom skcovid._cli.main import main\n"
             "for argv in (['--version'], ['--help'], ['evaluate', '--help']):\n"
             "    try:\n        main(argv)\n    except SystemExit:\n        pass\n"
             "print('torch' in sys.modules)")
@@ -449,7 +449,7 @@ def test_train_cv_fits_the_temperature_on_out_of_fold_probabilities(data_dir, tm
     from sklearn.base import clone
     from sklearn.model_selection import StratifiedKFold, cross_validate
 
-    from skcovid._decision import fit_temperature, raw_proba
+    from skcovid._decision.fit import fit_temperature, raw_proba
     from skcovid.datasets import load_image_folder
 
     args = [*FAST_ARGS[:FAST_ARGS.index("--validation-fraction")]]

@@ -9,9 +9,9 @@ import sklearn
 from sklearn.model_selection import GridSearchCV, StratifiedGroupKFold, cross_validate
 
 from skcovid import PrunedCNNClassifier, TransferCNNClassifier, export
-from skcovid._cli import main
-from skcovid._engine import validation_split  # private: the engine's split is what fit uses
-from skcovid._window import apply_window  # private: the window arithmetic
+from skcovid._cli.main import main
+from skcovid._engine.validation import validation_split  # private: the engine's split is what fit uses
+from skcovid._imaging.window import apply_window  # private: the window arithmetic
 from skcovid.datasets import load_dicom_folder
 from skcovid.pruning import StructuredPruner
 from skcovid.report import evaluate
@@ -120,7 +120,7 @@ def test_fit_splits_by_patient(patients, monkeypatch):
         seen["sides"] = (set(groups[train]), set(groups[valid]))
         return train, valid
 
-    monkeypatch.setattr("skcovid._engine.validation_split", spy)
+    monkeypatch.setattr("skcovid._engine.validation.validation_split", spy)
     TransferCNNClassifier(**{**FAST, "max_epochs": 1, "validation_fraction": 0.25}).fit(X, y, groups=groups)
     train, valid = seen["sides"]
     assert train and valid and not train & valid
@@ -293,7 +293,7 @@ def test_fit_with_groups_resumes_only_with_the_same_patients(patients, tmp_path)
 
 def test_dicom_writer_round_trip(tmp_path):
     hu = np.arange(-1024, -1024 + 64).reshape(8, 8)
-    from skcovid._medical import read_hu  # private: the reader
+    from skcovid._imaging.medical import read_hu  # private: the reader
 
     for signed in (False, True):
         path = write_dicom(tmp_path / f"s{signed}.dcm", hu, signed=signed)

@@ -8,7 +8,7 @@ import pytest
 from scipy.stats import binomtest
 from sklearn.metrics import roc_auc_score
 
-from skcovid._comparison import format_comparison
+from skcovid._evaluation.comparison import format_comparison
 from skcovid.metrics import METRICS, bootstrap_scores, compare
 
 # --- DeLong's test against R's pROC ----------------------------------------------------------

@@ -1,7 +1,7 @@
 """Tests of skcovid.datasets (folder loader, shipped sample set) and of two private pieces under it.
 
-``skcovid._imageio.read_gray`` decodes every image file skcovid reads (the one set of
-decoding rules), and ``skcovid.datasets._folder.list_image_files`` is the folder scanner
+``skcovid._imaging.raster.read_gray`` decodes every image file skcovid reads (the one set of
+decoding rules), and ``skcovid._imaging.folders.list_image_files`` is the folder scanner
 that ``load_image_folder`` and the command line share.
 """
 
@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from skcovid._imageio import read_gray  # private: the decoding rules
+from skcovid._imaging.raster import read_gray  # private: the decoding rules
 from skcovid.datasets import load_image_folder, load_sample_ct
-from skcovid.datasets._folder import list_image_files  # private: the shared folder scanner
+from skcovid._imaging.folders import list_image_files  # private: the shared folder scanner
 
 
 def _save_png(path, size=(6, 4), value=128, mode="L"):

@@ -159,7 +159,7 @@ def test_load_onnx_on_arrays_and_dicom(dicom_patients, tmp_path):
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxscript")
     from skcovid import load_onnx
-    from skcovid._medical import read_hu
+    from skcovid._imaging.medical import read_hu
     from skcovid.datasets import load_dicom_folder
 
     X, y, groups = load_dicom_folder(dicom_patients)

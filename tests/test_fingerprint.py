@@ -1,4 +1,4 @@
-"""The one fingerprint of what a fit depends on (a private piece: skcovid._fingerprint).
+"""The one fingerprint of what a fit depends on (a private piece: skcovid._engine.fingerprint).
 
 Checkpoints and the feature cache both key on it, so it must be the same in
 every process for the same parameters and data, callables included.
@@ -15,7 +15,7 @@ import torch
 import torchvision
 
 from skcovid import TransferCNNClassifier
-from skcovid._fingerprint import fingerprint
+from skcovid._engine.fingerprint import fingerprint
 
 TESTS = Path(__file__).resolve().parent
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from skcovid import TransferCNNClassifier, load_model, save_model
-from skcovid._persistence import atomic_write  # private: the one writer of every output file
+from skcovid._core.files import atomic_write  # private: the one writer of every output file
 
 from conftest import FAST
 

@@ -14,8 +14,8 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from skcovid import PrunedCNNClassifier, TransferCNNClassifier, load_model, save_model
-from skcovid._distillation import Distillation, distillation_loss
-from skcovid._pruned import _cycle_epochs
+from skcovid._engine.distillation import Distillation, distillation_loss
+from skcovid._estimators.pruned import _cycle_epochs
 from skcovid.metrics import SCORING
 from skcovid.pruning import (
     MagnitudePruner,

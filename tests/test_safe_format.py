@@ -17,9 +17,9 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 
 from skcovid import PrunedCNNClassifier, TransferCNNClassifier, load_model, save_model
-from skcovid._cli import main
-from skcovid._modelfile import read_header  # private: to look inside the files
-from skcovid._persistence import UntrustedModelError
+from skcovid._cli.main import main
+from skcovid._deploy.modelfile import read_header  # private: to look inside the files
+from skcovid._deploy.persistence import UntrustedModelError
 from skcovid.pruning import MagnitudePruner, StructuredPruner
 
 from conftest import FAST, TrainingBatches

@@ -1,8 +1,8 @@
 """The fast paths: precomputed and cached backbone features, the data pipeline, Dask scale-out.
 
 Most of these tests are about private pieces: they count the images that go through
-the backbone (``skcovid._features.backbone_features``, as ``skcovid._engine`` calls it)
-and read images through the data pipeline's own classes (``skcovid._data``) to get
+the backbone (``skcovid._engine.features.backbone_features``, as ``skcovid._engine.fit`` calls it)
+and read images through the data pipeline's own classes (``skcovid._engine.data``) to get
 what the whole network predicts, bypassing the feature cache they test.
 """
 
@@ -13,8 +13,9 @@ from joblib import Memory
 from PIL import Image
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
 
-from skcovid import TransferCNNClassifier, _engine, _features  # private: the backbone pass the caches save
-from skcovid._data import DecodedCache, ImageDataset, PathImages  # private: the data pipeline
+from skcovid import TransferCNNClassifier  # private: the backbone pass the caches save
+from skcovid._engine import fit as _engine, features as _features
+from skcovid._engine.data import DecodedCache, ImageDataset, PathImages  # private: the data pipeline
 
 from conftest import FAST, ConvOutputDtypes
 

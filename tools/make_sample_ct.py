@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from skcovid._imageio import read_gray
+from skcovid._imaging.raster import read_gray
 
 N_PER_CLASS = 100
 MAX_SIDE = 128

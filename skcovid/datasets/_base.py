@@ -9,7 +9,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from .._persistence import atomic_write
+from skcovid._core.files import atomic_write
 
 
 def get_data_home(data_home=None):

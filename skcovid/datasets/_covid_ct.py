@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 from sklearn.utils import Bunch
 
-from .._imageio import IMAGE_EXTENSIONS
-from .._persistence import atomic_write
-from ._base import download, get_data_home, replace_dir
+from skcovid._core.files import atomic_write
+from skcovid._imaging.raster import IMAGE_EXTENSIONS
+from skcovid.datasets._base import download, get_data_home, replace_dir
 
 #: The raw files of https://github.com/UCSD-AI4H/COVID-CT.
 COVID_CT_URL = "https://github.com/UCSD-AI4H/COVID-CT/raw/master/"

@@ -5,8 +5,16 @@ import warnings
 
 import numpy as np
 
-from .._medical import dicom_files, expand_series, is_dicom, is_nifti, nifti_stem, order_series, patient_key
-from ._folder import class_folders
+from skcovid._imaging.medical import (
+    dicom_files,
+    expand_series,
+    is_dicom,
+    is_nifti,
+    nifti_stem,
+    order_series,
+    patient_key,
+)
+from skcovid.datasets._folder import class_folders
 
 
 def _folder_slices(folder):
@@ -58,10 +66,10 @@ def load_dicom_folder(path):
       name without the NIfTI suffix.
 
     DICOM files directly in a class folder say nothing of the patient: they
-    are grouped by ``skcovid._medical.patient_key`` (a salted hash of the
+    are grouped by ``skcovid._imaging.medical.patient_key`` (a salted hash of the
     PatientID, else of the StudyInstanceUID) and each group must be one series;
     a file with neither identifier is its own group (its path). Slices come
-    in anatomical order (``skcovid._medical.expand_series``): a
+    in anatomical order (``skcovid._imaging.medical.expand_series``): a
     DICOM file path, or ``"vol.nii.gz#k"`` for slice ``k`` of a volume. Hidden
     files and files that are neither DICOM nor NIfTI are ignored. Patients of
     the same name in one class folder are one patient.

@@ -1,53 +1,13 @@
 """Image collections laid out as one sub-folder per class."""
 
-import os
 import warnings
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from .._imageio import IMAGE_EXTENSIONS, open_checked
-
-
-class UnreadableImagesError(ValueError):
-    """Files in an image folder that are not usable images; ``files`` lists them with the reasons."""
-
-    def __init__(self, message, files):
-        super().__init__(message)
-        self.files = files
-
-
-def list_image_files(folder, extensions=IMAGE_EXTENSIONS):
-    """List the files under a folder, searched recursively, split into images and others.
-
-    Hidden files and folders (names starting with a dot) are left out, and
-    hidden folders are not searched.
-
-    Parameters
-    ----------
-    folder : str or os.PathLike
-        The folder to search.
-    extensions : tuple of str, default=skcovid._imageio.IMAGE_EXTENSIONS
-        File extensions (lower case, with the dot) that count as images; the
-        case of a file's extension does not matter.
-
-    Returns
-    -------
-    images : list of pathlib.Path
-        Files with one of ``extensions``, sorted by path.
-    others : list of pathlib.Path
-        The other files, sorted by path.
-    """
-    images, others = [], []
-    for parent, dirs, files in os.walk(folder):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        for name in files:
-            path = Path(parent, name)
-            if name.startswith(".") or not path.is_file():
-                continue
-            (images if path.suffix.lower() in extensions else others).append(path)
-    return sorted(images, key=str), sorted(others, key=str)
+from skcovid._imaging.folders import UnreadableImagesError, list_image_files
+from skcovid._imaging.raster import IMAGE_EXTENSIONS, open_checked
 
 
 def class_folders(path, *, what, example):
@@ -113,7 +73,7 @@ def load_image_folder(path, *, extensions=IMAGE_EXTENSIONS, check_images=True, o
     ----------
     path : str or os.PathLike
         Root folder.
-    extensions : tuple of str, default=skcovid._imageio.IMAGE_EXTENSIONS
+    extensions : tuple of str, default=skcovid._imaging.raster.IMAGE_EXTENSIONS
         File extensions (lower case, with the dot) that count as images.
     check_images : bool, default=True
         Check every file: its header, its size (at least 4x4 pixels, within

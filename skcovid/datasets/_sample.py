@@ -2,7 +2,7 @@
 
 from importlib import resources
 
-from ._folder import load_image_folder
+from skcovid.datasets._folder import load_image_folder
 
 
 def load_sample_ct():

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 from sklearn.utils import Bunch
 
-from ._base import get_data_home
-from ._folder import load_image_folder
+from skcovid.datasets._base import get_data_home
+from skcovid.datasets._folder import load_image_folder
 
 _FOLDER = "sarscov2-ctscan"
 _KAGGLE = "https://www.kaggle.com/datasets/plameneduardo/sarscov2-ctscan-dataset"

@@ -5,9 +5,9 @@ returns the pruned module; :class:`skcovid.PrunedCNNClassifier` runs one on a
 fitted :class:`skcovid.TransferCNNClassifier` and fine-tunes the result.
 """
 
-from ._magnitude import MagnitudePruner, PolynomialDecayPruning, weight_sparsity
-from ._measure import count_flops, count_nonzero_params, count_params, serialized_size
-from ._structured import StructuredPruner
+from skcovid.pruning._magnitude import MagnitudePruner, PolynomialDecayPruning, weight_sparsity
+from skcovid.pruning._measure import count_flops, count_nonzero_params, count_params, serialized_size
+from skcovid.pruning._structured import StructuredPruner
 
 __all__ = [
     "MagnitudePruner",

@@ -5,8 +5,8 @@ import io
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from .._network import eval_mode
-from ._sparse import pack_module
+from skcovid._nets.network import eval_mode
+from skcovid._nets.sparse import pack_module
 
 
 def count_params(module):

@@ -10,9 +10,9 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
-from .._network import eval_mode
-from .._persistence import upgraded_state
-from ._measure import count_flops
+from skcovid._core.estimator import upgraded_state
+from skcovid._nets.network import eval_mode
+from skcovid.pruning._measure import count_flops
 
 _IMPORTANCES = ("l1", "l2", "taylor", "bn_scale")
 #: The channel ratio when neither ``ratio`` nor ``target_flops`` is set.

@@ -1,0 +1,1 @@
+"""The ``skcovid`` command: one module per command, with the options and data they share."""

@@ -1,0 +1,147 @@
+"""What the ``skcovid`` commands read: class folders, DICOM series, NIfTI volumes, patients and splits."""
+
+from pathlib import Path
+
+import numpy as np
+
+
+class CommandError(Exception):
+    """A user error the command reports in one line, exiting with status 1."""
+
+
+def load_folder(path, skip_unreadable=False):
+    """Slices, labels, patients and whether the layout names the patients.
+
+    A folder holding DICOM or NIfTI files is read with ``load_dicom_folder``
+    (patients known); raster images with ``load_image_folder``, patients known
+    where images sit in ``class/patient/`` folders.
+    """
+    from skcovid._imaging.folders import UnreadableImagesError, list_image_files
+    from skcovid._imaging.medical import is_medical
+    from skcovid.datasets import load_dicom_folder, load_image_folder
+
+    _, others = list_image_files(path) if Path(path).is_dir() else ([], [])
+    if any(is_medical(str(f)) for f in others):
+        X, y, groups = load_dicom_folder(path)
+        return X, y, groups, True
+    try:
+        X, y, groups = load_image_folder(path, on_error="skip" if skip_unreadable else "raise",
+                                         return_groups=True)
+    except UnreadableImagesError as exc:
+        shown = "\n  ".join(exc.files[:20])
+        raise CommandError(f"{len(exc.files)} files under {path} are not usable images "
+                           f"(--skip-unreadable leaves them out):\n  {shown}") from exc
+    return X, y, groups, bool(np.any(groups != X))
+
+
+def patients_of(args, groups, has_patients, where):
+    """``groups`` when the command splits and reports by patient (``--group-by``), else None."""
+    group_by = args.group_by or ("patient" if has_patients else "none")
+    if group_by == "patient" and not has_patients:
+        raise CommandError(f"--group-by patient needs patients: {where} has no patient folders "
+                           "(CLASS/PATIENT/...) and no DICOM or NIfTI files.")
+    return groups if group_by == "patient" else None
+
+
+def expand_images(inputs):
+    """Slices, in order, from files and folders, with the patient of each.
+
+    Folders are searched recursively. DICOM files of one folder form a series
+    (in anatomical order) and a NIfTI volume gives its slices; a slice's
+    patient is the name of its folder (of the NIfTI file, for a volume).
+
+    Returns
+    -------
+    files : ndarray of str
+    patients : ndarray of str
+    medical : bool
+        Whether any DICOM or NIfTI slice was found.
+    """
+    from skcovid._imaging.folders import list_image_files
+    from skcovid._imaging.medical import expand_series, is_medical, is_nifti, nifti_stem
+    from skcovid._imaging.raster import IMAGE_EXTENSIONS
+
+    files, patients, medical = [], [], False
+
+    def add(path):
+        nonlocal medical
+        reference = str(path)
+        if path.is_dir() or is_nifti(reference.partition("#")[0]):
+            # A DICOM series folder, a NIfTI volume or one of its slices ("volume.nii.gz#k").
+            slices = expand_series(path)
+            name = path.name if path.is_dir() else nifti_stem(path.name.partition("#")[0])
+        else:
+            slices, name = [reference], path.parent.name
+        medical = medical or path.is_dir() or is_medical(reference)
+        files.extend(slices)
+        patients.extend([name] * len(slices))
+
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found, others = list_image_files(path)
+            dicom_folders = sorted({f.parent for f in others if is_medical(str(f)) and not is_nifti(f)})
+            volumes = [f for f in others if is_nifti(f)]
+            if not (found or dicom_folders or volumes):
+                raise CommandError(f"No image, DICOM or NIfTI files ({', '.join(IMAGE_EXTENSIONS)}, .dcm, "
+                                   f".nii, .nii.gz) in folder {path}.")
+            for folder in dicom_folders:
+                add(folder)
+            for volume in volumes:
+                add(volume)
+            for f in found:
+                add(f)
+        elif path.exists() or is_medical(str(path)):
+            add(path)
+        else:
+            raise CommandError(f"No such file or folder: {path}")
+    return np.asarray(files, dtype=object), np.asarray(patients, dtype=object), medical
+
+
+def split_units(args, X, y, groups):
+    """What ``train`` keeps on one side of its splits: patients, blocks of slices, or nothing.
+
+    Returns
+    -------
+    units : ndarray or None
+        The patients (``groups``); with ``--split blocked`` and no patients,
+        the blocks of ``--block-size`` consecutive slices per class of
+        :class:`skcovid.model_selection.BlockedStratifiedKFold` (proxy
+        patients, in the files' natural order); else None (slices).
+    name : str
+        ``"patient"``, ``"block"`` or ``"slice"``.
+    """
+    if groups is not None:
+        return groups, "patient"
+    if args.split == "blocked":
+        from skcovid._evaluation.split import BlockedStratifiedKFold
+
+        return BlockedStratifiedKFold(block_size=args.block_size).blocks(X, y), "block"
+    return None, "slice"
+
+
+def held_out_split(args, y, groups, unit="patient"):
+    """Training and held-out indices: stratified, and by ``groups`` (patients or blocks) when given."""
+    from sklearn.model_selection import StratifiedGroupKFold, train_test_split
+
+    indices = np.arange(len(y))
+    if groups is None:
+        train, test = train_test_split(indices, test_size=args.test_size, stratify=y,
+                                       random_state=args.random_state)
+        return train, test, (f"training on {len(train)}, holding out {len(test)} "
+                             f"(stratified by slice, seed {args.random_state}; consecutive slices of a "
+                             "scan can land on both sides: --split blocked keeps them together)")
+    fewest = min(len(np.unique(groups[y == label])) for label in np.unique(y))
+    if fewest < 2:
+        raise CommandError(f"A class has a single {unit}: a split by {unit} cannot both train and test "
+                           "on it. Add data, or use --group-by none and --split random (a split by "
+                           "slice, which flatters the scores).")
+    n_splits = max(2, min(round(1 / args.test_size), fewest))
+    splitter = StratifiedGroupKFold(n_splits, shuffle=True, random_state=args.random_state)
+    train, test = next(splitter.split(indices, y, groups))
+    what = ("patients" if unit == "patient"
+            else f"blocks of {args.block_size} consecutive slices per class")
+    return train, test, (
+        f"split by {unit}: training on {len(train)} slices of {len(np.unique(groups[train]))} {what}, "
+        f"holding out {len(test)} slices of {len(np.unique(groups[test]))} {what} (StratifiedGroupKFold, "
+        f"1 fold of {n_splits}, seed {args.random_state})")

@@ -1,0 +1,1 @@
+"""From probabilities to decisions: temperature, thresholds, operating points, patients (no PyTorch)."""

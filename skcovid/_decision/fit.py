@@ -1,0 +1,197 @@
+"""From probabilities to decisions: temperature scaling and a threshold for a target sensitivity.
+
+Both are fitted at the end of ``fit`` on the validation split (images the
+network did not train on), and both live on the classifier that owns the
+network (``estimator_`` of a pruned one, refitted after pruning).
+"""
+
+import warnings
+
+import numpy as np
+
+from skcovid._core.estimator import owner as owner_of
+from skcovid._core.labels import resolve_pos_label
+from skcovid._decision.decide import scale
+from skcovid._decision.operating_points import specificity_at_sensitivity
+
+#: Temperatures searched by :func:`fit_temperature`.
+_TEMPERATURES = (0.05, 20.0)
+
+
+def fit_temperature(proba, y_encoded):
+    """The temperature that minimises the negative log-likelihood of ``y_encoded``.
+
+    Guo et al. (2017): one scalar ``T`` divides every logit; the ranking, and
+    so the ROC curve, stays the same.
+
+    Parameters
+    ----------
+    proba : ndarray of shape (n_samples, n_classes)
+        Validation probabilities at temperature 1.
+    y_encoded : ndarray of int of shape (n_samples,)
+
+    Returns
+    -------
+    temperature : float
+        In ``[0.05, 20]``.
+
+    Warns
+    -----
+    UserWarning
+        When the temperature ends at a bound of the search: the validation
+        probabilities are then too few, or too unlike the training images,
+        to calibrate the model.
+    """
+    from scipy.optimize import minimize_scalar
+
+    rows = np.arange(len(y_encoded))
+
+    def nll(log_t):
+        return -np.mean(np.log(np.clip(scale(proba, np.exp(log_t))[rows, y_encoded], 1e-300, None)))
+
+    low, high = np.log(_TEMPERATURES)
+    result = minimize_scalar(nll, bounds=(low, high), method="bounded", options={"xatol": 1e-4})
+    if min(result.x - low, high - result.x) < 0.01:
+        effect = "flattens every probability towards uniform" if result.x > 0 else "pushes every probability to 0 or 1"
+        warnings.warn(
+            f"The temperature fitted on the {len(y_encoded)} validation images reached the bound "
+            f"{np.exp(result.x):.3g} of its search {_TEMPERATURES} and {effect}: those images are too few, or "
+            "too unlike the training images, to calibrate the model. Hold out more images or patients "
+            "(validation_fraction), or calibrate by cross-validation (sklearn.calibration.CalibratedClassifierCV).",
+            UserWarning, stacklevel=3)
+    return float(np.exp(result.x))
+
+
+def fit_decision(classifier, proba, y_encoded):
+    """Set ``temperature_``, ``threshold_`` and ``pos_label_`` of a fitted classifier.
+
+    Parameters
+    ----------
+    classifier : TransferCNNClassifier
+        Reads ``calibration``, ``target_sensitivity`` and ``classes_``.
+    proba : ndarray of shape (n_samples, n_classes) or None
+        The validation split's probabilities at temperature 1; None when
+        neither setting is on.
+    y_encoded : ndarray of int of shape (n_samples,) or None
+    """
+    classifier.temperature_, classifier.threshold_, classifier.pos_label_ = 1.0, None, None
+    if classifier.calibration == "temperature":
+        classifier.temperature_ = fit_temperature(proba, y_encoded)
+    if classifier.target_sensitivity is not None:
+        classes = classifier.classes_
+        proba = scale(proba, classifier.temperature_)
+        y_true = classes[y_encoded]
+        pos_label = resolve_pos_label(y_true, classes[proba.argmax(axis=1)])
+        column = classes.tolist().index(pos_label)
+        point = specificity_at_sensitivity(y_true, proba[:, column], classifier.target_sensitivity,
+                                           pos_label=pos_label)
+        classifier.threshold_ = float(min(point.threshold, 1.0))
+        classifier.pos_label_ = pos_label
+
+
+def refit_decision(model, proba, y):
+    """Refit a fitted model's temperature and threshold on other held-out probabilities.
+
+    ``fit`` fits them on its own validation split; out-of-fold probabilities
+    of a cross-validation cover every training image instead (what
+    scikit-learn's ``CalibratedClassifierCV(ensemble=False)`` fits on).
+
+    Parameters
+    ----------
+    model : fitted classifier, Pipeline, search or pruned model
+    proba : ndarray of shape (n_samples, n_classes)
+        Probabilities at temperature 1 (:func:`raw_proba`) of images the
+        models that gave them did not train on; columns follow ``classes_``.
+    y : array-like of shape (n_samples,)
+        Their labels.
+
+    Returns
+    -------
+    refitted : bool
+        False when the model has neither ``calibration`` nor
+        ``target_sensitivity``, and nothing was changed.
+    """
+    owner = owner_of(model)
+    if getattr(owner, "calibration", None) is None and getattr(owner, "target_sensitivity", None) is None:
+        return False
+    classes = owner.classes_
+    y = np.asarray(y)
+    unknown = np.setdiff1d(y, classes)
+    if len(unknown) or proba.shape != (len(y), len(classes)):
+        raise ValueError(f"refit_decision needs probabilities of shape ({len(y)}, {len(classes)}) and labels "
+                         f"among {classes.tolist()}; got shape {proba.shape} and labels {unknown.tolist()}.")
+    fit_decision(owner, proba, np.searchsorted(classes, y))
+    return True
+
+
+def raw_proba(model, X):
+    """``predict_proba`` of a fitted model at temperature 1, before its calibration.
+
+    Parameters
+    ----------
+    model : fitted classifier, Pipeline, search or pruned model
+    X : array-like
+        Images in any form ``fit`` accepts.
+
+    Returns
+    -------
+    proba : ndarray of shape (n_samples, n_classes)
+    """
+    owner = owner_of(model)
+    temperature = getattr(owner, "temperature_", None)
+    if temperature is None:
+        return model.predict_proba(X)
+    owner.temperature_ = 1.0
+    try:
+        return model.predict_proba(X)
+    finally:
+        owner.temperature_ = temperature
+
+
+def out_of_fold_proba(models, test_folds, X):
+    """Each image's probabilities at temperature 1 from the fold model that did not train on it.
+
+    Parameters
+    ----------
+    models : list of fitted classifiers
+        One per fold, of the same ``classes_``.
+    test_folds : list of ndarray of int
+        The images each model was scored on; together, every image once.
+    X : ndarray of shape (n_samples,)
+        The images.
+
+    Returns
+    -------
+    proba : ndarray of shape (n_samples, n_classes)
+        Columns follow the models' ``classes_``.
+    """
+    proba = np.zeros((len(X), len(models[0].classes_)))
+    for model, test in zip(models, test_folds):
+        proba[test] = raw_proba(model, X[test])
+    return proba
+
+
+def decision_of(model):
+    """``(threshold_, pos_label_)`` of a fitted classifier, Pipeline, search or ONNX model, else ``(None, None)``."""
+    owner = owner_of(model)
+    return getattr(owner, "threshold_", None), getattr(owner, "pos_label_", None)
+
+
+def temperature_of(model):
+    """The fitted ``temperature_`` of a model with ``calibration="temperature"``, else None."""
+    owner = owner_of(model)
+    return getattr(owner, "temperature_", None) if getattr(owner, "calibration", None) == "temperature" else None
+
+
+def validation_check(classifier, validation_fraction):
+    """Refuse, before training, a calibration or threshold that would have no validation split."""
+    wanted = [name for name, on in (("calibration='temperature'", classifier.calibration is not None),
+                                    (f"target_sensitivity={classifier.target_sensitivity}",
+                                     classifier.target_sensitivity is not None)) if on]
+    if wanted and validation_fraction is None:
+        raise ValueError(f"{' and '.join(wanted)} is fitted on the validation split, but there is none "
+                         f"(validation_fraction={classifier.validation_fraction!r}); set "
+                         "validation_fraction to a fraction such as 0.2.")
+    if classifier.target_sensitivity is not None and len(classifier.classes_) != 2:
+        raise ValueError(f"target_sensitivity needs two classes; got {len(classifier.classes_)}: "
+                         f"{classifier.classes_.tolist()}.")

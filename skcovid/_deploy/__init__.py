@@ -1,0 +1,1 @@
+"""Deployment: model files, persistence, export and the ONNX runtime."""

@@ -1,0 +1,1 @@
+"""The training engine both estimators share: data, net, features, checkpoints, validation, inference."""

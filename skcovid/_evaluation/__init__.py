@@ -1,0 +1,1 @@
+"""Evaluation: scores, calibration, comparisons, the bootstrap, splits, reports and explanations."""

@@ -1,0 +1,1 @@
+"""Image and medical readers and display windows: files to arrays, without PyTorch."""

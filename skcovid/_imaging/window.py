@@ -1,0 +1,101 @@
+"""Display windows: Hounsfield units to the ``[0, 1]`` intensities the networks take.
+
+A window ``(level, width)`` maps ``level - width / 2`` HU to 0 and
+``level + width / 2`` HU to 1, clipping outside, as a radiologist's viewer
+does. Raster images (PNG, JPEG, ...) were windowed when they were exported
+and carry no HU: they keep their grey intensities whatever the window, and
+``"multi"`` repeats their grey over its three channels.
+"""
+
+import numpy as np
+
+from skcovid._imaging.medical import is_medical, read_hu
+from skcovid._imaging.raster import read_gray
+
+#: Named windows, ``(level, width)`` in HU.
+WINDOWS = {
+    "lung": (-600.0, 1500.0),
+    "mediastinal": (50.0, 350.0),
+    # The third channel of "multi": from air (-1000) to dense bone (+1000).
+    "wide": (0.0, 2000.0),
+}
+#: The channels of ``window="multi"``, in order.
+MULTI = ("lung", "mediastinal", "wide")
+#: The window HU images get with ``window=None``.
+DEFAULT_HU_WINDOW = "lung"
+
+
+def is_window(window):
+    """Whether ``window`` is a valid ``window`` parameter (for ``_parameter_constraints``)."""
+    if window is None or (isinstance(window, str) and (window in WINDOWS or window == "multi")):
+        return True
+    if isinstance(window, (tuple, list)) and len(window) == 2:
+        level, width = window
+        return all(isinstance(v, (int, float, np.number)) and not isinstance(v, bool)
+                   for v in window) and np.isfinite(level) and width > 0
+    return False
+
+
+def window_bounds(window):
+    """``(low, high)`` HU of each channel that ``window`` gives HU images.
+
+    Parameters
+    ----------
+    window : {"lung", "mediastinal", "multi"}, (level, width) or None
+
+    Returns
+    -------
+    bounds : list of (float, float)
+        One pair per channel.
+    """
+    if window is None:
+        window = DEFAULT_HU_WINDOW
+    names = MULTI if window == "multi" else (window,)
+    levels = [WINDOWS[name] if isinstance(name, str) else tuple(map(float, name)) for name in names]
+    return [(level - width / 2, level + width / 2) for level, width in levels]
+
+
+def n_channels(window):
+    """Channels of the network's input under ``window``: 3 for ``"multi"``, else 1."""
+    return 3 if window == "multi" else 1
+
+
+def apply_window(image, window, *, hu):
+    """Intensities in ``[0, 1]`` of one image, with a leading channel axis.
+
+    Parameters
+    ----------
+    image : ndarray of shape (H, W)
+        HU when ``hu`` is True, else grey intensities in ``[0, 1]``.
+    window : {"lung", "mediastinal", "multi"}, (level, width) or None
+    hu : bool
+
+    Returns
+    -------
+    channels : ndarray of shape (C, H, W), float32
+        ``C`` is :func:`n_channels` of ``window``.
+    """
+    image = np.asarray(image, dtype=np.float32)
+    if not hu:
+        return np.repeat(image[None], n_channels(window), axis=0)
+    return np.stack([np.clip((image - low) / (high - low), 0.0, 1.0, dtype=np.float32)
+                     for low, high in window_bounds(window)])
+
+
+def read_windowed(item, window):
+    """One image file's ``(C, H, W)`` intensities under ``window``: how skcovid reads every item.
+
+    Parameters
+    ----------
+    item : str or os.PathLike
+        A raster image, a DICOM file or a NIfTI slice (``"vol.nii.gz#k"``):
+        HU for the medical ones, grey intensities for the others.
+    window : {"lung", "mediastinal", "multi"}, (level, width) or None
+
+    Returns
+    -------
+    channels : ndarray of shape (C, H, W), float32
+    """
+    if is_medical(item):
+        return apply_window(read_hu(item), window, hu=True)
+    return apply_window(read_gray(item), window, hu=False)

@@ -1,0 +1,1 @@
+"""Backbones and the transfer network built on them."""
