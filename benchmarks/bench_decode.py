@@ -23,8 +23,8 @@ import numpy as np
 from _slices import machine
 from PIL import Image
 
-from skcovid._imaging.raster import read_gray
 from skcovid._imaging.medical import read_hu
+from skcovid._imaging.raster import read_gray
 from skcovid.datasets import load_dicom_folder
 
 DEFAULT = Path(__file__).resolve().parents[2] / "shared" / "data" / "covid-ct-md-sample"

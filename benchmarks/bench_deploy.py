@@ -40,8 +40,8 @@ from sklearn.metrics import accuracy_score, roc_auc_score
 from sklearn.model_selection import train_test_split
 
 from skcovid import PrunedCNNClassifier, TransferCNNClassifier, export, load_onnx
-from skcovid._deploy.export import deployable_net
 from skcovid._core.estimator import fitted_network
+from skcovid._deploy.export import deployable_net
 from skcovid.pruning import StructuredPruner, count_flops
 
 #: Training settings per backbone, fixed before any run (not tuned on the test slices).

@@ -58,8 +58,8 @@ from sklearn.base import clone
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
 from skcovid import TransferCNNClassifier, recipe
-from skcovid._decision.fit import fit_temperature, out_of_fold_proba, raw_proba
 from skcovid._decision.decide import scale
+from skcovid._decision.fit import fit_temperature, out_of_fold_proba, raw_proba
 from skcovid.metrics import bootstrap_calibration, bootstrap_scores
 from skcovid.model_selection import BlockedStratifiedKFold
 

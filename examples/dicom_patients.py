@@ -30,8 +30,8 @@ import numpy as np
 from _common import weights
 
 from skcovid import TransferCNNClassifier, recipe
-from skcovid.datasets import load_dicom_folder, load_image_folder
 from skcovid._core.labels import resolve_pos_label
+from skcovid.datasets import load_dicom_folder, load_image_folder
 from skcovid.report import evaluate
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"

@@ -12,11 +12,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-# Private pieces are imported where they are tested: the command's parser (_parser),
-# and the option table's docstring parser (_docstring_parameters) and help-text cleaner (_plain).
 from skcovid import RECIPES, PrunedCNNClassifier, TransferCNNClassifier
-from skcovid._cli.main import _parser, main
-from skcovid._cli.options import FROM_RECIPE, MODEL_OPTIONS, _docstring_parameters, _plain, build_estimator
+from skcovid._cli.main import build_parser, main
+from skcovid._cli.options import FROM_RECIPE, MODEL_OPTIONS, docstring_parameters, plain
+from skcovid._cli.train import build_estimator
 from skcovid._deploy.persistence import load_model
 
 #: Options that train the small CNN in seconds.
@@ -329,7 +328,7 @@ def _estimator_class(option):
 
 
 def _train_args(*options):
-    return _parser().parse_args(["train", "DATA_DIR", "--out", "m.joblib", *options])
+    return build_parser().parse_args(["train", "DATA_DIR", "--out", "m.joblib", *options])
 
 
 def _train_help(capsys, monkeypatch):
@@ -349,7 +348,7 @@ def test_docstring_parameters_agree_with_numpydoc(cls):
         param.name: (param.type, " ".join(line.strip() for line in param.desc if line.strip()))
         for param in docscrape.NumpyDocString(inspect.getdoc(cls))["Parameters"]
     }
-    assert _docstring_parameters(cls) == expected
+    assert docstring_parameters(cls) == expected
     assert set(expected) == set(cls().get_params(deep=False))
 
 
@@ -360,7 +359,7 @@ def test_every_option_sets_a_parameter_with_its_default():
         cls = _estimator_class(option)
         defaults = cls().get_params(deep=False)
         assert option.param in defaults, option
-        spec, _ = _docstring_parameters(cls)[option.param]
+        spec, _ = docstring_parameters(cls)[option.param]
         documented = ast.literal_eval(spec.rpartition("default=")[2])
         assert documented == defaults[option.param], (option, spec)
         value = getattr(args, option.param)
@@ -384,13 +383,13 @@ def test_option_help_is_the_docstring_description(capsys, monkeypatch):
     entries = _train_help(capsys, monkeypatch)
     for option in MODEL_OPTIONS:
         cls = _estimator_class(option)
-        _, description = _docstring_parameters(cls)[option.param]
+        _, description = docstring_parameters(cls)[option.param]
         default = 0 if option.param == "random_state" else cls().get_params()[option.param]
         if option.estimator == "TransferCNNClassifier" and any(option.param in r for r in RECIPES.values()):
             default = "from --recipe, " + "; ".join(
                 f"{name}: {recipe.get(option.param, default)}" for name, recipe in RECIPES.items())
         note = option.note() if callable(option.note) else option.note
-        expected = " ".join(filter(None, [_plain(description).replace("%%", "%"), note,
+        expected = " ".join(filter(None, [plain(description).replace("%%", "%"), note,
                                           f"(default: {default})"]))
         assert entries[option.flag].endswith(" " + expected), (entries[option.flag], expected)
     assert entries["--freeze"].startswith("--freeze {backbone,none,K} ")

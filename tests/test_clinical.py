@@ -120,7 +120,7 @@ def test_fit_splits_by_patient(patients, monkeypatch):
         seen["sides"] = (set(groups[train]), set(groups[valid]))
         return train, valid
 
-    monkeypatch.setattr("skcovid._engine.validation.validation_split", spy)
+    monkeypatch.setattr("skcovid._engine.fit.validation_split", spy)
     TransferCNNClassifier(**{**FAST, "max_epochs": 1, "validation_fraction": 0.25}).fit(X, y, groups=groups)
     train, valid = seen["sides"]
     assert train and valid and not train & valid

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from skcovid._imaging.folders import list_image_files  # private: the shared folder scanner
 from skcovid._imaging.raster import read_gray  # private: the decoding rules
 from skcovid.datasets import load_image_folder, load_sample_ct
-from skcovid._imaging.folders import list_image_files  # private: the shared folder scanner
 
 
 def _save_png(path, size=(6, 4), value=128, mode="L"):

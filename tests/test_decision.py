@@ -10,8 +10,8 @@ from sklearn.model_selection import FixedThresholdClassifier, TunedThresholdClas
 from sklearn.utils import check_random_state
 
 from skcovid import TransferCNNClassifier, load_model, save_model
-from skcovid._decision.fit import fit_temperature
 from skcovid._decision.decide import scale
+from skcovid._decision.fit import fit_temperature
 from skcovid._engine.validation import validation_split
 from skcovid.metrics import sensitivity_score
 

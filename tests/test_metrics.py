@@ -13,9 +13,17 @@ from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_sc
 from sklearn.model_selection import StratifiedKFold, cross_validate
 
 import skcovid.metrics
-from skcovid._evaluation.scoring import binary_scores
-from skcovid.metrics import METRICS, SCORING, bootstrap_scores, diagnostic_scores, make_scoring, sensitivity_score, specificity_score
 from skcovid._core.labels import resolve_pos_label
+from skcovid._evaluation.scoring import binary_scores
+from skcovid.metrics import (
+    METRICS,
+    SCORING,
+    bootstrap_scores,
+    diagnostic_scores,
+    make_scoring,
+    sensitivity_score,
+    specificity_score,
+)
 
 # A hand-made binary confusion matrix, positive class first:
 #   TP = 3, FN = 1  (4 positives)

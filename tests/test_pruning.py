@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from skcovid import PrunedCNNClassifier, TransferCNNClassifier, load_model, save_model
 from skcovid._engine.distillation import Distillation, distillation_loss
-from skcovid._estimators.pruned import _cycle_epochs
+from skcovid._estimators.pruned import cycle_epochs
 from skcovid.metrics import SCORING
 from skcovid.pruning import (
     MagnitudePruner,
@@ -236,8 +236,8 @@ def test_cycles_take_equal_steps_toward_the_target():
     steps = [poly.for_cycle(i, 3) for i in (1, 2, 3)]
     assert [p.initial_sparsity for p in steps] == pytest.approx([0.3, 0.4, 0.5])
     assert [p.sparsity for p in steps] == pytest.approx([0.4, 0.5, 0.6])
-    assert _cycle_epochs(5, 3) == [1, 2, 2] and _cycle_epochs(4, 4) == [1] * 4
-    assert _cycle_epochs(2, 4) == [0, 0, 1, 1] and _cycle_epochs(0, 2) == [0, 0]
+    assert cycle_epochs(5, 3) == [1, 2, 2] and cycle_epochs(4, 4) == [1] * 4
+    assert cycle_epochs(2, 4) == [0, 0, 1, 1] and cycle_epochs(0, 2) == [0, 0]
 
 
 def test_a_pruner_pickled_by_an_earlier_version_loads():

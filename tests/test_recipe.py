@@ -9,8 +9,9 @@ from sklearn.base import clone
 from skorch.callbacks import Callback
 
 from skcovid import RECIPES, TransferCNNClassifier, recipe
+from skcovid._cli.options import FROM_RECIPE, add_model_options
+from skcovid._cli.train import build_estimator
 from skcovid._nets.backbones import stage_names
-from skcovid._cli.options import FROM_RECIPE, add_model_options, build_estimator
 
 from conftest import FAST
 

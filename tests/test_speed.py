@@ -14,7 +14,8 @@ from PIL import Image
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
 
 from skcovid import TransferCNNClassifier  # private: the backbone pass the caches save
-from skcovid._engine import fit as _engine, features as _features
+from skcovid._engine import features as _features
+from skcovid._engine import fit as _engine
 from skcovid._engine.data import DecodedCache, ImageDataset, PathImages  # private: the data pipeline
 
 from conftest import FAST, ConvOutputDtypes

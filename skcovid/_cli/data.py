@@ -3,10 +3,14 @@
 from pathlib import Path
 
 import numpy as np
+from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 
-
-class CommandError(Exception):
-    """A user error the command reports in one line, exiting with status 1."""
+from skcovid._cli.main import CommandError
+from skcovid._evaluation.split import BlockedStratifiedKFold
+from skcovid._imaging.folders import UnreadableImagesError, list_image_files
+from skcovid._imaging.medical import expand_series, is_medical, is_nifti, nifti_stem
+from skcovid._imaging.raster import IMAGE_EXTENSIONS
+from skcovid.datasets import load_dicom_folder, load_image_folder
 
 
 def load_folder(path, skip_unreadable=False):
@@ -16,10 +20,6 @@ def load_folder(path, skip_unreadable=False):
     (patients known); raster images with ``load_image_folder``, patients known
     where images sit in ``class/patient/`` folders.
     """
-    from skcovid._imaging.folders import UnreadableImagesError, list_image_files
-    from skcovid._imaging.medical import is_medical
-    from skcovid.datasets import load_dicom_folder, load_image_folder
-
     _, others = list_image_files(path) if Path(path).is_dir() else ([], [])
     if any(is_medical(str(f)) for f in others):
         X, y, groups = load_dicom_folder(path)
@@ -57,10 +57,6 @@ def expand_images(inputs):
     medical : bool
         Whether any DICOM or NIfTI slice was found.
     """
-    from skcovid._imaging.folders import list_image_files
-    from skcovid._imaging.medical import expand_series, is_medical, is_nifti, nifti_stem
-    from skcovid._imaging.raster import IMAGE_EXTENSIONS
-
     files, patients, medical = [], [], False
 
     def add(path):
@@ -114,16 +110,12 @@ def split_units(args, X, y, groups):
     if groups is not None:
         return groups, "patient"
     if args.split == "blocked":
-        from skcovid._evaluation.split import BlockedStratifiedKFold
-
         return BlockedStratifiedKFold(block_size=args.block_size).blocks(X, y), "block"
     return None, "slice"
 
 
 def held_out_split(args, y, groups, unit="patient"):
     """Training and held-out indices: stratified, and by ``groups`` (patients or blocks) when given."""
-    from sklearn.model_selection import StratifiedGroupKFold, train_test_split
-
     indices = np.arange(len(y))
     if groups is None:
         train, test = train_test_split(indices, test_size=args.test_size, stratify=y,

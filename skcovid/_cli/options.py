@@ -76,7 +76,7 @@ def _prune_spec(text):
 
 
 def _backbone_names():
-    from skcovid._nets.backbones import BACKBONES
+    from skcovid._nets.backbones import BACKBONES  # PyTorch: only the model options' help lists them
 
     return f"Names: {', '.join(BACKBONES)}."
 
@@ -150,7 +150,7 @@ MODEL_OPTIONS = (
 
 
 @functools.lru_cache
-def _docstring_parameters(cls):
+def docstring_parameters(cls):
     """The Parameters section of a numpydoc docstring: ``{name: (type, description)}``.
 
     The description is joined into one line; names documented together
@@ -174,7 +174,7 @@ def _docstring_parameters(cls):
     return params
 
 
-def _plain(text):
+def plain(text):
     """reStructuredText roles and literals as plain text, ``%`` escaped for argparse."""
     text = re.sub(r":[\w:]+:`(~?)([^`]+)`",
                   lambda match: match[2].rsplit(".", 1)[-1] if match[1] else match[2], text)
@@ -218,7 +218,7 @@ def add_option(container, option, default=inspect.Parameter.empty, recipes=False
     sets, else the estimator's.
     """
     cls = _estimator_class(option)
-    spec, description = _docstring_parameters(cls)[option.param]
+    spec, description = docstring_parameters(cls)[option.param]
     metavar = option.metavar
     choices = re.match(r"\{(.*?)\}", spec)
     if choices:
@@ -229,11 +229,11 @@ def add_option(container, option, default=inspect.Parameter.empty, recipes=False
         default = option.default
     shown = "%(default)s"
     if default is inspect.Parameter.empty and recipes and _set_by_recipes(option):
-        default, shown = FROM_RECIPE, f"from --recipe, {_plain(_recipe_defaults(option))}"
+        default, shown = FROM_RECIPE, f"from --recipe, {plain(_recipe_defaults(option))}"
     if default is inspect.Parameter.empty:
         default = cls().get_params(deep=False)[option.param]
     note = option.note() if callable(option.note) else option.note
-    help_text = " ".join(filter(None, [_plain(description), note, f"(default: {shown})"]))
+    help_text = " ".join(filter(None, [plain(description), note, f"(default: {shown})"]))
     container.add_argument(option.flag, dest=option.param, type=option.parse, default=default,
                            metavar=metavar or option.flag.lstrip("-").upper().replace("-", "_"),
                            help=help_text)
@@ -258,32 +258,3 @@ def add_model_options(parser):
         add_option(groups[option.group], option, recipes=True)
 
 
-def _estimator_params(args, estimator):
-    """The values of the parsed options that set parameters of ``estimator`` (a class name).
-
-    Options left to the recipe (:data:`FROM_RECIPE`) are left out.
-    """
-    return {option.param: getattr(args, option.param) for option in MODEL_OPTIONS
-            if option.estimator == estimator and getattr(args, option.param) is not FROM_RECIPE}
-
-
-def build_estimator(args, verbose):
-    """The estimator the parsed options describe.
-
-    The ``--recipe``'s ``TransferCNNClassifier`` with the options given,
-    wrapped in a ``PrunedCNNClassifier`` when ``--prune`` is given.
-    """
-    from skcovid._estimators.pruned import PrunedCNNClassifier
-    from skcovid._estimators.recipes import recipe
-    from skcovid.pruning import MagnitudePruner, StructuredPruner
-
-    clf = recipe(args.recipe, **_estimator_params(args, "TransferCNNClassifier"), verbose=verbose)
-    if args.prune is None:
-        return clf
-    method, amount = args.prune
-    if method == "structured":
-        pruner = StructuredPruner(ratio=amount)
-    else:
-        schedule = "polynomial" if args.finetune_epochs > 0 else "oneshot"
-        pruner = MagnitudePruner(sparsity=amount, schedule=schedule)
-    return PrunedCNNClassifier(clf, pruner, **_estimator_params(args, "PrunedCNNClassifier"))

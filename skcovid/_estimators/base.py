@@ -4,7 +4,6 @@
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.preprocessing import LabelEncoder
-from sklearn.utils._param_validation import HasMethods
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_consistent_length, check_is_fitted, column_or_1d
 
@@ -14,38 +13,6 @@ from skcovid._decision.fit import decision_of, fit_decision
 from skcovid._decision.patients import aggregate, aggregation_of, check_groups, patient_labels
 from skcovid._engine import inference
 from skcovid._engine.data import check_images
-
-
-class Satisfies(HasMethods):
-    """A parameter constraint given by a predicate, for ``_parameter_constraints``.
-
-    scikit-learn's constraints cover types, intervals and options; this one
-    covers the rest (a backbone name, a sequence of layer widths, an optimizer
-    class) so that every single-parameter check runs in ``_validate_params``.
-    It is a :class:`~sklearn.utils._param_validation.HasMethods` (of no
-    methods) only because scikit-learn accepts constraints of its own kinds.
-
-    Parameters
-    ----------
-    predicate : callable
-        Returns whether a value is valid; an exception counts as invalid.
-    description : str
-        What a valid value is, for the error message.
-    """
-
-    def __init__(self, predicate, description):
-        super().__init__([])
-        self.predicate = predicate
-        self.description = description
-
-    def is_satisfied_by(self, val):
-        try:
-            return bool(self.predicate(val))
-        except Exception:
-            return False
-
-    def __str__(self):
-        return self.description
 
 
 class BaseCNNClassifier(ClassifierMixin, BaseEstimator):

@@ -6,15 +6,14 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
-from sklearn.base import _fit_context
-from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 
+from skcovid._core.compat import HasMethods, Interval, Satisfies, StrOptions, fit_context
 from skcovid._decision.fit import validation_check
 from skcovid._decision.patients import AGGREGATIONS
 from skcovid._engine.fit import fit_network
 from skcovid._engine.net import LR_SCHEDULES, OPTIMIZERS, PRECISIONS, resolve_device
 from skcovid._engine.validation import resolve_validation
-from skcovid._estimators.base import BaseCNNClassifier, Satisfies
+from skcovid._estimators.base import BaseCNNClassifier
 from skcovid._imaging.window import is_window
 from skcovid._nets.backbones import BACKBONES, build_backbone, is_backbone_name, stage_names
 from skcovid._nets.network import TTA_VIEWS, TransferNet, eval_mode
@@ -492,7 +491,7 @@ class TransferCNNClassifier(BaseCNNClassifier):
             )
         return out.shape[1]
 
-    @_fit_context(prefer_skip_nested_validation=True)
+    @fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, groups=None):
         """Train the network on images ``X`` with labels ``y``.
 

@@ -6,11 +6,11 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
-from sklearn.base import _fit_context, clone
+from sklearn.base import clone
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import HasMethods, Interval
 from sklearn.utils.validation import check_is_fitted
 
+from skcovid._core.compat import HasMethods, Interval, fit_context
 from skcovid._decision.fit import validation_check
 from skcovid._engine.data import ImageDataset, check_images
 from skcovid._engine.distillation import Distillation
@@ -26,7 +26,7 @@ from skcovid.pruning import StructuredPruner, count_flops, count_nonzero_params,
 _N_SCORING_IMAGES = 256
 
 
-def _cycle_epochs(finetune_epochs, cycles):
+def cycle_epochs(finetune_epochs, cycles):
     """The fine-tuning epochs of each cycle: as even as can be, the later cycles taking the remainder."""
     base, extra = divmod(finetune_epochs, cycles)
     return [base + (i >= cycles - extra) for i in range(cycles)]
@@ -163,7 +163,7 @@ class PrunedCNNClassifier(BaseCNNClassifier):
         return copy.deepcopy(self.estimator)
 
     # The estimator and the pruner validate their own parameters when fitted.
-    @_fit_context(prefer_skip_nested_validation=False)
+    @fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y, groups=None):
         """Train (unless ``prefit``), then prune and fine-tune in ``cycles``.
 
@@ -224,7 +224,7 @@ class PrunedCNNClassifier(BaseCNNClassifier):
                                 temperature=self.distillation_temperature)
         self.history_, self.cycles_ = [], []
         flops = self.flops_before_
-        for cycle, epochs in enumerate(_cycle_epochs(self.finetune_epochs, self.cycles), start=1):
+        for cycle, epochs in enumerate(cycle_epochs(self.finetune_epochs, self.cycles), start=1):
             stage = pruner if self.cycles == 1 else pruner.for_cycle(
                 cycle, self.cycles, flops_kept=flops / self.flops_before_)
             self.pruner_ = clone(stage).fit(module, scoring)

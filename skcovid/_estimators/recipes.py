@@ -65,7 +65,7 @@ def recipe(name="finetune", **params):
     >>> clf.head_epochs, clf.tta
     (2, 'flip')
     """
-    from skcovid._estimators.classifier import TransferCNNClassifier
+    from skcovid._estimators.classifier import TransferCNNClassifier  # PyTorch: the command's help reads RECIPES
 
     if name not in RECIPES:
         raise ValueError(f"recipe {name!r} is not one of {sorted(RECIPES)}.")

@@ -4,12 +4,13 @@ import copy
 from numbers import Integral, Real
 
 import torch
-from sklearn.base import BaseEstimator, _fit_context, clone
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.base import BaseEstimator, clone
 from sklearn.utils.validation import check_is_fitted
 from skorch.callbacks import Callback
 from torch import nn
 from torch.nn.utils import prune
+
+from skcovid._core.compat import Interval, StrOptions, fit_context
 
 _PRUNABLE = (nn.modules.conv._ConvNd, nn.Linear)
 
@@ -133,7 +134,7 @@ class MagnitudePruner(BaseEstimator):
             raise ValueError(f"end_step={self.end_step} must be greater than "
                              f"begin_step={self.begin_step}.")
 
-    @_fit_context(prefer_skip_nested_validation=True)
+    @fit_context(prefer_skip_nested_validation=True)
     def fit(self, module, X=None, y=None):
         """Find the layers to prune; magnitudes are scored in :meth:`transform`.
 

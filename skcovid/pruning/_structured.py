@@ -5,11 +5,11 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, _fit_context, clone
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.base import BaseEstimator, clone
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
+from skcovid._core.compat import Interval, StrOptions, channel_groups, fit_context
 from skcovid._core.estimator import upgraded_state
 from skcovid._nets.network import eval_mode
 from skcovid.pruning._measure import count_flops
@@ -78,7 +78,7 @@ def _prune_groups(pruner, ratio, cap, global_pruning, round_to):
         imp = pruner.estimate_importance(group)
         if imp is None:
             continue
-        n_groups = pruner._get_channel_groups(group)  # grouped convolutions lose channels in every group
+        n_groups = channel_groups(pruner, group)  # grouped convolutions lose channels in every group
         imp = imp.view(n_groups, -1).mean(dim=0) if n_groups > 1 else imp
         if len(imp) > 1:
             groups.append((group, n_groups))
@@ -194,7 +194,7 @@ class StructuredPruner(BaseEstimator):
         # A pruner pickled by an earlier version: new parameters take their defaults, retired ones go.
         super().__setstate__(upgraded_state(type(self), state))
 
-    @_fit_context(prefer_skip_nested_validation=True)
+    @fit_context(prefer_skip_nested_validation=True)
     def fit(self, module, X, y=None):
         """Record the input shape, the Taylor gradients and the channel ratio.
 
