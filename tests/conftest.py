@@ -1,6 +1,8 @@
 """Shared fixtures: small synthetic CT-like images and the real dataset's location."""
 
+import io
 import os
+import re
 import socket
 from pathlib import Path
 
@@ -64,6 +66,33 @@ class ConvOutputDtypes(Callback):
 
     def on_train_end(self, net, **kwargs):
         self._hook.remove()
+
+
+def named(path):
+    """A ``pytest.raises`` ``match`` pattern for a message that names ``path``."""
+    return re.escape(str(path))
+
+
+def png_bytes(seed=0, size=(24, 20)):
+    """A PNG file's bytes: grey noise of ``size`` (width, height)."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.random.RandomState(seed).randint(0, 255, size[::-1], dtype=np.uint8)).save(
+        buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def write_png(path, size=(24, 24), seed=0):
+    """Write :func:`png_bytes` to ``path``; return ``path``."""
+    Path(path).write_bytes(png_bytes(seed, size))
+    return path
+
+
+def scored_predictions(n=150, seed=0):
+    """Labels and two-column probabilities (COVID, non-COVID) of a fair classifier, with ties."""
+    rng = np.random.RandomState(seed)
+    y = np.where(rng.rand(n) < 0.4, "COVID", "non-COVID").astype(object)
+    score = np.clip((y == "COVID") * 0.35 + rng.rand(n) * 0.65, 0, 1).round(2)
+    return y, np.column_stack([score, 1 - score])
 
 
 def make_images(n_per_class=12, size=24, seed=0):

@@ -1,6 +1,5 @@
 """Bad input the earlier modules do not already test: each gets a clear error, or is skipped on request."""
 
-import re
 import warnings
 
 import numpy as np
@@ -10,34 +9,25 @@ from PIL import Image
 from skcovid import PrunedCNNClassifier, TransferCNNClassifier
 from skcovid.datasets import load_image_folder
 
-from conftest import FAST
-
-
-def _named(path):
-    return re.escape(repr(str(path)))
-
-
-def _png(path, size=(24, 24)):
-    Image.fromarray(np.random.RandomState(0).randint(0, 255, size[::-1], dtype=np.uint8)).save(path)
-    return path
+from conftest import FAST, named, write_png
 
 
 def _fit_with(path, tmp_path):
     """Fit on a good slice and ``path``: the error of the bad one reaches the caller."""
-    good = _png(tmp_path / "good.png")
+    good = write_png(tmp_path / "good.png")
     TransferCNNClassifier(**FAST).fit([str(good), str(path)], ["COVID", "non-COVID"])
 
 
 def test_one_pixel_image(tmp_path):
-    path = _png(tmp_path / "dot.png", (1, 1))
-    with pytest.raises(ValueError, match=_named(path) + r" is 1x1 pixels; a CT slice needs at least 4x4"):
+    path = write_png(tmp_path / "dot.png", (1, 1))
+    with pytest.raises(ValueError, match=named(path) + r" is 1x1 pixels; a CT slice needs at least 4x4"):
         _fit_with(path, tmp_path)
 
 
 def test_decompression_bomb(tmp_path, monkeypatch):
-    path = _png(tmp_path / "huge.png", (40, 30))
+    path = write_png(tmp_path / "huge.png", (40, 30))
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 1200 pixels is over the limit
-    with pytest.raises(ValueError, match=_named(path) + r" is 40x30 = 1200 pixels, over Pillow's "
+    with pytest.raises(ValueError, match=named(path) + r" is 40x30 = 1200 pixels, over Pillow's "
                                          r"decompression-bomb limit of 1000"):
         _fit_with(path, tmp_path)
 
@@ -47,7 +37,7 @@ def test_corrupt_jpeg(tmp_path):
     Image.fromarray(np.random.RandomState(0).randint(0, 255, (64, 64), dtype=np.uint8)).save(whole)
     path = tmp_path / "cut.jpg"
     path.write_bytes(whole.read_bytes()[:300])
-    with pytest.raises(ValueError, match="Cannot decode image file " + _named(path)):
+    with pytest.raises(ValueError, match="Cannot decode image file " + named(path)):
         _fit_with(path, tmp_path)
 
 
@@ -75,12 +65,12 @@ def messy_folder(tmp_path):
     for label in ("COVID", "non-COVID"):
         (tmp_path / label).mkdir()
         for i in range(5):
-            _png(tmp_path / label / f"{i}.png")
+            write_png(tmp_path / label / f"{i}.png")
     (tmp_path / "COVID" / "notes.png").write_text("not an image\n")
     (tmp_path / "COVID" / "zero.png").write_bytes(b"")
     whole = (tmp_path / "non-COVID" / "0.png").read_bytes()
     (tmp_path / "non-COVID" / "cut.png").write_bytes(whole[: len(whole) // 2])
-    _png(tmp_path / "non-COVID" / "dot.png", (1, 1))
+    write_png(tmp_path / "non-COVID" / "dot.png", (1, 1))
     return tmp_path
 
 

@@ -14,6 +14,8 @@ from skcovid.metrics import (
     specificity_at_sensitivity,
 )
 
+from conftest import scored_predictions
+
 # --- expected calibration error --------------------------------------------------------
 
 # Eight probabilities of the positive class and their outcomes. With 10 bins of width 0.1
@@ -32,6 +34,7 @@ _Y = np.array([1, 0, 1, 1, 0, 0, 1, 0])
 _P = np.array([0.95, 0.85, 0.72, 0.65, 0.61, 0.35, 0.15, 0.05])
 _ECE_10 = 2.69 / 8
 _ECE_2 = (3 * 0.15 + 5 * 0.156) / 8
+
 
 
 def test_ece_hand_computed():
@@ -157,15 +160,10 @@ def test_operating_point_target_out_of_range(target):
 
 # --- with bootstrap intervals -------------------------------------------------------------
 
-def _predictions(n=150, seed=0):
-    rng = np.random.RandomState(seed)
-    y = np.where(rng.rand(n) < 0.4, "COVID", "non-COVID").astype(object)
-    score = np.clip((y == "COVID") * 0.35 + rng.rand(n) * 0.65, 0, 1).round(2)
-    return y, np.column_stack([score, 1 - score])  # columns: COVID, non-COVID
 
 
 def test_bootstrap_calibration_point_estimates_and_intervals():
-    y, proba = _predictions()
+    y, proba = scored_predictions()
     classes = ["COVID", "non-COVID"]
     scores = bootstrap_calibration(y, proba, classes, n_bootstraps=300, random_state=1)
     assert scores["brier"]["value"] == pytest.approx(brier_score_loss(y == "COVID", proba[:, 0]))
@@ -184,7 +182,7 @@ def test_bootstrap_calibration_point_estimates_and_intervals():
 def test_bootstrap_calibration_uses_the_resamples_of_bootstrap_scores():
     # Brier score = mean squared error of P(COVID); with hard 0/1 probabilities it is 1 - accuracy,
     # so on the same resamples its interval mirrors the accuracy's exactly.
-    y, proba = _predictions()
+    y, proba = scored_predictions()
     hard = (proba == proba.max(axis=1, keepdims=True)).astype(float)
     brier = bootstrap_calibration(y, hard, ["COVID", "non-COVID"], n_bootstraps=250, random_state=7)["brier"]
     accuracy = bootstrap_scores(y, hard, ["COVID", "non-COVID"], n_bootstraps=250, random_state=7)["accuracy"]
@@ -194,7 +192,7 @@ def test_bootstrap_calibration_uses_the_resamples_of_bootstrap_scores():
 
 
 def test_bootstrap_operating_points():
-    y, proba = _predictions()
+    y, proba = scored_predictions()
     points = bootstrap_operating_points(y, proba, ["COVID", "non-COVID"], n_bootstraps=200)
     assert [p["name"] for p in points] == [
         "sensitivity at specificity >= 0.9", "sensitivity at specificity >= 0.95",

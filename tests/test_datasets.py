@@ -5,7 +5,6 @@ decoding rules), and ``skcovid._imaging.folders.list_image_files`` is the folder
 that ``load_image_folder`` and the command line share.
 """
 
-import re
 from importlib import resources
 from pathlib import Path
 
@@ -17,6 +16,8 @@ from skcovid._imaging.folders import list_image_files  # private: the shared fol
 from skcovid._imaging.raster import read_gray  # private: the decoding rules
 from skcovid.datasets import load_image_folder, load_sample_ct
 
+from conftest import named
+
 
 def _save_png(path, size=(6, 4), value=128, mode="L"):
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -24,15 +25,12 @@ def _save_png(path, size=(6, 4), value=128, mode="L"):
     return path
 
 
-def _named(path):
-    """A pytest.raises ``match`` pattern for a message that names ``path``."""
-    return re.escape(str(path))
 
 
 # --- load_image_folder --------------------------------------------------------
 
 @pytest.fixture
-def image_folder(tmp_path):
+def messy_folder(tmp_path):
     root = tmp_path / "ct"
     covid = root / "COVID"
     non_covid = root / "non-COVID"
@@ -55,15 +53,15 @@ def image_folder(tmp_path):
     return root
 
 
-def test_load_image_folder(image_folder):
-    X, y = load_image_folder(image_folder)
+def test_load_image_folder(messy_folder):
+    X, y = load_image_folder(messy_folder)
     expected = [
-        image_folder / "COVID" / "D.PNG",
-        image_folder / "COVID" / "a.png",
-        image_folder / "COVID" / "b.png",
-        image_folder / "COVID" / "sub" / "c.png",
-        image_folder / "non-COVID" / "x.jpg",
-        image_folder / "non-COVID" / "y.png",
+        messy_folder / "COVID" / "D.PNG",
+        messy_folder / "COVID" / "a.png",
+        messy_folder / "COVID" / "b.png",
+        messy_folder / "COVID" / "sub" / "c.png",
+        messy_folder / "non-COVID" / "x.jpg",
+        messy_folder / "non-COVID" / "y.png",
     ]
     assert isinstance(X, np.ndarray) and isinstance(y, np.ndarray)
     assert X.dtype == object and y.dtype == object
@@ -75,30 +73,30 @@ def test_load_image_folder(image_folder):
     assert X.tolist() == sorted(X.tolist())
 
 
-def test_load_image_folder_str_and_path_agree(image_folder):
-    X_path, y_path = load_image_folder(image_folder)
-    X_str, y_str = load_image_folder(str(image_folder))
+def test_load_image_folder_str_and_path_agree(messy_folder):
+    X_path, y_path = load_image_folder(messy_folder)
+    X_str, y_str = load_image_folder(str(messy_folder))
     assert X_path.tolist() == X_str.tolist()
     assert y_path.tolist() == y_str.tolist()
 
 
-def test_load_image_folder_extensions(image_folder):
-    X, y = load_image_folder(image_folder, extensions=(".png", ".jpg"))
+def test_load_image_folder_extensions(messy_folder):
+    X, y = load_image_folder(messy_folder, extensions=(".png", ".jpg"))
     assert len(X) == 6
     # A narrower set of extensions turns x.jpg into a non-image, which is an error.
-    with pytest.raises(ValueError, match=_named(image_folder / "non-COVID" / "x.jpg")):
-        load_image_folder(image_folder, extensions=(".png",))
+    with pytest.raises(ValueError, match=named(messy_folder / "non-COVID" / "x.jpg")):
+        load_image_folder(messy_folder, extensions=(".png",))
 
 
 def test_load_image_folder_missing(tmp_path):
     missing = tmp_path / "does-not-exist"
-    with pytest.raises(FileNotFoundError, match=_named(missing)):
+    with pytest.raises(FileNotFoundError, match=named(missing)):
         load_image_folder(missing)
 
 
 def test_load_image_folder_file_instead_of_folder(tmp_path):
     png = _save_png(tmp_path / "slice.png")
-    with pytest.raises(NotADirectoryError, match=_named(png)):
+    with pytest.raises(NotADirectoryError, match=named(png)):
         load_image_folder(png)
 
 
@@ -114,7 +112,7 @@ def test_load_image_folder_without_class_folders(tmp_path):
 def test_load_image_folder_empty_class_folder(tmp_path):
     _save_png(tmp_path / "COVID" / "a.png")
     (tmp_path / "non-COVID").mkdir()
-    with pytest.raises(ValueError, match=_named(tmp_path / "non-COVID") + ".*no image"):
+    with pytest.raises(ValueError, match=named(tmp_path / "non-COVID") + ".*no image"):
         load_image_folder(tmp_path)
 
 
@@ -122,7 +120,7 @@ def test_load_image_folder_class_folder_with_only_hidden_files(tmp_path):
     _save_png(tmp_path / "COVID" / "a.png")
     _save_png(tmp_path / "non-COVID" / ".b.png")
     (tmp_path / "non-COVID" / "empty-sub").mkdir()
-    with pytest.raises(ValueError, match=_named(tmp_path / "non-COVID") + ".*no image"):
+    with pytest.raises(ValueError, match=named(tmp_path / "non-COVID") + ".*no image"):
         load_image_folder(tmp_path)
 
 
@@ -131,7 +129,7 @@ def test_load_image_folder_text_file_named_png(tmp_path):
     _save_png(tmp_path / "non-COVID" / "b.png")
     fake = tmp_path / "non-COVID" / "x.png"
     fake.write_text("this is not a PNG file\n")
-    with pytest.raises(ValueError, match=_named(fake)):
+    with pytest.raises(ValueError, match=named(fake)):
         load_image_folder(tmp_path)
     # Without the header check, the file is listed as an image.
     X, y = load_image_folder(tmp_path, check_images=False)
@@ -144,7 +142,7 @@ def test_load_image_folder_zero_byte_png(tmp_path):
     _save_png(tmp_path / "non-COVID" / "b.png")
     empty = tmp_path / "COVID" / "empty.png"
     empty.write_bytes(b"")
-    with pytest.raises(ValueError, match=_named(empty) + r".*empty file"):
+    with pytest.raises(ValueError, match=named(empty) + r".*empty file"):
         load_image_folder(tmp_path)
 
 
@@ -153,10 +151,10 @@ def test_load_image_folder_non_image_extension(tmp_path):
     _save_png(tmp_path / "non-COVID" / "b.png")
     notes = tmp_path / "COVID" / "notes.txt"
     notes.write_text("scanner notes")
-    with pytest.raises(ValueError, match=_named(notes) + r".*'\.txt'"):
+    with pytest.raises(ValueError, match=named(notes) + r".*'\.txt'"):
         load_image_folder(tmp_path)
     # An extension check is not a header check: check_images=False still rejects it.
-    with pytest.raises(ValueError, match=_named(notes)):
+    with pytest.raises(ValueError, match=named(notes)):
         load_image_folder(tmp_path, check_images=False)
 
 
@@ -174,19 +172,19 @@ def test_load_image_folder_lists_every_bad_file(tmp_path):
 
 # --- list_image_files (the scanner load_image_folder and the command line share) -------------
 
-def test_list_image_files(image_folder):
-    images, others = list_image_files(image_folder)
+def test_list_image_files(messy_folder):
+    images, others = list_image_files(messy_folder)
     assert images == [
-        image_folder / "COVID" / "D.PNG",
-        image_folder / "COVID" / "a.png",
-        image_folder / "COVID" / "b.png",
-        image_folder / "COVID" / "sub" / "c.png",
-        image_folder / "non-COVID" / "x.jpg",
-        image_folder / "non-COVID" / "y.png",
+        messy_folder / "COVID" / "D.PNG",
+        messy_folder / "COVID" / "a.png",
+        messy_folder / "COVID" / "b.png",
+        messy_folder / "COVID" / "sub" / "c.png",
+        messy_folder / "non-COVID" / "x.jpg",
+        messy_folder / "non-COVID" / "y.png",
     ]
     # Hidden files and everything in hidden folders are left out.
-    assert others == [image_folder / "README.md"]
-    assert list_image_files(str(image_folder)) == (images, others)
+    assert others == [messy_folder / "README.md"]
+    assert list_image_files(str(messy_folder)) == (images, others)
 
 
 def test_list_image_files_extensions_and_order(tmp_path):
@@ -300,7 +298,7 @@ def test_read_gray_accepts_str_and_path(tmp_path, grey_pixels):
 
 def test_read_gray_missing(tmp_path):
     missing = tmp_path / "missing.png"
-    with pytest.raises(FileNotFoundError, match=_named(missing)):
+    with pytest.raises(FileNotFoundError, match=named(missing)):
         read_gray(missing)
 
 
@@ -324,5 +322,5 @@ def test_read_gray_corrupt(tmp_path, kind):
         Image.fromarray(noise).save(whole)
         data = whole.read_bytes()
         path.write_bytes(data[: len(data) // 2])  # valid header, cut-off pixel data
-    with pytest.raises(ValueError, match=_named(path)):
+    with pytest.raises(ValueError, match=named(path)):
         read_gray(path)

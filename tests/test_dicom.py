@@ -22,7 +22,7 @@ from pydicom.uid import (  # noqa: E402
     generate_uid,
 )
 
-from skcovid._imaging.medical import expand_series, is_medical, patient_key, read_hu, source_file
+from skcovid._imaging.medical import expand_series, is_medical, patient_key, read_hu, source_file  # noqa: E402
 from skcovid.datasets import load_dicom_folder, load_image_folder  # noqa: E402
 
 SAMPLE = Path(os.environ.get("SKCOVID_COVID_CT_MD_DIR",

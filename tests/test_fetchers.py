@@ -1,33 +1,25 @@
 """Dataset fetchers, against a local HTTP server (no test touches the internet)."""
 
 import http.server
-import io
 import threading
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from skcovid.datasets import (
-    _covid_ct,  # private: its GitHub address, pointed at a local server
     fetch_covid_ct,
     fetch_sarscov2_ct,
     get_data_home,
     load_image_folder,
 )
 
-from conftest import REAL_DATA
+from conftest import REAL_DATA, png_bytes
 
 _SPLIT = {"COVID": {"train": 3, "val": 1, "test": 2}, "NonCOVID": {"train": 2, "val": 1, "test": 2}}
 
 
-def _png(seed):
-    buffer = io.BytesIO()
-    Image.fromarray(np.random.RandomState(seed).randint(0, 255, (20, 24), dtype=np.uint8)).save(
-        buffer, format="PNG")
-    return buffer.getvalue()
 
 
 def _mirror(root, *, drop_from_zip=None):
@@ -44,7 +36,7 @@ def _mirror(root, *, drop_from_zip=None):
                 for name in names:
                     seed += 1
                     if name != drop_from_zip:
-                        zf.writestr(f"{archive}/{name}", _png(seed))
+                        zf.writestr(f"{archive}/{name}", png_bytes(seed))
     return root
 
 
@@ -146,7 +138,7 @@ def test_corrupt_archive_is_an_error(tmp_path):
 def test_official_counts_are_enforced(tmp_path, monkeypatch):
     mirror = _mirror(tmp_path / "mirror")
     with _Server(mirror) as server:
-        monkeypatch.setattr(_covid_ct, "COVID_CT_URL", server.url)
+        monkeypatch.setattr("skcovid.datasets._covid_ct.COVID_CT_URL", server.url)  # its GitHub address
         with pytest.raises(OSError, match="holds 6 images; the official release has 349"):
             fetch_covid_ct(tmp_path / "home", progress=False)
 
@@ -168,7 +160,7 @@ def test_sarscov2_local_copy_and_duplicates(tmp_path, monkeypatch):
     for label, n in (("COVID", 3), ("non-COVID", 2)):
         (root / label).mkdir(parents=True)
         for i in range(n):
-            (root / label / f"{label}_{i}.png").write_bytes(_png(i if label == "non-COVID" else 10 + min(i, 1)))
+            (root / label / f"{label}_{i}.png").write_bytes(png_bytes(i if label == "non-COVID" else 10 + min(i, 1)))
     monkeypatch.delenv("SKCOVID_SARSCOV2_DIR", raising=False)
     data = fetch_sarscov2_ct(tmp_path)
     assert len(data.paths) == 5

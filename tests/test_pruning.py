@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from skcovid import PrunedCNNClassifier, TransferCNNClassifier, load_model, save_model
 from skcovid._engine.distillation import Distillation, distillation_loss
 from skcovid._estimators.pruned import cycle_epochs
+from skcovid._nets.build import build_transfer_net
 from skcovid.metrics import SCORING
 from skcovid.pruning import (
     MagnitudePruner,
@@ -31,11 +32,12 @@ from conftest import FAST
 def _network(backbone="simple_cnn", image_size=32, **params):
     """The untrained network TransferCNNClassifier.fit would train, for the pruners to work on.
 
-    It comes from a private method: fitting the classifier for it would only add time.
+    Built as fit builds it; fitting the classifier for it would only add time.
     """
     torch.manual_seed(0)
-    clf = TransferCNNClassifier(**{**FAST, "backbone": backbone, "image_size": image_size, **params})
-    return clf._build_module(n_classes=2)
+    p = TransferCNNClassifier(**{**FAST, "backbone": backbone, "image_size": image_size, **params}).get_params()
+    return build_transfer_net(p["backbone"], p["weights"], p["image_size"], 2, freeze=p["freeze"],
+                              pooling=p["pooling"], hidden_units=p["hidden_units"], dropout=p["dropout"])
 
 
 def _convs(module):
@@ -437,7 +439,7 @@ def test_cycles_prune_and_finetune_in_turns(images):
     flops = [c["flops"] for c in cycles]
     assert clf.flops_before_ > flops[0] > flops[1] > flops[2] == clf.flops_
     assert cycles[-1]["n_params"] == clf.n_params_ and all(0 <= c["train_acc"] <= 1 for c in cycles)
-    base = TransferCNNClassifier(**FAST)._build_module(n_classes=2)
+    base = _network(image_size=FAST["image_size"])
     for name, conv in _convs(clf.estimator_.net_.module_).items():  # each step rounds the channels kept down
         assert 0 <= _convs(base)[name].out_channels / 2 - conv.out_channels <= 2
     sparse = _fast_pruned(pruner=MagnitudePruner(sparsity=0.6), finetune_epochs=3, cycles=3).fit(X, y)

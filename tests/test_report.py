@@ -14,19 +14,11 @@ from skcovid.metrics import METRICS, bootstrap_calibration, bootstrap_operating_
 from skcovid.pruning import StructuredPruner
 from skcovid.report import EvaluationReport, evaluate
 
-from conftest import FAST
-
-
-def _predictions(n=120, seed=0):
-    rng = np.random.RandomState(seed)
-    y = np.where(rng.rand(n) < 0.4, "COVID", "non-COVID").astype(object)
-    score = np.clip((y == "COVID") * 0.35 + rng.rand(n) * 0.65, 0, 1).round(2)  # with ties
-    proba = np.column_stack([score, 1 - score])  # columns: COVID, non-COVID
-    return y, proba
+from conftest import FAST, scored_predictions
 
 
 def test_point_estimates_match_scikit_learn():
-    y, proba = _predictions()
+    y, proba = scored_predictions(120)
     report = EvaluationReport(y, proba, ["COVID", "non-COVID"], n_bootstraps=0)
     y_pred = np.where(proba[:, 0] >= proba[:, 1], "COVID", "non-COVID")  # argmax: ties go first
     expected = {
@@ -47,11 +39,11 @@ def test_point_estimates_match_scikit_learn():
 
 
 def test_bootstrap_intervals_cover_and_shrink_and_reproduce():
-    y, proba = _predictions(80)
+    y, proba = scored_predictions(80)
     small = EvaluationReport(y, proba, ["COVID", "non-COVID"], n_bootstraps=500, random_state=1)
     again = EvaluationReport(y, proba, ["COVID", "non-COVID"], n_bootstraps=500, random_state=1)
     assert small.metrics == again.metrics
-    y_big, proba_big = _predictions(2000)
+    y_big, proba_big = scored_predictions(2000)
     big = EvaluationReport(y_big, proba_big, ["COVID", "non-COVID"], n_bootstraps=500)
     for name in METRICS:
         m = small.metrics[name]
@@ -72,7 +64,7 @@ def test_bootstrap_intervals_cover_and_shrink_and_reproduce():
     dict(n_bootstraps=250, confidence_level=0.9, pos_label="non-COVID", random_state=5),
 ])
 def test_report_shows_what_bootstrap_scores_computes(kwargs):
-    y, proba = _predictions(90, seed=3)
+    y, proba = scored_predictions(90, seed=3)
     report = EvaluationReport(y, proba, ["COVID", "non-COVID"], **kwargs)
     scores = bootstrap_scores(y, proba, ["COVID", "non-COVID"], **kwargs)
     assert report.metrics == {name: scores[name] for name in METRICS}
@@ -110,7 +102,7 @@ def test_json_has_no_infinite_threshold():
 
 
 def test_integer_labels_and_explicit_pos_label():
-    y, proba = _predictions()
+    y, proba = scored_predictions(120)
     y01 = (y == "COVID").astype(int)
     report = EvaluationReport(y01, proba[:, ::-1], [0, 1], n_bootstraps=0)
     assert report.pos_label == 1
@@ -127,7 +119,7 @@ def test_integer_labels_and_explicit_pos_label():
     (dict(n_bootstraps=-1), "n_bootstraps"),
 ])
 def test_bad_input_is_named(kwargs, match):
-    y, proba = _predictions()
+    y, proba = scored_predictions(120)
     args = dict(y_true=y, proba=proba, classes=["COVID", "non-COVID"])
     args.update(kwargs)
     with pytest.raises(ValueError, match=match):

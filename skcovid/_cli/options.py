@@ -181,8 +181,14 @@ def plain(text):
     return text.replace("``", "").replace("%", "%%")
 
 
+#: Where the estimators whose parameters the options set are defined.
+_ESTIMATOR_MODULES = {"TransferCNNClassifier": "skcovid._estimators.classifier",
+                      "PrunedCNNClassifier": "skcovid._estimators.pruned"}
+
+
 def _estimator_class(option):
-    return getattr(importlib.import_module(__package__), option.estimator)
+    # Imported by name, when the options' help is built: the estimators import PyTorch.
+    return getattr(importlib.import_module(_ESTIMATOR_MODULES[option.estimator]), option.estimator)
 
 
 class _FromRecipe:

@@ -59,11 +59,31 @@ def fitted_network(estimator):
     return classifier, net.module_, classifier.image_size
 
 
+def without_retired(cls, params):
+    """``params`` without the parameters that ``cls`` retired (its ``_retired_params``).
+
+    The one rule for parameters an earlier version had: a pickled state
+    (:func:`upgraded_state`) and a safe model file's parameters both drop them.
+
+    Parameters
+    ----------
+    cls : type
+    params : dict
+
+    Returns
+    -------
+    params : dict
+        A new dict.
+    """
+    retired = set(getattr(cls, "_retired_params", ()))
+    return {key: value for key, value in params.items() if key not in retired}
+
+
 def upgraded_state(cls, state):
     """The pickled ``state`` of an estimator of class ``cls`` saved by an earlier version, brought up to date.
 
-    Parameters added since take their defaults; those listed in the class's
-    ``_retired_params`` are dropped (the safe format's loader drops them too).
+    Parameters added since take their defaults; retired ones are dropped
+    (:func:`without_retired`).
 
     Parameters
     ----------
@@ -74,8 +94,7 @@ def upgraded_state(cls, state):
     -------
     state : dict
     """
-    for name in getattr(cls, "_retired_params", ()):
-        state.pop(name, None)
+    state = without_retired(cls, state)
     for name, param in inspect.signature(cls.__init__).parameters.items():
         if name != "self":
             state.setdefault(name, param.default)

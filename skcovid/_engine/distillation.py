@@ -70,7 +70,7 @@ class Distillation:
         See :func:`distillation_loss`.
     images : PathImages or ArrayImages
         The images the training sets index.
-    settings : dict
+    settings : TrainingSettings
         The training settings; reads ``image_size``, ``batch_size``,
         ``num_workers`` and ``precision``.
     """
@@ -85,7 +85,7 @@ class Distillation:
 
     def _teach(self, x):
         device = next(self.teacher.parameters()).device
-        with eval_mode(self.teacher), torch.no_grad(), autocast(str(device), self.settings["precision"]):
+        with eval_mode(self.teacher), torch.no_grad(), autocast(str(device), self.settings.precision):
             return self.teacher(x.to(device)).float()
 
     def inputs(self, train_set):
@@ -103,8 +103,8 @@ class Distillation:
             return train_set
         missing = np.array([i for i in train_set.indices.tolist() if i not in self._logits], dtype=int)
         if len(missing):
-            loader = inference_loader(self.images, self.settings["image_size"], self.settings["batch_size"],
-                                      indices=missing, num_workers=self.settings["num_workers"])
+            loader = inference_loader(self.images, self.settings.image_size, self.settings.batch_size,
+                                      indices=missing, num_workers=self.settings.num_workers)
             logits = torch.cat([self._teach(x).cpu() for x, _ in loader])
             self._logits.update(zip(missing.tolist(), logits))
         return _WithTeacherLogits(train_set, torch.stack([self._logits[i] for i in train_set.indices.tolist()]))

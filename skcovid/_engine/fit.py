@@ -1,7 +1,7 @@
 """The training engine both estimators share, and their inference path.
 
 :func:`fit_network` takes a module factory, the data and the training
-settings (a :class:`skcovid.TransferCNNClassifier`'s parameters) and does
+settings (:class:`~skcovid._engine.settings.TrainingSettings`) and does
 everything between them and a fitted skorch net: the validation split, the
 datasets and loaders, precomputed and cached backbone features, the skorch
 net and its callbacks, checkpoints and BatchNorm re-estimation.
@@ -40,11 +40,6 @@ from skcovid._nets.network import eval_mode
 
 #: Training images the BatchNorm statistics are re-estimated on after training.
 N_BATCHNORM_IMAGES = 512
-#: Parameters that do not change what training computes (left out of checkpoint keys).
-_NOT_IN_CHECKPOINT_KEY = ("warm_start", "checkpoint_dir", "verbose", "callbacks", "num_workers",
-                          "memory", "image_cache_mb", "device", "accelerator", "patient_aggregation",
-                          "patient_top_k", "patient_threshold", "tta")
-
 
 @dataclass(frozen=True)
 class FittedNetwork:
@@ -71,26 +66,26 @@ def memory_store(memory):
 
 
 def _device(settings):
-    accelerator = settings["accelerator"]
+    accelerator = settings.accelerator
     if accelerator is None:
-        return resolve_device(settings["device"])
+        return resolve_device(settings.device)
     # "cpu", not accelerate's "cpu:0", which torch.load cannot map to
     return "cpu" if accelerator.device.type == "cpu" else str(accelerator.device)
 
 
 def _features(module, images, settings, device):
     """The frozen backbone's pooled output for every image (through ``memory`` if set)."""
-    kwargs = dict(batch_size=settings["batch_size"], device=device,
-                  precision=settings["precision"], num_workers=settings["num_workers"])
+    kwargs = dict(batch_size=settings.batch_size, device=device,
+                  precision=settings.precision, num_workers=settings.num_workers)
     cache = feature_cache(settings)
     compute = backbone_features if cache is None else cache
-    return compute(module, images, settings["image_size"], **kwargs)
+    return compute(module, images, settings.image_size, **kwargs)
 
 
 def feature_cache(settings):
-    """The :class:`FeatureCache` that ``settings["memory"]`` asks for, or None."""
-    memory = memory_store(settings["memory"])
-    return None if memory.location is None else FeatureCache(memory, feature_key(settings))
+    """The :class:`FeatureCache` that ``settings.memory`` asks for, or None."""
+    memory = memory_store(settings.memory)
+    return None if memory.location is None else FeatureCache(memory, feature_key(settings.params()))
 
 
 def fit_network(build_module, images, y, y_encoded, classes, settings, *, groups=None,
@@ -106,7 +101,7 @@ def fit_network(build_module, images, y, y_encoded, classes, settings, *, groups
         Labels (for ``class_weight``).
     y_encoded : ndarray of int of shape (n_samples,)
     classes : ndarray of shape (n_classes,)
-    settings : dict
+    settings : TrainingSettings
         A :class:`skcovid.TransferCNNClassifier`'s parameters, with
         ``validation_fraction`` and ``early_stopping`` resolved
         (:func:`resolve_validation`).
@@ -128,34 +123,34 @@ def fit_network(build_module, images, y, y_encoded, classes, settings, *, groups
     -------
     fitted : FittedNetwork
     """
-    rng = check_random_state(settings["random_state"])
-    train_idx, valid_idx = validation_split(y, settings["validation_fraction"], rng, groups)
+    rng = check_random_state(settings.random_state)
+    train_idx, valid_idx = validation_split(y, settings.validation_fraction, rng, groups)
     seed = int(rng.randint(np.iinfo(np.int32).max))
-    accelerator = settings["accelerator"]
+    accelerator = settings.accelerator
     device = _device(settings)
     cuda = device.startswith("cuda")
     # Head-only epochs come before the max_epochs of the network that trains.
-    max_epochs, batch_size = settings["head_epochs"] + settings["max_epochs"], settings["batch_size"]
+    max_epochs, batch_size = settings.head_epochs + settings.max_epochs, settings.batch_size
 
     criterion_kwargs = {}
-    if settings["class_weight"] is not None:
-        weights = compute_class_weight(settings["class_weight"], classes=classes, y=y[train_idx])
+    if settings.class_weight is not None:
+        weights = compute_class_weight(settings.class_weight, classes=classes, y=y[train_idx])
         criterion_kwargs["criterion__weight"] = torch.as_tensor(weights, dtype=torch.float32)
-    if settings["label_smoothing"]:
-        criterion_kwargs["criterion__label_smoothing"] = float(settings["label_smoothing"])
-    optimizer, optimizer_kwargs = resolve_optimizer(settings["optimizer"])
+    if settings.label_smoothing:
+        criterion_kwargs["criterion__label_smoothing"] = float(settings.label_smoothing)
+    optimizer, optimizer_kwargs = resolve_optimizer(settings.optimizer)
     resume, checkpoint_key = None, None
-    if settings["checkpoint_dir"] is not None:
-        params = {k: v for k, v in settings.items() if k not in _NOT_IN_CHECKPOINT_KEY}
+    if settings.checkpoint_dir is not None:
+        params = settings.checkpoint_params()
         patients = [] if groups is None else [np.asarray(groups).astype(str).tolist()]
         checkpoint_key = fingerprint(params, np.asarray(y).tolist(), len(y), precompute, *patients)
-        resume = (load_checkpoint(settings["checkpoint_dir"], checkpoint_key) if settings["warm_start"]
+        resume = (load_checkpoint(settings.checkpoint_dir, checkpoint_key) if settings.warm_start
                   else None)
     loader_kwargs = {"pin_memory": cuda}
-    if settings["num_workers"]:
+    if settings.num_workers:
         # Not persistent: a new iterator per epoch draws from the torch RNG
         # as without workers, so num_workers does not change the model.
-        loader_kwargs["num_workers"] = settings["num_workers"]
+        loader_kwargs["num_workers"] = settings.num_workers
 
     cuda_devices = [torch.cuda.current_device()] if cuda else []
     with torch.random.fork_rng(devices=cuda_devices):
@@ -169,39 +164,39 @@ def fit_network(build_module, images, y, y_encoded, classes, settings, *, groups
             valid_set = (None if valid_idx is None
                          else Dataset(features[valid_idx], y_encoded[valid_idx]))
         else:
-            budget = settings["image_cache_mb"] * 2**20
+            budget = settings.image_cache_mb * 2**20
             cache = DecodedCache(budget) if budget else None
-            train_set = ImageDataset(images, y_encoded, settings["image_size"],
-                                     make_augmentation(settings["augment"]), train_idx, cache=cache)
+            train_set = ImageDataset(images, y_encoded, settings.image_size,
+                                     make_augmentation(settings.augment), train_idx, cache=cache)
             valid_set = (None if valid_idx is None else
-                         ImageDataset(images, y_encoded, settings["image_size"], None, valid_idx,
+                         ImageDataset(images, y_encoded, settings.image_size, None, valid_idx,
                                       cache=cache))
         if training_loss is not None:
             train_set = training_loss.inputs(train_set)
-        param_groups, peak_lr = ([], settings["lr"]) if precompute else _stage_learning_rates(
-            module, settings["lr"], settings["layer_decay"])
+        param_groups, peak_lr = ([], settings.lr) if precompute else _stage_learning_rates(
+            module, settings.lr, settings.layer_decay)
         callbacks = training_callbacks(
-            lr=peak_lr, lr_schedule=settings["lr_schedule"], max_epochs=max_epochs,
+            lr=peak_lr, lr_schedule=settings.lr_schedule, max_epochs=max_epochs,
             batches_per_epoch=batches_per_epoch(len(train_idx), batch_size),
-            early_stopping=settings["early_stopping"], has_validation=valid_idx is not None,
-            verbose=settings["verbose"], head_epochs=settings["head_epochs"],
+            early_stopping=settings.early_stopping, has_validation=valid_idx is not None,
+            verbose=settings.verbose, head_epochs=settings.head_epochs,
         )
-        callbacks += copy.deepcopy(list(settings["callbacks"] or []))
+        callbacks += copy.deepcopy(list(settings.callbacks or []))
         callbacks += list(extra_callbacks)
         if checkpoint_key is not None:
-            callbacks.append(("checkpoint", Checkpointer(settings["checkpoint_dir"], checkpoint_key, resume)))
+            callbacks.append(("checkpoint", Checkpointer(settings.checkpoint_dir, checkpoint_key, resume)))
         net_kwargs = dict(
             criterion=torch.nn.CrossEntropyLoss,
             optimizer=optimizer,
-            lr=settings["lr"],
+            lr=settings.lr,
             batch_size=batch_size,
             max_epochs=max_epochs,
             iterator_train__shuffle=True,
             classes=np.arange(len(classes)),
             device=device,
-            precision=settings["precision"],
+            precision=settings.precision,
             channels_last=cuda,
-            verbose=settings["verbose"],
+            verbose=settings.verbose,
             **{f"optimizer__{k}": v for k, v in optimizer_kwargs.items()},
             **criterion_kwargs,
         )
@@ -225,7 +220,7 @@ def fit_network(build_module, images, y, y_encoded, classes, settings, *, groups
                 # weights, which it saved from the wrapped module.
                 unwrap_after_train=False,
                 # skorch prints to any sink but print whatever the verbosity
-                callbacks__print_log__sink=accelerator.print if settings["verbose"] else silent,
+                callbacks__print_log__sink=accelerator.print if settings.verbose else silent,
             )
         if resume is None:
             net.fit(train_set, y=None)
@@ -296,7 +291,7 @@ def recalibrate_batchnorm(module, images, train_indices, settings, device):
     module : nn.Module
     images : PathImages or ArrayImages
     train_indices : ndarray of int
-    settings : dict
+    settings : TrainingSettings
         Reads ``random_state``, ``image_size`` and ``batch_size``.
     device : str
     """
@@ -305,10 +300,10 @@ def recalibrate_batchnorm(module, images, train_indices, settings, device):
               and any(p.requires_grad for p in m.parameters())]
     if not layers:
         return
-    rng = check_random_state(settings["random_state"])
+    rng = check_random_state(settings.random_state)
     chosen = np.sort(rng.choice(train_indices, min(N_BATCHNORM_IMAGES, len(train_indices)),
                                 replace=False))
-    loader = inference_loader(images, settings["image_size"], settings["batch_size"],
+    loader = inference_loader(images, settings.image_size, settings.batch_size,
                               indices=chosen)
     momenta = [layer.momentum for layer in layers]
     with eval_mode(module):

@@ -7,6 +7,7 @@ from sklearn.preprocessing import LabelEncoder
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_consistent_length, check_is_fitted, column_or_1d
 
+from skcovid._core.estimator import owner as owner_of
 from skcovid._core.estimator import upgraded_state
 from skcovid._decision.decide import decide, scale
 from skcovid._decision.fit import decision_of, fit_decision
@@ -18,7 +19,9 @@ from skcovid._engine.data import check_images
 class BaseCNNClassifier(ClassifierMixin, BaseEstimator):
     """Targets, prediction and scoring of a classifier that owns a fitted skorch net.
 
-    Subclasses implement ``fit`` and ``_fitted_classifier``.
+    Subclasses implement ``fit``. The fitted :class:`~skcovid.TransferCNNClassifier` that owns the
+    network (the estimator itself, or a pruned one's ``estimator_``: :func:`skcovid._core.estimator.owner`)
+    gives the ``net_``, ``image_size``, ``batch_size``, ``window`` and patient settings inference uses.
     """
 
     # Under metadata routing, ``score`` scores slices unless
@@ -57,17 +60,9 @@ class BaseCNNClassifier(ClassifierMixin, BaseEstimator):
         self.classes_ = encoder.classes_
         return images, y, encoder.transform(y), groups
 
-    def _fitted_classifier(self):
-        """The fitted :class:`~skcovid.TransferCNNClassifier` that owns the network.
-
-        Its ``net_``, ``image_size``, ``batch_size``, ``window`` and patient
-        aggregation settings are the ones inference uses.
-        """
-        raise NotImplementedError
-
     def _images(self, X):
         check_is_fitted(self)
-        return check_images(self, X, reset=False, window=self._fitted_classifier().window)
+        return check_images(self, X, reset=False, window=owner_of(self).window)
 
     def predict_proba(self, X):
         """Class probabilities.
@@ -85,9 +80,9 @@ class BaseCNNClassifier(ClassifierMixin, BaseEstimator):
         return self._predict_images(self._images(X))
 
     def _predict_images(self, images):
-        owner = self._fitted_classifier()
+        owner = owner_of(self)
         proba = inference.predict_proba(owner.net_, images, image_size=owner.image_size,
-                                      batch_size=owner.batch_size, tta=owner.tta)
+                                        batch_size=owner.batch_size, tta=owner.tta)
         return scale(proba, getattr(owner, "temperature_", 1.0))
 
     def _fit_decision(self, owner, images, y_encoded, valid_idx):
@@ -95,7 +90,7 @@ class BaseCNNClassifier(ClassifierMixin, BaseEstimator):
         proba = None
         if owner.calibration is not None or owner.target_sensitivity is not None:
             proba = inference.predict_proba(owner.net_, images.subset(valid_idx), image_size=owner.image_size,
-                                          batch_size=owner.batch_size, tta=owner.tta)
+                                            batch_size=owner.batch_size, tta=owner.tta)
         fit_decision(owner, proba, None if proba is None else y_encoded[valid_idx])
 
     def predict(self, X):

@@ -1,7 +1,6 @@
 """TransferCNNClassifier: a scikit-learn classifier for CT slices."""
 
 import os
-import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -12,11 +11,13 @@ from skcovid._decision.fit import validation_check
 from skcovid._decision.patients import AGGREGATIONS
 from skcovid._engine.fit import fit_network
 from skcovid._engine.net import LR_SCHEDULES, OPTIMIZERS, PRECISIONS, resolve_device
+from skcovid._engine.settings import TrainingSettings
 from skcovid._engine.validation import resolve_validation
 from skcovid._estimators.base import BaseCNNClassifier
 from skcovid._imaging.window import is_window
-from skcovid._nets.backbones import BACKBONES, build_backbone, is_backbone_name, stage_names
-from skcovid._nets.network import TTA_VIEWS, TransferNet, eval_mode
+from skcovid._nets.backbones import BACKBONES, is_backbone_name
+from skcovid._nets.build import build_transfer_net
+from skcovid._nets.network import TTA_VIEWS
 
 
 def _is_device(device):
@@ -448,48 +449,8 @@ class TransferCNNClassifier(BaseCNNClassifier):
         return self.freeze == "backbone" and self.augment is None
 
     def _build_module(self, n_classes):
-        backbone = build_backbone(self.backbone, self.weights, self.image_size)
-        stages = stage_names(backbone.features)
-        if self.freeze == "backbone":
-            frozen = stages
-        elif self.freeze == "none":
-            frozen = []
-        else:
-            if self.freeze > len(stages):
-                raise ValueError(
-                    f"freeze={self.freeze} asks to train the last {self.freeze} stages, but "
-                    f"backbone {self.backbone!r} has {len(stages)} stages: {stages}."
-                )
-            frozen = stages[: len(stages) - self.freeze]
-        if frozen and not backbone.pretrained:
-            warnings.warn(
-                f"freeze={self.freeze!r} keeps randomly initialised backbone stages fixed; "
-                "use pretrained weights or freeze='none'.",
-                UserWarning,
-                stacklevel=3,
-            )
-        n_features = self._probe_features(backbone)
-        return TransferNet(
-            backbone.features, n_features, n_classes, backbone.mean, backbone.std,
-            pooling=self.pooling, hidden_units=tuple(self.hidden_units),
-            dropout=self.dropout, frozen_stages=frozen,
-        )
-
-    def _probe_features(self, backbone):
-        """Channels of the backbone's output at ``image_size`` (one dry forward pass)."""
-        try:
-            with eval_mode(backbone.features), torch.no_grad():
-                out = backbone.features(torch.zeros(1, 3, self.image_size, self.image_size))
-        except RuntimeError as exc:
-            raise ValueError(
-                f"image_size={self.image_size} is too small for backbone {self.backbone!r}: {exc}"
-            ) from exc
-        if out.ndim not in (2, 4) or (out.ndim == 4 and min(out.shape[2:]) < 1):
-            raise ValueError(
-                f"Backbone {self.backbone!r} gives output of shape {tuple(out.shape)} at "
-                f"image_size={self.image_size}; expected (N, C, H, W) or (N, C)."
-            )
-        return out.shape[1]
+        return build_transfer_net(self.backbone, self.weights, self.image_size, n_classes, freeze=self.freeze,
+                                  pooling=self.pooling, hidden_units=self.hidden_units, dropout=self.dropout)
 
     @fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, groups=None):
@@ -519,20 +480,16 @@ class TransferCNNClassifier(BaseCNNClassifier):
         validation_fraction, early_stopping = resolve_validation(
             self.validation_fraction, self.early_stopping, y, groups=groups, verbose=self.verbose)
         validation_check(self, validation_fraction)
-        settings = {**self.get_params(deep=False), "validation_fraction": validation_fraction,
-                    "early_stopping": early_stopping}
+        settings = TrainingSettings.from_params(self.get_params(deep=False), validation_fraction=validation_fraction,
+                                                early_stopping=early_stopping)
         precompute = self.precompute_features is not False and self._features_are_fixed()
-        fitted = fit_network(lambda: self._build_module(len(self.classes_)), images, y,
-                                     y_encoded, self.classes_, settings, groups=groups,
-                                     precompute=precompute)
+        fitted = fit_network(lambda: self._build_module(len(self.classes_)), images, y, y_encoded, self.classes_,
+                             settings, groups=groups, precompute=precompute)
         self.net_ = fitted.net
         self.history_ = fitted.history
         self.precomputed_features_ = precompute
         self._fit_decision(self, images, y_encoded,
                            np.setdiff1d(np.arange(len(y_encoded)), fitted.train_indices))
-        return self
-
-    def _fitted_classifier(self):
         return self
 
     def __sklearn_tags__(self):

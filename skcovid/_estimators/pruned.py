@@ -16,6 +16,7 @@ from skcovid._engine.data import ImageDataset, check_images
 from skcovid._engine.distillation import Distillation
 from skcovid._engine.fit import fit_network, recalibrate_batchnorm
 from skcovid._engine.net import batches_per_epoch
+from skcovid._engine.settings import TrainingSettings
 from skcovid._engine.validation import resolve_validation, validation_split
 from skcovid._estimators.base import BaseCNNClassifier
 from skcovid._estimators.classifier import TransferCNNClassifier
@@ -208,11 +209,12 @@ class PrunedCNNClassifier(BaseCNNClassifier):
         # the same split as the estimator's fit.
         validation_fraction, _ = resolve_validation(
             estimator.validation_fraction, estimator.early_stopping, y, groups=groups)
-        settings = {**estimator.get_params(deep=False), "validation_fraction": validation_fraction,
-                    # Early stopping is off so that the final sparsity is the one asked.
-                    "early_stopping": None, "lr": self.finetune_lr, "checkpoint_dir": None,
-                    # The head was trained with the network: no head-only epochs.
-                    "head_epochs": 0}
+        settings = TrainingSettings.from_params(
+            estimator.get_params(deep=False), validation_fraction=validation_fraction,
+            # Early stopping is off so that the final sparsity is the one asked.
+            early_stopping=None, lr=self.finetune_lr, checkpoint_dir=None,
+            # The head was trained with the network: no head-only epochs.
+            head_epochs=0)
         validation_check(estimator, validation_fraction)
         train_idx, _ = validation_split(
             y, validation_fraction, check_random_state(estimator.random_state), groups)
@@ -228,7 +230,7 @@ class PrunedCNNClassifier(BaseCNNClassifier):
             stage = pruner if self.cycles == 1 else pruner.for_cycle(
                 cycle, self.cycles, flops_kept=flops / self.flops_before_)
             self.pruner_ = clone(stage).fit(module, scoring)
-            net, history = self._prune_and_finetune(net, module, data, {**settings, "max_epochs": epochs}, loss)
+            net, history = self._prune_and_finetune(net, module, data, settings.replace(max_epochs=epochs), loss)
             module = net.module_
             flops = count_flops(module, input_shape)
             self.history_ += [{**record, "epoch": len(self.history_) + i}
@@ -253,9 +255,9 @@ class PrunedCNNClassifier(BaseCNNClassifier):
     def _prune_and_finetune(self, net, module, data, settings, loss):
         """One cycle: ``pruner_`` prunes ``module``, then it fine-tunes; returns the net and its history."""
         images, y, y_encoded, groups, train_idx = data
-        epochs = settings["max_epochs"]
+        epochs = settings.max_epochs
         if epochs > 0:
-            total_steps = epochs * batches_per_epoch(len(train_idx), settings["batch_size"])
+            total_steps = epochs * batches_per_epoch(len(train_idx), settings.batch_size)
             pruned, callbacks = self.pruner_.prepare_finetuning(module, total_steps)
         else:
             pruned, callbacks = self.pruner_.transform(module), []
@@ -265,7 +267,7 @@ class PrunedCNNClassifier(BaseCNNClassifier):
                 param.requires_grad_(True)
         if epochs > 0:
             fitted = fit_network(lambda: pruned, images, y, y_encoded, self.classes_, settings,
-                                         groups=groups, extra_callbacks=callbacks, training_loss=loss)
+                                 groups=groups, extra_callbacks=callbacks, training_loss=loss)
             return fitted.net, fitted.history
         # The pruned backbone's features are not the cached ones.
         net.set_params(module=pruned, feature_cache=None)
@@ -274,9 +276,6 @@ class PrunedCNNClassifier(BaseCNNClassifier):
             # BatchNorm statistics (fine-tuning does it at its end).
             recalibrate_batchnorm(pruned, images, train_idx, settings, str(net.device))
         return net, []
-
-    def _fitted_classifier(self):
-        return self.estimator_
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
