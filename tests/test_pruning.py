@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from skcovid import PrunedCNNClassifier, TransferCNNClassifier, load_model, save_model
 from skcovid._engine.distillation import Distillation, distillation_loss
+from skcovid._engine.settings import TrainingSettings
 from skcovid._estimators.pruned import cycle_epochs
 from skcovid._nets.build import build_transfer_net
 from skcovid.metrics import SCORING
@@ -27,6 +28,11 @@ from skcovid.pruning import (
 )
 
 from conftest import FAST
+
+
+def _settings():
+    """The training settings of the tests' fast classifier (fp32)."""
+    return TrainingSettings.from_params(TransferCNNClassifier(**FAST).get_params(deep=False))
 
 
 def _network(backbone="simple_cnn", image_size=32, **params):
@@ -390,11 +396,11 @@ def test_distillation_loss_matches_the_formula():
     assert loss.item() == pytest.approx(expected, rel=1e-5)
     # The training loss reads the teacher's logits from the inputs, or runs the teacher on the images.
     net = SimpleNamespace(criterion_=nn.CrossEntropyLoss())
-    hook = Distillation(None, alpha=alpha, temperature=T, images=None, settings={})
+    hook = Distillation(None, alpha=alpha, temperature=T, images=None, settings=_settings())
     assert hook(net, student, y, {"x": None, "teacher": teacher}).item() == pytest.approx(expected, rel=1e-5)
     linear = nn.Linear(4, 3)
     x = torch.rand(3, 4)
-    hook = Distillation(linear, alpha=alpha, temperature=T, images=None, settings={"precision": "fp32"})
+    hook = Distillation(linear, alpha=alpha, temperature=T, images=None, settings=_settings())
     expected = distillation_loss(student, linear(x), y, nn.CrossEntropyLoss(), alpha=alpha, temperature=T)
     assert hook(net, student, y, x).item() == pytest.approx(expected.item())
 

@@ -48,6 +48,8 @@ def _old_module_names():
 class UntrustedModelError(ValueError):
     """A model file that only unpickling could read, refused because ``trusted`` was not set."""
 
+    __module__ = "skcovid"  # where users import it from, and what tracebacks name
+
 
 def save_model(estimator, path, *, format="safe", compress=3):
     """Save an estimator, atomically, in the safe model format (or as a joblib pickle).

@@ -1,11 +1,11 @@
-"""The training engine both estimators share, and their inference path.
+"""The training engine both estimators share: from a module factory and settings to a fitted skorch net.
 
 :func:`fit_network` takes a module factory, the data and the training
 settings (:class:`~skcovid._engine.settings.TrainingSettings`) and does
 everything between them and a fitted skorch net: the validation split, the
 datasets and loaders, precomputed and cached backbone features, the skorch
 net and its callbacks, checkpoints and BatchNorm re-estimation.
-:func:`predict_proba` runs a fitted net on images.
+:mod:`skcovid._engine.inference` runs a fitted net on images.
 """
 
 import copy

@@ -1,7 +1,7 @@
 """What an estimator hands the engine for one fit: a frozen, typed record of its settled parameters."""
 
 import dataclasses
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 from typing import Any, Mapping
 
@@ -67,7 +67,7 @@ class TrainingSettings:
     random_state: Any
     verbose: int
     callbacks: Any
-    model_params: Mapping = MappingProxyType({})
+    model_params: Mapping = field(default_factory=lambda: MappingProxyType({}))
 
     @classmethod
     def from_params(cls, params, **settled):

@@ -1,4 +1,4 @@
-"""Calibration (Brier score, expected calibration error) and operating points of binary predictions.
+"""Calibration (Brier score, expected calibration error) and bootstrapped operating points of binary predictions.
 
 The public functions are those of :mod:`skcovid.metrics`, which documents them.
 """
