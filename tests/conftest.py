@@ -69,8 +69,8 @@ class ConvOutputDtypes(Callback):
 
 
 def named(path):
-    """A ``pytest.raises`` ``match`` pattern for a message that names ``path``."""
-    return re.escape(str(path))
+    """A ``pytest.raises`` ``match`` pattern for a message that names ``path`` (quoted or not)."""
+    return f"'?{re.escape(str(path))}'?"
 
 
 def png_bytes(seed=0, size=(24, 20)):

@@ -45,7 +45,7 @@ def test_same_key_in_another_process_for_callables():
               "factory": torchvision.models.resnet18, "lr": 0.1}
     other = _run("""
         import torch, torchvision
-        from skcovid._fingerprint import fingerprint
+        from skcovid._engine.fingerprint import fingerprint
         from test_fingerprint import tiny_backbone
         print(fingerprint({"backbone": tiny_backbone, "optimizer": torch.optim.SGD,
                            "factory": torchvision.models.resnet18, "lr": 0.1}))
