@@ -19,8 +19,8 @@ PACKAGE = ROOT / "skcovid"
 DATA = Path(__file__).resolve().parent / "data"
 #: Where third-party private names may be imported.
 COMPAT = PACKAGE / "_core" / "compat.py"
-#: What a deferred (function-level) import of skcovid code must say it defers.
-DEFERRED = ("PyTorch", "scikit-learn", "optional")
+#: What a deferred (function-level) import must say it defers.
+DEFERRED = ("PyTorch", "scikit-learn", "optional", "heavy")
 
 
 def _python_files(*folders):
@@ -64,14 +64,19 @@ def test_third_party_private_modules_enter_through_one_module():
     assert not offending
 
 
-def test_deferred_imports_of_skcovid_code_say_what_they_defer():
+def test_deferred_imports_say_what_they_defer():
+    """A function-level import defers PyTorch, scikit-learn, a heavy or an optional package, and says so."""
     offending = []
     for path in _python_files("skcovid"):
         lines = path.read_text().splitlines()
-        for node, module, _, deferred in _imports(path):
-            if deferred and module.startswith("skcovid") and not any(
-                    word in lines[node.lineno - 1] for word in DEFERRED):
-                offending.append(f"{path.relative_to(ROOT)}:{node.lineno}: {lines[node.lineno - 1].strip()}")
+        tree = ast.parse("\n".join(lines))
+        for function in ast.walk(tree):
+            if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for node in ast.walk(function):
+                if isinstance(node, (ast.Import, ast.ImportFrom)) and not any(
+                        word in lines[node.lineno - 1] for word in DEFERRED):
+                    offending.append(f"{path.relative_to(ROOT)}:{node.lineno}: {lines[node.lineno - 1].strip()}")
     assert not offending
 
 

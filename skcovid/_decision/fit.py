@@ -8,6 +8,7 @@ network (``estimator_`` of a pruned one, refitted after pruning).
 import warnings
 
 import numpy as np
+from scipy.optimize import minimize_scalar
 
 from skcovid._core.estimator import owner as owner_of
 from skcovid._core.labels import resolve_pos_label
@@ -42,8 +43,6 @@ def fit_temperature(proba, y_encoded):
         probabilities are then too few, or too unlike the training images,
         to calibrate the model.
     """
-    from scipy.optimize import minimize_scalar
-
     rows = np.arange(len(y_encoded))
 
     def nll(log_t):

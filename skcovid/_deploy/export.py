@@ -234,7 +234,7 @@ def _dynamic_shapes():
 
 def _export_onnx(model, example, path, metadata, opset_version, calibration):
     try:
-        import onnx
+        import onnx  # optional: the onnx extra
     except ImportError as exc:
         raise ImportError("ONNX export needs the onnx extra: pip install \"skcovid[onnx]\".") from exc
     with tempfile.TemporaryDirectory() as tmp:
@@ -253,15 +253,15 @@ def _export_onnx(model, example, path, metadata, opset_version, calibration):
 
 def _quantize_int8(raw, folder, calibration):
     """ONNX Runtime static quantisation of the model file ``raw``; returns the new file's path."""
-    import onnx
-    from onnxruntime.quantization import (
+    import onnx  # optional: the onnx extra
+    from onnxruntime.quantization import (  # optional: the onnx extra
         CalibrationDataReader,
         CalibrationMethod,
         QuantFormat,
         QuantType,
         quantize_static,
     )
-    from onnxruntime.quantization.shape_inference import quant_pre_process
+    from onnxruntime.quantization.shape_inference import quant_pre_process  # optional: the onnx extra
 
     class Reader(CalibrationDataReader):
         def __init__(self):

@@ -213,7 +213,7 @@ def load_onnx(path, *, n_threads=None, providers=None):
     >>> model.predict(["slice_001.dcm", "slice_002.dcm"])        # doctest: +SKIP
     """
     try:
-        import onnxruntime
+        import onnxruntime  # optional: the onnx extra
     except ImportError as exc:
         raise ImportError("load_onnx needs ONNX Runtime: pip install \"skcovid[onnx]\".") from exc
     path = os.fspath(path)

@@ -226,7 +226,7 @@ class _OnDevice:
         return len(self.loader)
 
     def __iter__(self):
-        from accelerate.utils import send_to_device
+        from accelerate.utils import send_to_device  # optional: the accelerate extra
 
         for batch in self.loader:
             yield send_to_device(batch, self.device, non_blocking=True)

@@ -29,7 +29,7 @@ def _is_layer_widths(widths):
 
 
 def _is_accelerator(accelerator):
-    from accelerate import Accelerator  # only an installed accelerate can have made one
+    from accelerate import Accelerator  # optional: only an installed accelerate can have made one
 
     return isinstance(accelerator, Accelerator)
 

@@ -21,15 +21,9 @@ from skcovid._evaluation import report_html as _report_html
 from skcovid._evaluation import report_plots as _report_plots
 from skcovid._evaluation.calibration import bootstrap_calibration, bootstrap_operating_points
 from skcovid._evaluation.metrics import bootstrap_scores
+from skcovid._evaluation.report_text import interval, metric_title
 from skcovid._evaluation.scoring import METRICS, one_vs_rest
 from skcovid._version import __version__
-
-# Row titles of the metrics of skcovid.metrics.METRICS.
-_TITLES = {
-    "accuracy": "Accuracy", "sensitivity": "Sensitivity (recall of {pos})",
-    "specificity": "Specificity (recall of {neg})", "precision": "Precision (PPV)",
-    "f1": "F1 score", "roc_auc": "ROC-AUC",
-}
 
 
 def _training_history(estimator):
@@ -191,16 +185,6 @@ class EvaluationReport:
         """
         return cls(y_true, proba, classes, **kwargs)
 
-    # ------------------------------------------------------------------ text
-    def _title(self, name):
-        return _TITLES[name].format(pos=self.pos_label, neg=self.neg_label)
-
-    def _ci(self, name, fmt="{:.4f}", scores=None):
-        m = (self.metrics if scores is None else scores)[name]
-        if m["ci_low"] is None or np.isnan(m["ci_low"]):
-            return "n/a"
-        return f"[{fmt.format(m['ci_low'])}, {fmt.format(m['ci_high'])}]"
-
     def to_dict(self):
         """Everything ``metrics.json`` holds, as JSON-ready Python objects.
 
@@ -263,11 +247,11 @@ class EvaluationReport:
             lines.append(f"{'Decision':>36}: P({self.pos_label}) >= {self.threshold:.4f} (the model's "
                          "threshold, chosen on its validation split)")
         for name in METRICS:
-            lines.append(f"{self._title(name):>36}: {self.metrics[name]['value']:.4f}  "
-                         f"{pct}% CI {self._ci(name)}")
+            lines.append(f"{metric_title(self, name):>36}: {self.metrics[name]['value']:.4f}  "
+                         f"{pct}% CI {interval(self, name)}")
         for name, title in (("brier", "Brier score"), ("ece", f"ECE ({self.calibration['n_bins']} bins)")):
             lines.append(f"{title:>36}: {self.calibration[name]['value']:.4f}  "
-                         f"{pct}% CI {self._ci(name, scores=self.calibration)}")
+                         f"{pct}% CI {interval(self, name, scores=self.calibration)}")
         if self.temperature is not None:
             lines.append(f"{'Temperature':>36}: {self.temperature:.4f}  (the model's, fitted on its validation "
                          "split; the probabilities above are scaled by it)")
@@ -275,7 +259,7 @@ class EvaluationReport:
             found, other = (("sensitivity", "specificity") if point["target"] == "specificity"
                             else ("specificity", "sensitivity"))
             lines.append(f"{point['name']:>36}: {point[found]['value']:.4f}  {pct}% CI "
-                         f"{self._ci(found, scores=point)}  ({other} {point[other]['value']:.4f}, "
+                         f"{interval(self, found, scores=point)}  ({other} {point[other]['value']:.4f}, "
                          f"threshold {point['threshold']:.4f})")
         if self.patients is not None:
             lines.append("patient level: " + self.patients.summary().replace(" images (", " patients (", 1))

@@ -3,6 +3,7 @@
 import datetime
 import html
 
+from skcovid._evaluation.report_text import interval, metric_title
 from skcovid._evaluation.scoring import METRICS
 from skcovid._version import __version__
 
@@ -12,13 +13,13 @@ def _calibration_section(report, pct):
     esc = html.escape
     cal = report.calibration
     rows = "".join(
-        f"<tr><td>{title}</td><td>{cal[name]['value']:.4f}</td><td>{esc(report._ci(name, scores=cal))}</td></tr>"
+        f"<tr><td>{title}</td><td>{cal[name]['value']:.4f}</td><td>{esc(interval(report, name, scores=cal))}</td></tr>"
         for name, title in (("brier", "Brier score"),
                             ("ece", f"Expected calibration error ({cal['n_bins']} bins)")))
     points = "".join(
         f"<tr><td>{esc(point['name'])}</td><td>{point['sensitivity']['value']:.4f}</td>"
-        f"<td>{esc(report._ci('sensitivity', scores=point))}</td><td>{point['specificity']['value']:.4f}</td>"
-        f"<td>{esc(report._ci('specificity', scores=point))}</td><td>{point['threshold']:.4f}</td></tr>"
+        f"<td>{esc(interval(report, 'sensitivity', scores=point))}</td><td>{point['specificity']['value']:.4f}</td>"
+        f"<td>{esc(interval(report, 'specificity', scores=point))}</td><td>{point['threshold']:.4f}</td></tr>"
         for point in report.operating_points)
     return (
         f"<h2>Calibration</h2><table><tr><th>Score (lower is better)</th><th>Value</th><th>{pct}% CI</th></tr>"
@@ -42,8 +43,8 @@ def render(report, files):
     esc = html.escape
     pct = round(100 * report.confidence_level)
     rows = "".join(
-        f"<tr><td>{esc(report._title(n))}</td><td>{report.metrics[n]['value']:.4f}</td>"
-        f"<td>{esc(report._ci(n))}</td></tr>" for n in METRICS)
+        f"<tr><td>{esc(metric_title(report, n))}</td><td>{report.metrics[n]['value']:.4f}</td>"
+        f"<td>{esc(interval(report, n))}</td></tr>" for n in METRICS)
     (tp, fn), (fp, tn) = report.confusion_matrix
     pos, neg = esc(str(report.pos_label)), esc(str(report.neg_label))
     counts = ", ".join(f"{esc(str(k))}: {v}" for k, v in report.class_counts.items())

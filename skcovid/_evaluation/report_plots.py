@@ -1,8 +1,11 @@
 """The figures of :class:`skcovid.report.EvaluationReport`, drawn with scikit-learn's displays."""
 
 import numpy as np
+from sklearn.calibration import CalibrationDisplay
+from sklearn.metrics import ConfusionMatrixDisplay, RocCurveDisplay
 
 from skcovid._core.plotting import require_matplotlib
+from skcovid._evaluation.report_text import interval
 
 
 def learning_curves(report):
@@ -10,7 +13,7 @@ def learning_curves(report):
     if not report.history:
         return None
     Figure = require_matplotlib().figure.Figure
-    from matplotlib.ticker import MaxNLocator
+    from matplotlib.ticker import MaxNLocator  # optional: the plot extra
 
     fig = Figure(figsize=(11, 4.2), layout="constrained")
     ax_loss, ax_acc = fig.subplots(1, 2)
@@ -38,8 +41,6 @@ def learning_curves(report):
 
 def roc_curve(report):
     """The ROC curve with the AUC and its interval, the operating point and the target points."""
-    from sklearn.metrics import RocCurveDisplay
-
     Figure = require_matplotlib().figure.Figure
     fig = Figure(figsize=(5.6, 5.6), layout="constrained")
     ax = fig.subplots()
@@ -50,7 +51,7 @@ def roc_curve(report):
     )
     display.line_.set_label(
         f"ROC curve: AUC {auc:.3f}, {round(100 * report.confidence_level)}% CI "
-        f"{report._ci('roc_auc', '{:.3f}')}")
+        f"{interval(report, 'roc_auc', '{:.3f}')}")
     sens, spec = report.metrics["sensitivity"]["value"], report.metrics["specificity"]["value"]
     ax.plot([1 - spec], [sens], "o", color="crimson", markersize=8,
             label=f"operating point: sensitivity {sens:.3f}, specificity {spec:.3f}")
@@ -69,8 +70,6 @@ def roc_curve(report):
 
 def confusion_matrix(report):
     """Counts and row-normalised rates, side by side."""
-    from sklearn.metrics import ConfusionMatrixDisplay
-
     Figure = require_matplotlib().figure.Figure
     fig = Figure(figsize=(10.5, 4.4), layout="constrained")
     ax_counts, ax_rates = fig.subplots(1, 2)
@@ -92,8 +91,6 @@ def confusion_matrix(report):
 
 def reliability_diagram(report):
     """scikit-learn's CalibrationDisplay over the ECE's bins, above a histogram of the probabilities."""
-    from sklearn.calibration import CalibrationDisplay
-
     Figure = require_matplotlib().figure.Figure
     fig = Figure(figsize=(5.6, 7.0), layout="constrained")
     ax_curve, ax_hist = fig.subplots(2, 1, height_ratios=[3, 1], sharex=True)
@@ -102,8 +99,8 @@ def reliability_diagram(report):
     brier, ece = report.calibration["brier"], report.calibration["ece"]
     CalibrationDisplay.from_predictions(
         is_pos, report.score, n_bins=n_bins, strategy="uniform", pos_label=True, ax=ax_curve,
-        name=f"Brier {brier['value']:.3f} {report._ci('brier', '{:.3f}', report.calibration)}, "
-             f"ECE {ece['value']:.3f} {report._ci('ece', '{:.3f}', report.calibration)}",
+        name=f"Brier {brier['value']:.3f} {interval(report, 'brier', '{:.3f}', report.calibration)}, "
+             f"ECE {ece['value']:.3f} {interval(report, 'ece', '{:.3f}', report.calibration)}",
         marker="o", linewidth=2)
     ax_curve.set_xlabel("")
     ax_curve.set_ylabel(f"Share of {report.pos_label} in the bin (observed frequency)")

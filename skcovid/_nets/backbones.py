@@ -168,7 +168,7 @@ def _torchvision_stages(family, model):
 
 
 def _torchvision_backbone(name, weights):
-    import torchvision
+    import torchvision  # heavy (2 s): only torchvision backbones need it
 
     family = _TORCHVISION_FAMILIES[name]
     mean, std = (_TF_MEAN, _TF_STD) if family == "inception" else (IMAGENET_MEAN, IMAGENET_STD)
@@ -214,7 +214,7 @@ _EFFICIENTNET_LITE = {
 
 
 def _efficientnet_lite_backbone(name, weights, image_size):
-    from efficientnet_lite_pytorch import EfficientNet
+    from efficientnet_lite_pytorch import EfficientNet  # heavy: only the EfficientNet-Lite backbones need it
 
     model = EfficientNet.from_name(name.replace("_", "-"), image_size=image_size)
     stages = OrderedDict(stem=nn.Sequential(model._conv_stem, model._bn0, nn.ReLU6()))
@@ -296,7 +296,7 @@ class _TimmFeatures(nn.Module):
 
 def _timm_backbone(name, weights):
     try:
-        import timm
+        import timm  # optional: the timm extra
     except ImportError as exc:
         raise ImportError(
             f"backbone='timm:{name}' needs timm: pip install 'skcovid[timm]'."

@@ -9,6 +9,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from tqdm.auto import tqdm
+
 from skcovid._core.files import atomic_write
 
 
@@ -58,8 +60,6 @@ def download(url, path, *, n_retries=3, delay=1.0, progress=True):
     OSError
         When every attempt failed; the message names the URL.
     """
-    from tqdm.auto import tqdm
-
     path = Path(path)
     for attempt in range(n_retries + 1):
         try:

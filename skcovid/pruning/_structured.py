@@ -24,7 +24,7 @@ _MAX_SEARCH_STEPS = 12
 
 
 def _importance(name):
-    import torch_pruning as tp
+    import torch_pruning as tp  # heavy: only structured pruning needs it
 
     if name == "l1":
         return tp.importance.GroupMagnitudeImportance(p=1)
@@ -293,7 +293,7 @@ class StructuredPruner(BaseEstimator):
         return self._prune(module, self.ratio_)
 
     def _prune(self, module, ratio):
-        import torch_pruning as tp
+        import torch_pruning as tp  # heavy: only structured pruning needs it
 
         pruned = copy.deepcopy(module)
         requires_grad = {n: p.requires_grad for n, p in pruned.named_parameters()}
