@@ -10,6 +10,7 @@ from skcovid._cli.data import load_folder, patients_of
 from skcovid._cli.main import CommandError
 from skcovid._core.files import atomic_write
 from skcovid._decision.fit import decision_of
+from skcovid._deploy.onnx_cache import cache_path
 from skcovid._deploy.onnx_runtime import load_onnx
 from skcovid._deploy.persistence import load_model
 from skcovid._evaluation.explain import plot_feature_maps, plot_grad_cam
@@ -37,12 +38,17 @@ def predict_in_chunks(estimator, X, *, quiet, chunk=256):
 
 
 def load_model_file(path, args, *, onnx=True):
-    """The model file at ``path`` (``--trust-pickle`` from ``args``), or an ONNX export when ``onnx``."""
+    """The model at ``path`` (``--trust-pickle`` and ``--runtime`` from ``args``); an ONNX export when ``onnx``."""
     if str(path).lower().endswith(".onnx"):
         if not onnx:
             raise CommandError(f"{path} is an ONNX export: '{args.command}' needs the model file "
                                "that 'skcovid train' or save_model wrote.")
         return load_onnx(path)
+    if getattr(args, "runtime", "torch") == "onnx":
+        cached = cache_path(path)
+        if not cached.is_file():
+            log(args, f"exporting {path} to ONNX once, into {cached}")
+        return load_model(path, trusted=args.trust_pickle, runtime="onnx")
     return load_model(path, trusted=args.trust_pickle)
 
 

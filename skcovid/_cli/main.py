@@ -150,6 +150,10 @@ def build_parser(only=None):
     sub.add_argument("model", metavar="MODEL", help=MODEL_HELP)
     sub.add_argument("inputs", nargs="+", metavar="IMAGE_SERIES_OR_DIR")
     sub.add_argument("--csv", default=None, metavar="FILE", help="write the predictions here")
+    sub.add_argument("--runtime", choices=("torch", "onnx"), default="torch",
+                     help="run a saved model with PyTorch, or with ONNX Runtime: exported on first use into a "
+                          "cache keyed by the file's content ($SKCOVID_CACHE, else ~/.cache/skcovid), "
+                          "probabilities within 1e-4 of PyTorch's (default: %(default)s)")
     sub.set_defaults(run="predict")
 
     sub = command("explain", "Grad-CAM heatmaps of where the model looks",

@@ -10,6 +10,7 @@ import os
 
 import numpy as np
 
+from skcovid._core.parallel import ordered_map
 from skcovid._decision.decide import decide
 from skcovid._imaging.medical import is_medical, read_hu
 from skcovid._imaging.raster import array_to_gray, as_paths, read_gray
@@ -60,15 +61,16 @@ def model_input(item, window, input_units):
 def model_inputs(X, window, input_units):
     """Each image of ``X`` as :func:`model_input` gives it, one at a time.
 
-    Paths are read with skcovid's readers; arrays, ``(n, H, W)`` or a list of
+    Paths are read with skcovid's readers (a few ahead, in threads:
+    :func:`skcovid._core.parallel.ordered_map`); arrays, ``(n, H, W)`` or a list of
     ``(H, W)``, are taken in the network's input units (grey intensities:
     ``uint8`` and ``uint16`` scaled to ``[0, 1]`` as :func:`skcovid.datasets`
     reads arrays; HU: as given).
     """
     paths = as_paths(X)
     if paths is not None:
-        for path in paths:
-            yield model_input(path, window, input_units)
+        # Decoded a few files ahead in threads, in order, while the network runs.
+        yield from ordered_map(lambda path: model_input(path, window, input_units), paths)
         return
     for image in X:
         image = np.asarray(image)
