@@ -63,8 +63,6 @@ def write_ct(path, hu=None, *, signed=False, photometric="MONOCHROME2", iop=(1, 
     else:
         stored, ds.RescaleIntercept = (hu.astype(np.int32) + 1024).astype(np.uint16), -1024
     ds.RescaleSlope = 1
-    if photometric == "MONOCHROME1":
-        stored = (2 ** 16 - 1 - stored).astype(np.uint16)
     if frames:
         stored = np.stack([stored] * frames)
     ds.set_pixel_data(stored, photometric, 16)
@@ -75,6 +73,7 @@ def write_ct(path, hu=None, *, signed=False, photometric="MONOCHROME2", iop=(1, 
 # -- reading one slice ---------------------------------------------------------------------------------------
 
 def test_unsigned_signed_and_monochrome1_give_the_same_hu(tmp_path):
+    """MONOCHROME1 is a display rule (lowest value white): the rescale gives HU from the stored values as they are."""
     hu = hu_image()
     for name, kwargs in {"u": {}, "s": {"signed": True}, "m1": {"photometric": "MONOCHROME1"}}.items():
         out = read_hu(write_ct(tmp_path / f"{name}.dcm", hu, **kwargs))

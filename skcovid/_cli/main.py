@@ -12,7 +12,8 @@ import sys
 from skcovid._cli.options import MODEL_OPTIONS, add_model_options, add_option
 from skcovid._version import __version__
 
-_EPILOG = "Run 'skcovid COMMAND --help' for a command's options. Set SKCOVID_DEBUG=1 for tracebacks."
+_EPILOG = ("Run 'skcovid COMMAND --help' for a command's options. Errors are one line; --debug (or "
+           "SKCOVID_DEBUG=1) shows their tracebacks.")
 
 
 
@@ -64,6 +65,8 @@ def build_parser(only=None):
     def command(name, help_text, description):
         sub = commands.add_parser(name, help=help_text, description=description)
         sub.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+        sub.add_argument("--debug", action="store_true",
+                         help="show the Python traceback of an error (as SKCOVID_DEBUG=1 does)")
         if name in ("train", "evaluate", "compare"):
             sub.add_argument("--skip-unreadable", action="store_true",
                              help="leave out files that are not usable images, with a warning "
@@ -201,12 +204,28 @@ def main(argv=None):
     except KeyboardInterrupt:
         print(f"skcovid {args.command}: interrupted", file=sys.stderr)
         return 130
-    except (CommandError, ValueError, TypeError, OSError, ImportError, RuntimeError) as exc:
-        if os.environ.get("SKCOVID_DEBUG"):
+    except Exception as exc:  # every error is one line; --debug (or SKCOVID_DEBUG=1) shows the traceback
+        if args.debug or os.environ.get("SKCOVID_DEBUG"):
             raise
-        print(f"skcovid {args.command}: error: {exc}", file=sys.stderr)
+        print(f"skcovid {args.command}: error: {one_line(exc)}", file=sys.stderr)
         return 1
     return 0
+
+
+def one_line(exc):
+    """An exception as one line: its message, or its type where the message says nothing by itself.
+
+    A :class:`CommandError` is the command's own message, as it wrote it (a list of files, say).
+    """
+    if isinstance(exc, CommandError):
+        return str(exc)
+    if isinstance(exc, (ValueError, TypeError, OSError, ImportError, RuntimeError)) and str(exc):
+        text = str(exc)
+    elif isinstance(exc, MemoryError):
+        text = "out of memory (MemoryError); the input is larger than this machine can hold"
+    else:
+        text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return " ".join(text.split())
 
 
 if __name__ == "__main__":

@@ -12,10 +12,19 @@ from sklearn.base import _fit_context
 from sklearn.utils._param_validation import HasMethods, Interval, InvalidParameterError, StrOptions
 
 __all__ = ["HasMethods", "Interval", "InvalidParameterError", "Satisfies", "StrOptions", "channel_groups",
-           "fit_context"]
+           "fit_context", "validate_parameters"]
 
 #: ``sklearn.base._fit_context``: parameter validation at the start of ``fit``.
 fit_context = _fit_context
+
+
+def validate_parameters(estimator):
+    """Check an estimator's parameters against its ``_parameter_constraints``, as ``fit`` does.
+
+    scikit-learn's ``BaseEstimator._validate_params``: raises
+    ``InvalidParameterError`` (a ``ValueError``) naming the parameter.
+    """
+    estimator._validate_params()
 
 
 def channel_groups(pruner, group):

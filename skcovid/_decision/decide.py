@@ -47,3 +47,7 @@ def decide(proba, classes, threshold, pos_label):
         return classes[np.argmax(proba, axis=1)]
     column = list(classes).index(pos_label)
     return np.where(proba[:, column] >= threshold, classes[column], classes[1 - column])
+
+
+#: The ways slice probabilities become a patient's.
+AGGREGATIONS = ("mean", "max", "topk", "fraction")

@@ -6,9 +6,6 @@ from sklearn.utils.validation import check_consistent_length, column_or_1d
 from skcovid._core.estimator import first_member, owner
 from skcovid._core.labels import negative_class
 
-#: The ways slice probabilities become a patient's.
-AGGREGATIONS = ("mean", "max", "topk", "fraction")
-
 
 def check_groups(groups, n_samples):
     """``groups`` as a 1-D object array of ``n_samples`` patient ids, or an error saying what is wrong."""

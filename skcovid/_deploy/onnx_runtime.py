@@ -11,10 +11,11 @@ import os
 import numpy as np
 
 from skcovid._core.parallel import ordered_map
-from skcovid._decision.decide import decide
+from skcovid._decision.decide import AGGREGATIONS, decide
+from skcovid._deploy.limits import check_classes, check_decision, check_image_size
 from skcovid._imaging.medical import is_medical, read_hu
 from skcovid._imaging.raster import array_to_gray, as_paths, read_gray
-from skcovid._imaging.window import read_windowed, window_bounds
+from skcovid._imaging.window import is_window, read_windowed, window_bounds
 
 #: The ONNX metadata key under which :func:`skcovid.export` stores its JSON.
 METADATA_KEY = "skcovid"
@@ -166,7 +167,12 @@ class OnnxClassifier:
         run()
         if not out:
             return np.empty((0, len(self.classes_)), dtype=np.float32)
-        return np.concatenate(out)
+        proba = np.concatenate(out)
+        bad = np.flatnonzero(~np.all(np.isfinite(proba), axis=1))
+        if len(bad):
+            raise ValueError(f"{self.path!r} gave probabilities that are not finite numbers for {len(bad)} of "
+                             f"{len(proba)} images (the first: image {bad[0]}); no label is given from them.")
+        return proba
 
     def predict(self, X):
         """The class of each image: the most probable, or as ``threshold_`` decides.
@@ -233,4 +239,40 @@ def load_onnx(path, *, n_threads=None, providers=None):
     if text is None:
         raise ValueError(f"{path!r} is an ONNX model but not one skcovid exported (it has no "
                          f"'{METADATA_KEY}' metadata naming its classes and input).")
-    return OnnxClassifier(session, json.loads(text), path)
+    return OnnxClassifier(session, _checked_metadata(text, session, path), path)
+
+
+def _checked_metadata(text, session, path):
+    """The file's ``skcovid`` metadata, refused with the field named unless a prediction can trust it."""
+    try:
+        metadata = json.loads(text)
+    except ValueError as exc:
+        raise ValueError(f"{path!r}: its '{METADATA_KEY}' metadata is not JSON ({exc}).") from exc
+    if not isinstance(metadata, dict):
+        raise ValueError(f"{path!r}: its '{METADATA_KEY}' metadata is a {type(metadata).__name__}, not an object.")
+    missing = [key for key in ("classes", "image_size", "window", "input_units") if key not in metadata]
+    if missing:
+        raise ValueError(f"{path!r}: its '{METADATA_KEY}' metadata lacks {missing}.")
+    try:
+        outputs = session.get_outputs()[0].shape
+        n_outputs = outputs[-1] if outputs and isinstance(outputs[-1], int) else None
+        check_classes(metadata["classes"], n_outputs, "classes")
+        check_image_size(metadata["image_size"], "image_size")
+        window = _as_window(metadata["window"])
+        if not is_window(window):
+            raise ValueError(f"window is {metadata['window']!r}: not a window skcovid knows")
+        units = metadata["input_units"]
+        if units not in ("gray", "HU") or (units == "HU") != (window is not None):
+            raise ValueError(f"input_units is {units!r} for window {metadata['window']!r}: a model with a window "
+                             "takes 'HU', one without takes 'gray'")
+        check_decision(metadata["classes"], temperature=metadata.get("temperature"),
+                       threshold=metadata.get("threshold"), pos_label=metadata.get("pos_label"), where="")
+        aggregation = metadata.get("patient_aggregation", {})
+        if not isinstance(aggregation, dict) or aggregation.get("method", "mean") not in AGGREGATIONS:
+            raise ValueError(f"patient_aggregation is {aggregation!r}: the method must be one of {AGGREGATIONS}")
+    except (TypeError, KeyError) as exc:
+        raise ValueError(f"{path!r}: its '{METADATA_KEY}' metadata is malformed "
+                         f"({type(exc).__name__}: {exc}).") from exc
+    except ValueError as exc:
+        raise ValueError(f"{path!r}: its '{METADATA_KEY}' metadata is refused: {exc}.") from exc
+    return metadata

@@ -17,8 +17,19 @@ from skorch.utils import get_map_location
 from torch import nn
 from torch.utils.data import DataLoader
 
+from skcovid._core.compat import validate_parameters
 from skcovid._core.estimator import without_retired
 from skcovid._core.files import jsonable
+from skcovid._deploy.limits import (
+    MAX_BATCH_SIZE,
+    MAX_CLASSES,
+    MAX_HEAD_UNITS,
+    check_array_spec,
+    check_classes,
+    check_decision,
+    check_image_size,
+    is_count,
+)
 from skcovid._engine.net import OPTIMIZERS, SkorchNet
 from skcovid._estimators.classifier import TransferCNNClassifier
 from skcovid._estimators.pruned import PrunedCNNClassifier
@@ -42,6 +53,10 @@ _NET_PREFIXES = ("iterator_train__", "iterator_valid__", "optimizer__", "criteri
 #: split, the feature cache (a joblib store of pickles: never read for a file) and the training loss (None).
 _NET_NOT_STORED = frozenset({"module", "callbacks", "train_split", "feature_cache", "training_loss",
                              "_params_to_validate"})
+#: The values a loaded net takes for the skorch settings skcovid never changes, whatever a file says: a file
+#: neither compiles code, nor replaces the output nonlinearity, nor sets the loaders (workers, samplers).
+_NET_FIXED = {"predict_nonlinearity": "auto", "compile": False, "use_caching": "auto", "torch_load_kwargs": None}
+_NET_LOADER_SETTINGS = ("num_workers", "pin_memory", "persistent_workers", "shuffle")
 #: Classifier parameters of this process or machine, stored as None.
 _NOT_STORED = ("accelerator", "memory")
 _TAGS = ("__tuple__", "__dict__", "__ndarray__", "__optimizer__", "__tensor__", "__estimator__")
@@ -110,6 +125,11 @@ def decode(value, tensors):
     dtype = np.dtype(value["dtype"])
     if dtype.kind not in "biufUO":
         raise ValueError(f"unsupported array dtype {dtype}")
+    if not isinstance(body, list):
+        raise ValueError("an array's items must be a list")
+    flat = body if dtype.kind == "O" else np.asarray(body, dtype=object).ravel() if body else []
+    check_array_spec(dtype, value.get("shape", [len(body)]) if dtype.kind != "O" else [len(body)], len(flat),
+                     "an array")
     if dtype.kind == "O":
         array = np.empty(len(body), dtype=object)
         for i, item in enumerate(body):
@@ -181,14 +201,52 @@ def build_estimator(spec, tensors):
     unknown = set(params) - set(inspect.signature(cls).parameters)
     if unknown:
         raise ValueError(f"{cls.__name__} has no parameters {sorted(unknown)} in this skcovid version")
+    if cls is TransferCNNClassifier:
+        params = {**params, **{key: None for key in _NOT_STORED}}  # settings of the machine that trained
+        _check_classifier_params(params)
     estimator = cls(**params)
+    validate_parameters(estimator)  # the estimator's own _parameter_constraints, as fit would check them
     for key, value in spec.get("attributes", {}).items():
         if not (key.isidentifier() and key.endswith("_") and not key.startswith("_")):
             raise ValueError(f"{key!r} is not a fitted attribute")
         setattr(estimator, key, decode(value, tensors))
     if "network" in spec:
         estimator.net_ = _rebuild_network(spec["network"], tensors)
+    _check_fitted(estimator, spec)
     return estimator
+
+
+def _check_classifier_params(params):
+    """Bounds on the sizes a classifier's parameters declare, before anything is built from them."""
+    check_image_size(params.get("image_size"), "image_size")
+    widths = params.get("hidden_units", ())
+    if not isinstance(widths, (list, tuple)) or not all(is_count(w) for w in widths) or sum(widths) > MAX_HEAD_UNITS:
+        raise ValueError(f"hidden_units is {widths!r}: expected whole numbers >= 1, at most {MAX_HEAD_UNITS} in all")
+    if not is_count(params.get("batch_size"), 1, MAX_BATCH_SIZE):
+        raise ValueError(f"batch_size is {params.get('batch_size')!r}: expected 1 to {MAX_BATCH_SIZE}")
+
+
+def _check_fitted(estimator, spec):
+    """The fitted attributes a prediction reads must be what fit would have set."""
+    classes = getattr(estimator, "classes_", None)
+    if classes is None:
+        return
+    if isinstance(estimator, TransferCNNClassifier) and "network" in spec:
+        arch = spec["network"]["module"]
+        described = {"backbone": estimator.backbone, "image_size": estimator.image_size,
+                     "hidden_units": list(estimator.hidden_units), "pooling": estimator.pooling}
+        wrong = sorted(key for key, value in described.items() if arch.get(key) != value)
+        if wrong:
+            raise ValueError(f"the parameters {wrong} do not describe the stored network "
+                             f"({ {key: arch.get(key) for key in wrong} })")
+        check_classes(classes, int(arch["n_classes"]), "classes_")
+        check_decision(classes, temperature=getattr(estimator, "temperature_", None),
+                       threshold=getattr(estimator, "threshold_", None),
+                       pos_label=getattr(estimator, "pos_label_", None), where="the fitted ")
+    owner = getattr(estimator, "estimator_", None)
+    if owner is not None and np.asarray(owner.classes_).tolist() != np.asarray(classes).tolist():
+        raise ValueError(f"classes_ {np.asarray(classes).tolist()!r} are not those of estimator_, "
+                         f"{np.asarray(owner.classes_).tolist()!r}")
 
 
 # ----------------------------------------------------------------- network
@@ -211,6 +269,31 @@ def _architecture(classifier, module):
         "mean": module.input.mean.flatten().tolist(), "std": module.input.std.flatten().tolist(),
         "frozen_stages": list(module.frozen_stages),
     }
+
+
+def _check_architecture(arch, dense, packed):
+    """Refuse an architecture whose sizes are out of bounds or whose head the file's tensors do not hold."""
+    check_image_size(arch.get("image_size"), "network.module.image_size")
+    widths = arch.get("hidden_units")
+    n_features, n_classes = arch.get("n_features"), arch.get("n_classes")
+    if (not is_count(n_features) or not is_count(n_classes, 2, MAX_CLASSES) or not isinstance(widths, list)
+            or not all(is_count(w) for w in widths) or sum(widths) > MAX_HEAD_UNITS):
+        raise ValueError(f"network.module declares a head of {n_features!r} features, hidden units {widths!r} and "
+                         f"{n_classes!r} classes: out of bounds")
+    sizes = [n_features, *widths, n_classes]
+    expected = sum((a + 1) * b for a, b in zip(sizes, sizes[1:]))
+    stored = sum(t.numel() for name, t in dense.items() if name.startswith("head."))
+    stored += sum(int(np.prod(p["shape"], dtype=np.float64)) for name, p in packed.items() if name.startswith("head."))
+    if stored != expected:
+        raise ValueError(f"network.module declares a head of {expected:,} parameters; the file holds {stored:,}")
+    for name, p in packed.items():
+        shape = p["shape"]
+        if not isinstance(shape, list) or not all(is_count(n, 0) for n in shape):
+            raise ValueError(f"network.module.sparse.{name} has shape {shape!r}")
+        n = int(np.prod(shape, dtype=np.float64))
+        if p["bits"].numel() != (n + 7) // 8 or p["values"].numel() > n or not p["values"].is_floating_point():
+            raise ValueError(f"network.module.sparse.{name}: {n:,} entries, but {p['bits'].numel():,} bytes of "
+                             f"mask and {p['values'].numel():,} {p['values'].dtype} values")
 
 
 def _skeleton(arch):
@@ -265,10 +348,16 @@ def _restore_module(module, arch, dense, packed):
     if set(state) != set(shapes):
         raise ValueError(f"the stored tensors do not fit the network: missing {sorted(set(state) - set(shapes))[:5]}, "
                          f"unexpected {sorted(set(shapes) - set(state))[:5]}")
+    for name, tensor in dense.items():
+        if tensor.is_floating_point() != state[name].is_floating_point():
+            raise ValueError(f"the stored tensor {name!r} is {tensor.dtype}, the network's is {state[name].dtype}")
     for name, shape in shapes.items():
         current = state[name]
         if tuple(current.shape) != shape:  # a layer that structural pruning narrowed
             owner, _, leaf = name.rpartition(".")
+            if owner not in arch["layers"]:
+                raise ValueError(f"the stored tensor {name!r} has shape {shape}, not {tuple(current.shape)}, but the "
+                                 f"file declares no pruning of layer {owner!r}")
             empty = torch.empty(shape, dtype=current.dtype)
             if isinstance(current, nn.Parameter):
                 empty = nn.Parameter(empty, requires_grad=current.requires_grad)
@@ -280,7 +369,7 @@ def _restore_module(module, arch, dense, packed):
     frozen = set(arch["frozen_parameters"])
     for name, param in module.named_parameters():
         param.requires_grad_(name not in frozen)
-    module.train(bool(arch["training"]))
+    module.eval()  # a loaded network predicts; inference never changes its training flag
     return module
 
 
@@ -364,12 +453,22 @@ def _rebuild_network(spec, tensors):
     packed = {name: {"shape": shape, "bits": tensors[f"{sparse_prefix}{name}.bits"],
                      "values": tensors[f"{sparse_prefix}{name}.values"]}
               for name, shape in arch["sparse"].items()}
+    _check_architecture(arch, dense, packed)
     module = _restore_module(_skeleton(arch), arch, dense, packed)
     params = {}
     for key, value in spec["net"]["params"].items():
         if key not in _NET_PARAMS and not key.startswith(_NET_PREFIXES):
             raise ValueError(f"unknown net parameter {key!r}")
+        if key.startswith(("iterator_train__", "iterator_valid__")):
+            if key.split("__", 1)[1] not in _NET_LOADER_SETTINGS:
+                raise ValueError(f"net parameter {key!r} is not one skcovid sets")
+            continue  # loaders of the machine that trained: a loaded net predicts without workers
         params[key] = decode(value, tensors)
+    for key, fixed in _NET_FIXED.items():
+        if key in params and params[key] != fixed:
+            raise ValueError(f"net parameter {key}={params[key]!r}: skcovid's nets use {fixed!r}")
+    if not is_count(params.get("batch_size", 1), 1, MAX_BATCH_SIZE):
+        raise ValueError(f"net parameter batch_size={params.get('batch_size')!r}: expected 1 to {MAX_BATCH_SIZE}")
     device = params.get("device")
     if device is not None and get_map_location(device).type != torch.device(device).type:
         params["device"] = "cpu"  # as skorch loads a CUDA net's pickle without CUDA (with a DeviceWarning)

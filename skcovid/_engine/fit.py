@@ -247,6 +247,9 @@ def fit_network(build_module, images, y, y_encoded, classes, settings, *, groups
         net = rebuilt_net(net, module, **net_kwargs, **predict_kwargs,
                           feature_cache=feature_cache(settings) if precompute else None)
     recalibrate_batchnorm(net.module_, images, train_idx, settings, device)
+    # A fitted network is in eval mode: inference then never changes its training flag, which threads
+    # predicting with one model at once would otherwise flip under each other.
+    net.module_.eval()
     return FittedNetwork(net, history_records(net.history), train_idx)
 
 

@@ -409,6 +409,19 @@ def phased_scheduler(optimizer, *, kind, peak_lr, phase_epochs, batches_per_epoc
     return SequentialLR(optimizer, phases, milestones)
 
 
+class FiniteLoss(Callback):
+    """Stop training with a clear error when a batch's loss is NaN or infinite (it never recovers from one)."""
+
+    def on_batch_end(self, net, batch=None, training=None, **kwargs):
+        loss = kwargs.get("loss")
+        if training and loss is not None and not bool(torch.isfinite(torch.as_tensor(loss)).all()):
+            epoch, value = len(net.history), float(torch.as_tensor(loss).detach())
+            raise FloatingPointError(
+                f"The training loss became {value} in epoch {epoch}: a learning rate too high "
+                f"(lr={net.lr}), or images or weights holding NaN or infinity. Training stopped; no model "
+                "was fitted.")
+
+
 def training_callbacks(*, lr, lr_schedule, max_epochs, batches_per_epoch, early_stopping,
                        has_validation, verbose, head_epochs=0):
     """The callbacks an estimator's hyperparameters ask for.
@@ -432,7 +445,8 @@ def training_callbacks(*, lr, lr_schedule, max_epochs, batches_per_epoch, early_
     -------
     callbacks : list of (str, Callback)
     """
-    callbacks = [("train_acc", TrainAccuracy()), ("release_freed_memory", ReleaseFreedMemory())]
+    callbacks = [("train_acc", TrainAccuracy()), ("release_freed_memory", ReleaseFreedMemory()),
+                 ("finite_loss", FiniteLoss())]
     if head_epochs:
         callbacks.append(("head_first", HeadFirst(head_epochs)))
     if lr_schedule is not None:

@@ -16,6 +16,18 @@ from skcovid._engine import inference
 from skcovid._engine.data import check_images
 
 
+def check_finite_proba(proba, images):
+    """``proba``, or an error naming the images whose probabilities are not finite (never a label from NaN)."""
+    bad = np.flatnonzero(~np.all(np.isfinite(proba), axis=1))
+    if len(bad):
+        paths = getattr(images, "paths", None)
+        first = f"image {bad[0]}" if paths is None else repr(str(paths[bad[0]]))
+        raise ValueError(f"The network gave probabilities that are not finite numbers for {len(bad)} of "
+                         f"{len(proba)} images (the first: {first}); its weights or these inputs hold NaN or "
+                         "infinity, and no label is given from them.")
+    return proba
+
+
 class BaseCNNClassifier(ClassifierMixin, BaseEstimator):
     """Targets, prediction and scoring of a classifier that owns a fitted skorch net.
 
@@ -83,7 +95,7 @@ class BaseCNNClassifier(ClassifierMixin, BaseEstimator):
         owner = owner_of(self)
         proba = inference.predict_proba(owner.net_, images, image_size=owner.image_size,
                                         batch_size=owner.batch_size, tta=owner.tta)
-        return scale(proba, getattr(owner, "temperature_", 1.0))
+        return check_finite_proba(scale(proba, getattr(owner, "temperature_", 1.0)), images)
 
     def _fit_decision(self, owner, images, y_encoded, valid_idx):
         """Fit ``owner``'s temperature and threshold on the validation images ``valid_idx``."""

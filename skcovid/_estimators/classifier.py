@@ -7,8 +7,8 @@ import numpy as np
 import torch
 
 from skcovid._core.compat import HasMethods, Interval, Satisfies, StrOptions, fit_context
+from skcovid._decision.decide import AGGREGATIONS
 from skcovid._decision.fit import validation_check
-from skcovid._decision.patients import AGGREGATIONS
 from skcovid._engine.fit import fit_network
 from skcovid._engine.net import LR_SCHEDULES, OPTIMIZERS, PRECISIONS, resolve_device
 from skcovid._engine.settings import TrainingSettings

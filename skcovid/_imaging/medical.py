@@ -24,6 +24,8 @@ MEDICAL_EXTENSIONS = (".dcm", ".dicom", ".nii", ".nii.gz")
 PATIENT_SALT = "skcovid-patient-v1"
 
 _INSTALL = 'pip install "skcovid[dicom]"'
+#: The most pixels a slice may declare before it is decoded (64 Mpixel: 8192 x 8192), see :func:`max_pixels`.
+MAX_PIXELS = 2**26
 _NOT_IMAGES = ("SR", "RTSTRUCT", "PR", "KO", "SEG")  # DICOM modalities that are not CT slices
 _REFERENCE = re.compile(r"^(?P<path>.+\.nii(?:\.gz)?)#(?P<k>[^#/\\]*)$", re.IGNORECASE)
 # (row target, column target) in LPS for a slice whose normal is mostly along x, y or z.
@@ -185,9 +187,50 @@ def _check_slice(ds, path):
     return photometric
 
 
+def max_pixels():
+    """The most pixels a slice may declare: ``$SKCOVID_MAX_PIXELS``, else :data:`MAX_PIXELS`.
+
+    Checked against the header before any pixel data is decompressed, so that
+    a small file declaring a huge image cannot take the memory.
+    """
+    value = os.environ.get("SKCOVID_MAX_PIXELS")
+    if not value:
+        return MAX_PIXELS
+    try:
+        return max(1, int(value))
+    except ValueError:
+        raise ValueError(f"SKCOVID_MAX_PIXELS must be a whole number; got {value!r}.") from None
+
+
+def _check_size(shape, path, what):
+    """Refuse a slice of ``shape`` (from a header) with no pixel or more than :func:`max_pixels`."""
+    n = int(np.prod(shape, dtype=np.float64)) if len(shape) else 0
+    if n < 1 or any(int(d) < 1 for d in shape):
+        raise ValueError(f"{what} {path!r} declares an image of shape {tuple(int(d) for d in shape)}: no pixels.")
+    if n > max_pixels():
+        raise ValueError(f"{what} {path!r} declares {' x '.join(str(int(d)) for d in shape)} = {n:,} pixels, more "
+                         f"than skcovid reads ({max_pixels():,}; set SKCOVID_MAX_PIXELS to allow more).")
+
+
+def _rescale(ds, path):
+    """Rescale Slope and Intercept, refused unless finite (and a non-zero slope); a CT without them warns."""
+    slope, intercept = _number(ds, "RescaleSlope", None), _number(ds, "RescaleIntercept", None)
+    if slope is None and intercept is None and str(ds.get("Modality", "")).upper() == "CT":
+        warnings.warn(f"CT slice {path!r} has no Rescale Slope or Intercept: its stored values are read as "
+                      "Hounsfield units unchanged, which they rarely are.", UserWarning, stacklevel=4)
+    slope = 1.0 if slope is None else slope
+    intercept = 0.0 if intercept is None else intercept
+    if not np.isfinite(slope) or slope == 0 or not np.isfinite(intercept):
+        raise ValueError(f"DICOM file {path!r} has Rescale Slope {slope} and Intercept {intercept}: Hounsfield units "
+                         "need a finite, non-zero slope and a finite intercept.")
+    return slope, intercept
+
+
 def _read_dicom(path):
     ds = _dcmread(path)
-    photometric = _check_slice(ds, path)
+    _check_slice(ds, path)
+    _check_size((_number(ds, "Rows", 0), _number(ds, "Columns", 0)), path, "DICOM file")
+    slope, intercept = _rescale(ds, path)
     syntax = getattr(ds, "file_meta", {}).get("TransferSyntaxUID")
     try:
         stored = np.asarray(ds.pixel_array)
@@ -201,18 +244,24 @@ def _read_dicom(path):
                 f"decodes it; {_INSTALL} installs pylibjpeg, pylibjpeg-libjpeg and pylibjpeg-openjpeg "
                 f"(pydicom: {exc})") from exc
         raise ValueError(f"Cannot decode the pixels of DICOM file {path!r}: {exc}") from exc
-    values = stored.astype(np.float64)
-    if photometric == "MONOCHROME1":
-        bits = int(_number(ds, "BitsStored", 8 * stored.dtype.itemsize))
-        signed = int(_number(ds, "PixelRepresentation", 0)) == 1
-        values = (-1 if signed else 2 ** bits - 1) - values  # lowest + highest possible stored value
-    hu = (values * _number(ds, "RescaleSlope", 1.0) + _number(ds, "RescaleIntercept", 0.0)).astype(np.float32)
+    # The Modality LUT (rescale) gives HU from the stored values whatever the Photometric Interpretation:
+    # MONOCHROME1 only says how to display them (the lowest value white).
+    hu = (stored.astype(np.float64) * slope + intercept).astype(np.float32)
+    _check_finite(hu, path, "DICOM file")
     iop = ds.get("ImageOrientationPatient")
     if iop is None or len(iop) != 6:
         return hu  # orientation unknown: kept as stored
     iop = [float(v) for v in iop]
     # pixel_array[r, c]: c runs along the row cosine iop[:3], r along the column cosine iop[3:].
     return _to_display(hu, (iop[3:], iop[:3]))
+
+
+def _check_finite(values, path, what):
+    """Refuse NaN or infinite values: they would become a diagnosis."""
+    if not np.all(np.isfinite(values)):
+        bad = int(np.size(values) - np.count_nonzero(np.isfinite(values)))
+        raise ValueError(f"{what} {path!r} holds {bad} values that are not finite numbers (NaN or infinity); "
+                         "Hounsfield units must be finite.")
 
 
 def _to_display(array, axis_directions):
@@ -248,6 +297,8 @@ def _load_nifti(path):
     except Exception as exc:
         raise ValueError(f"Cannot read NIfTI file {path!r}: {exc}") from exc
     shape = img.shape
+    if len(shape) >= 2:
+        _check_size(shape[:2], path, "NIfTI file")
     if len(shape) < 2 or any(n > 1 for n in shape[3:]):
         raise ValueError(f"NIfTI file {path!r} has shape {shape}: skcovid reads 2-D or 3-D volumes, not "
                          "4-D ones (one volume per file).")
@@ -268,6 +319,7 @@ def _read_nifti(path, k):
         data = np.asarray(img.dataobj[index], dtype=np.float32)
     except Exception as exc:
         raise ValueError(f"Cannot read slice {k} of NIfTI file {path!r}: {exc}") from exc
+    _check_finite(data, f"{path}#{k}", "NIfTI slice")
     lps = np.diag([-1.0, -1.0, 1.0]) @ np.asarray(img.affine, dtype=np.float64)[:3, :3]  # RAS -> LPS
     return _to_display(data, (lps[:, 0], lps[:, 1]))
 

@@ -1,0 +1,250 @@
+"""Crafted and careless inputs: each is refused with an error naming the file and the field, never a silent
+wrong answer, a traceback or a memory blow-up (the cases of issue 27 fixed so far)."""
+
+import json
+import threading
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load, save
+from skorch.callbacks import Callback
+
+from skcovid import TransferCNNClassifier, load_model, save_model
+from skcovid._cli.main import main
+from skcovid._deploy.modelfile import read_header
+from skcovid._imaging.medical import read_hu
+
+from conftest import FAST, write_dicom
+
+
+@pytest.fixture(scope="module")
+def fitted(images):
+    X, y = images
+    return TransferCNNClassifier(**{**FAST, "max_epochs": 2, "validation_fraction": 0.25,
+                                    "calibration": "temperature"}).fit(X, y)
+
+
+@pytest.fixture(scope="module")
+def model_file(fitted, tmp_path_factory):
+    return save_model(fitted, tmp_path_factory.mktemp("model") / "model.skcovid")
+
+
+def _rewrite(source, target, edit):
+    """A copy of a safe model file whose JSON document (and tensors) ``edit(document, tensors)`` changed."""
+    data = source.read_bytes()
+    document = json.loads(read_header(data)["__metadata__"]["skcovid"])
+    tensors = load(data)
+    edit(document, tensors)
+    target.write_bytes(save(tensors, metadata={"skcovid": json.dumps(document)}))
+    return target
+
+
+def _set_attribute(name, value):
+    def edit(document, tensors):
+        document["estimator"]["attributes"][name] = value
+    return edit
+
+
+def _set_param(name, value):
+    def edit(document, tensors):
+        document["estimator"]["params"][name] = value
+    return edit
+
+
+def _set_net_param(name, value):
+    def edit(document, tensors):
+        document["estimator"]["network"]["net"]["params"][name] = value
+    return edit
+
+
+def _set_module(name, value):
+    def edit(document, tensors):
+        document["estimator"]["network"]["module"][name] = value
+    return edit
+
+
+def _int_head(document, tensors):
+    name = next(k for k in tensors if ".module.head." in k and k.endswith(".weight"))
+    tensors[name] = tensors[name].to(torch.int64)
+
+
+@pytest.mark.parametrize("edit, field", [
+    (_set_attribute("temperature_", 0), "temperature"),
+    (_set_attribute("temperature_", -1), "temperature"),
+    (_set_attribute("threshold_", float("nan")), "threshold"),
+    (_set_attribute("classes_", {"__ndarray__": ["COVID", "COVID"], "dtype": "|O", "shape": [2]}), "duplicates"),
+    (_set_attribute("classes_", {"__ndarray__": ["a", "b", "c"], "dtype": "|O", "shape": [3]}), "3 classes"),
+    (_set_param("image_size", 40000), "image_size"),
+    (_set_param("hidden_units", [20000, 20000]), "hidden_units"),
+    (_set_param("patient_aggregation", "os.system"), "patient_aggregation"),
+    (_set_param("window", [0, 0]), "window"),
+    (_set_net_param("predict_nonlinearity", None), "predict_nonlinearity"),
+    (_set_net_param("compile", True), "compile"),
+    (_set_net_param("iterator_valid__sampler", "x"), "iterator_valid__sampler"),
+    (_set_module("hidden_units", [20000, 20000]), "head"),
+    (_set_module("image_size", 40000), "image_size"),
+    (_int_head, "int64"),
+])
+def test_crafted_values_are_refused_naming_the_file(model_file, tmp_path, edit, field):
+    crafted = _rewrite(model_file, tmp_path / "crafted.skcovid", edit)
+    with pytest.raises(ValueError, match=rf"crafted\.skcovid.*{field}"):
+        load_model(crafted)
+
+
+def test_an_array_declaring_huge_items_is_refused_before_allocation(model_file, tmp_path):
+    huge = {"__ndarray__": ["COVID", "non-COVID"], "dtype": "<U400000000", "shape": [2]}
+    crafted = _rewrite(model_file, tmp_path / "huge.skcovid", _set_attribute("classes_", huge))
+    with pytest.raises(ValueError, match=r"huge\.skcovid.*array items of 1600000000 bytes"):
+        load_model(crafted)
+
+
+def test_machine_settings_in_a_file_are_not_kept(model_file, tmp_path):
+    crafted = _rewrite(model_file, tmp_path / "memory.skcovid", _set_param("memory", str(tmp_path / "cache")))
+    assert load_model(crafted).memory is None
+
+
+def test_a_loaded_or_fitted_network_is_in_eval_mode_and_threads_agree(fitted, model_file, images):
+    X, _ = images
+    assert fitted.net_.module_.training is False
+    loaded = load_model(model_file)
+    assert loaded.net_.module_.training is False
+    expected = loaded.predict_proba(X)
+    results = [None] * 4
+
+    def work(i):
+        results[i] = [loaded.predict_proba(X) for _ in range(5)]
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert all(np.array_equal(p, expected) for result in results for p in result)
+    assert loaded.net_.module_.training is False
+
+
+def test_nan_weights_never_become_a_label(fitted, images):
+    X, _ = images
+    broken = TransferCNNClassifier(**{**FAST, "max_epochs": 1}).fit(*images)
+    with torch.no_grad():
+        next(broken.net_.module_.head.parameters()).fill_(float("nan"))
+    with pytest.raises(ValueError, match="not finite numbers for 24 of 24 images"):
+        broken.predict(X)
+
+
+class _Poison(Callback):
+    """Turns a weight to NaN when the second epoch begins."""
+
+    def on_epoch_begin(self, net, **kwargs):
+        if len(net.history) == 2:
+            with torch.no_grad():
+                next(net.module_.parameters()).fill_(float("nan"))
+
+
+def test_fit_stops_when_the_loss_stops_being_finite(images):
+    with pytest.raises(FloatingPointError, match="training loss became nan in epoch 2"):
+        TransferCNNClassifier(**{**FAST, "max_epochs": 3, "callbacks": [_Poison()]}).fit(*images)
+
+
+def test_rescale_and_pixels_that_cannot_be_hounsfield_units(tmp_path):
+    pydicom = pytest.importorskip("pydicom")
+    hu = np.full((8, 8), 40)
+    for slope in (0, float("nan"), float("inf")):
+        path = write_dicom(tmp_path / f"slope-{slope}.dcm", hu)
+        ds = pydicom.dcmread(path)
+        ds.RescaleSlope = slope
+        ds.save_as(path)
+        with pytest.raises(ValueError, match=rf"slope-{slope}\.dcm.*Rescale Slope"):
+            read_hu(path)
+    path = write_dicom(tmp_path / "no-rescale.dcm", hu)
+    ds = pydicom.dcmread(path)
+    del ds.RescaleSlope, ds.RescaleIntercept
+    ds.save_as(path)
+    with pytest.warns(UserWarning, match=r"no-rescale\.dcm.*no Rescale Slope or Intercept"):
+        read_hu(path)
+
+
+def test_a_header_declaring_a_huge_image_is_refused_before_decoding(tmp_path, monkeypatch):
+    pydicom = pytest.importorskip("pydicom")
+    path = write_dicom(tmp_path / "bomb.dcm", np.zeros((8, 8)))
+    ds = pydicom.dcmread(path)
+    ds.Rows = ds.Columns = 20000
+    ds.save_as(path)
+    with pytest.raises(ValueError, match=r"bomb\.dcm.*20000 x 20000 = 400,000,000 pixels.*SKCOVID_MAX_PIXELS"):
+        read_hu(path)
+    monkeypatch.setenv("SKCOVID_MAX_PIXELS", "32")
+    with pytest.raises(ValueError, match=r"ok\.dcm.*8 x 8 = 64 pixels"):
+        read_hu(write_dicom(tmp_path / "ok.dcm", np.zeros((8, 8))))
+
+
+def test_nifti_with_nan_voxels_is_refused(tmp_path):
+    nibabel = pytest.importorskip("nibabel")
+    volume = np.zeros((8, 8, 2), dtype=np.float32)
+    volume[2, 3, 1] = np.nan
+    nibabel.save(nibabel.Nifti1Image(volume, np.eye(4)), tmp_path / "nan.nii.gz")
+    read_hu(f"{tmp_path / 'nan.nii.gz'}#0")
+    with pytest.raises(ValueError, match=r"nan\.nii\.gz#1.*not finite"):
+        read_hu(f"{tmp_path / 'nan.nii.gz'}#1")
+
+
+def test_the_command_line_turns_any_error_into_one_line(model_file, tmp_path, monkeypatch, capsys):
+    import skcovid._cli.predict as predict
+
+    def broken(args):
+        raise KeyError("proba_COVID")
+
+    monkeypatch.setattr(predict, "run", broken)
+    assert main(["predict", str(model_file), str(tmp_path)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["skcovid predict: error: KeyError: 'proba_COVID'"]
+    with pytest.raises(KeyError):
+        main(["predict", str(model_file), str(tmp_path), "--debug"])
+
+
+@pytest.fixture(scope="module")
+def onnx_file(fitted, tmp_path_factory):
+    pytest.importorskip("onnxruntime")
+    from skcovid import export
+
+    return export(fitted, tmp_path_factory.mktemp("onnx") / "model.onnx")
+
+
+def _with_metadata(source, target, text):
+    import onnx
+
+    model = onnx.load(str(source))
+    for prop in model.metadata_props:
+        if prop.key == "skcovid":
+            prop.value = text
+    onnx.save(model, str(target))
+    return target
+
+
+@pytest.mark.parametrize("change, field", [
+    ({"classes": ["a", "b", "c"]}, "3 classes but the network has 2 outputs"),
+    ({"classes": ["COVID"]}, "2 to 1000 classes"),
+    ({"input_units": "HU"}, "input_units"),
+    ({"threshold": float("nan"), "pos_label": "COVID"}, "threshold"),
+    ({"image_size": 40000}, "image_size"),
+    ({"window": "os.system"}, "window"),
+    ({"patient_aggregation": {"method": "os.system"}}, "patient_aggregation"),
+])
+def test_lying_onnx_metadata_is_refused_naming_the_file(onnx_file, tmp_path, change, field):
+    import onnx
+
+    from skcovid import load_onnx
+
+    metadata = json.loads(next(p.value for p in onnx.load(str(onnx_file)).metadata_props if p.key == "skcovid"))
+    crafted = _with_metadata(onnx_file, tmp_path / "crafted.onnx", json.dumps({**metadata, **change}))
+    with pytest.raises(ValueError, match=rf"crafted\.onnx.*{field}"):
+        load_onnx(crafted)
+
+
+@pytest.mark.parametrize("text, what", [("{not json", "not JSON"), ("[1, 2]", "a list, not an object"),
+                                        ('{"classes": ["a", "b"]}', "lacks")])
+def test_onnx_metadata_that_is_not_an_object_or_lacks_keys(onnx_file, tmp_path, text, what):
+    from skcovid import load_onnx
+
+    with pytest.raises(ValueError, match=rf"bad\.onnx.*{what}"):
+        load_onnx(_with_metadata(onnx_file, tmp_path / "bad.onnx", text))
