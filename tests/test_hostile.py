@@ -248,3 +248,94 @@ def test_onnx_metadata_that_is_not_an_object_or_lacks_keys(onnx_file, tmp_path, 
 
     with pytest.raises(ValueError, match=rf"bad\.onnx.*{what}"):
         load_onnx(_with_metadata(onnx_file, tmp_path / "bad.onnx", text))
+
+
+@pytest.mark.parametrize("content, reason", [
+    (b"", "it is empty"),
+    (b"12345678", "neither a safetensors file"),
+    ((2**63).to_bytes(8, "little") + b'{"a": 1}', "header is 9,223,372,036,854,775,808 bytes long"),
+    (b"GIF89a" + bytes(50), "neither a safetensors file"),
+])
+def test_a_file_that_is_no_model_is_called_that_not_a_pickle(tmp_path, content, reason):
+    path = tmp_path / "model.skcovid"
+    path.write_bytes(content)
+    for trusted in (False, True):
+        with pytest.raises(ValueError, match=rf"model\.skcovid: .*{reason}") as info:
+            load_model(path, trusted=trusted)
+        assert "--trust-pickle" not in str(info.value)
+
+
+def test_a_format_version_that_is_not_a_number(model_file, tmp_path):
+    def edit(document, tensors):
+        document["format_version"] = "1"
+
+    with pytest.raises(ValueError, match=r"version\.skcovid.*format_version '1' is not a version number"):
+        load_model(_rewrite(model_file, tmp_path / "version.skcovid", edit))
+
+
+# --- property-based: random corruptions of valid files -------------------------------------------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_JSON = st.recursive(st.none() | st.booleans() | st.integers(-2**40, 2**40) | st.floats() | st.text(max_size=8),
+                     lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children,
+                                                                                        max_size=3),
+                     max_leaves=6)
+
+
+def _paths(value, path=()):
+    """Every place in a JSON document: (path, value)."""
+    yield path, value
+    if isinstance(value, dict):
+        for key, child in value.items():
+            yield from _paths(child, path + (key,))
+    elif isinstance(value, list):
+        for i, child in enumerate(value):
+            yield from _paths(child, path + (i,))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_random_values_in_a_model_file_load_and_predict_or_are_refused(model_file, images, tmp_path, data):
+    document = json.loads(read_header(model_file.read_bytes())["__metadata__"]["skcovid"])
+    places = [p for p, _ in _paths(document["estimator"]) if p]
+    place = data.draw(st.sampled_from(places))
+    value = data.draw(_JSON)
+
+    def edit(document, tensors):
+        target = document["estimator"]
+        for key in place[:-1]:
+            target = target[key]
+        target[place[-1]] = value
+
+    crafted = _rewrite(model_file, tmp_path / "random.skcovid", edit)
+    try:
+        model = load_model(crafted)
+    except ValueError as exc:
+        assert "random.skcovid" in str(exc)
+        return
+    try:
+        proba = model.predict_proba(images[0][:4])
+    except ValueError:
+        return  # refused by name (non-finite probabilities, images the model cannot read)
+    assert np.all(np.isfinite(proba)) and proba.shape == (4, len(model.classes_))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(cut=st.integers(0, 10_000), flips=st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)),
+                                                  max_size=4))
+def test_corrupted_dicom_files_read_finite_or_are_refused_by_name(tmp_path, cut, flips):
+    pytest.importorskip("pydicom")
+    path = write_dicom(tmp_path / "slice.dcm", np.arange(64).reshape(8, 8) - 1000)
+    data = bytearray(path.read_bytes())
+    for position, byte in flips:
+        data[position % len(data)] = byte
+    corrupted = tmp_path / "corrupted.dcm"
+    corrupted.write_bytes(bytes(data[:max(1, len(data) - cut % len(data))]))
+    try:
+        hu = read_hu(corrupted)
+    except ValueError as exc:
+        assert "corrupted.dcm" in str(exc)
+        return
+    assert np.all(np.isfinite(hu)) and hu.ndim == 2

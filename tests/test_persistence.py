@@ -53,8 +53,11 @@ def test_load_errors(tmp_path, content, error, match):
         joblib.dump({"a": 1}, path)
     elif content is not None:
         path.write_bytes(content)
-    if content is not None:  # not the safe format: refused unless trusted
+    if content == "dict":  # a pickle, not the safe format: refused unless trusted
         with pytest.raises(ValueError, match="Refused to load .*bad.*trusted=True"):
+            load_model(path)
+    elif content is not None:  # neither a safe file nor a pickle: called that, trusted or not
+        with pytest.raises(ValueError, match="bad: it is neither a safetensors file .* nor a pickle"):
             load_model(path)
     with pytest.raises(error, match=match):
         load_model(path, trusted=True)

@@ -56,6 +56,34 @@ METADATA_KEY = "skcovid"
 _MAX_HEADER = 256 * 2**20
 
 
+#: How the files that unpickling would read begin: a pickle (protocol 2 and later), and the compressors
+#: joblib writes with (zlib, gzip, bz2, xz, lzma).
+_PICKLE_STARTS = (b"\x80", b"x\x01", b"x^", b"x\x9c", b"x\xda", b"\x1f\x8b", b"BZh", b"\xfd7zXZ", b"]\x00\x00")
+
+
+def not_a_model_file(data):
+    """Why ``data`` is neither a safe model file nor a pickle, or None when it might be a pickle.
+
+    Parameters
+    ----------
+    data : bytes
+
+    Returns
+    -------
+    reason : str or None
+    """
+    if not data:
+        return "it is empty"
+    if len(data) >= 8 and data[8:9] == b"{":
+        length = int.from_bytes(data[:8], "little")
+        if length > len(data) - 8:
+            return (f"it starts as a safetensors file whose header is {length:,} bytes long, but the file has "
+                    f"{len(data) - 8:,} after the length: it is truncated or damaged")
+    if data.startswith(_PICKLE_STARTS):
+        return None
+    return "it is neither a safetensors file (skcovid's safe format) nor a pickle: not a model file"
+
+
 def read_header(data):
     """The JSON header of a safetensors file's bytes, or None for any other content.
 
@@ -175,7 +203,9 @@ def loads(data, header):
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         raise ValueError(f"its metadata is not a {FORMAT} document")
     version = document.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ValueError(f"its format_version {version!r} is not a version number")
+    if version > FORMAT_VERSION:
         raise ValueError(f"it was written in format version {version} by a newer skcovid "
                          f"({document.get('versions', {}).get('skcovid')}); this one reads up to "
                          f"{FORMAT_VERSION}: upgrade skcovid")

@@ -174,6 +174,9 @@ def load_model(path, *, trusted=False, runtime="torch", cache_dir=None):
             return modelfile.loads(data, header)
         except Exception as exc:
             raise ValueError(f"Could not read a model from {path}: {type(exc).__name__}: {exc}") from exc
+    reason = modelfile.not_a_model_file(data)
+    if reason is not None:
+        raise ValueError(f"Could not read a model from {path}: {reason}.")
     if not trusted:
         raise UntrustedModelError(
             f"Refused to load {path}: it is not a model file in skcovid's safe format, so reading it "

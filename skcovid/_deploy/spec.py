@@ -30,7 +30,7 @@ from skcovid._deploy.limits import (
     check_image_size,
     is_count,
 )
-from skcovid._engine.net import OPTIMIZERS, SkorchNet
+from skcovid._engine.net import OPTIMIZERS, PRECISIONS, SkorchNet
 from skcovid._estimators.classifier import TransferCNNClassifier
 from skcovid._estimators.pruned import PrunedCNNClassifier
 from skcovid._imaging.window import n_channels
@@ -57,6 +57,26 @@ _NET_NOT_STORED = frozenset({"module", "callbacks", "train_split", "feature_cach
 #: neither compiles code, nor replaces the output nonlinearity, nor sets the loaders (workers, samplers).
 _NET_FIXED = {"predict_nonlinearity": "auto", "compile": False, "use_caching": "auto", "torch_load_kwargs": None}
 _NET_LOADER_SETTINGS = ("num_workers", "pin_memory", "persistent_workers", "shuffle")
+#: What the net settings a file may set must be: (predicate, what it accepts).
+_NET_VALUES = {
+    "batch_size": (lambda v: is_count(v, 1, MAX_BATCH_SIZE), f"a whole number from 1 to {MAX_BATCH_SIZE}"),
+    "max_epochs": (lambda v: is_count(v, 0), "a whole number"),
+    "lr": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) and v > 0,
+           "a finite number > 0"),
+    "precision": (lambda v: isinstance(v, str) and v in PRECISIONS, f"one of {sorted(PRECISIONS)}"),
+    "device": (lambda v: v is None or (isinstance(v, str) and bool(torch.device(v).type)), "a torch device name"),
+    "warm_start": (lambda v: isinstance(v, bool), "True or False"),
+    "channels_last": (lambda v: isinstance(v, bool), "True or False"),
+    "verbose": (lambda v: is_count(v, 0), "a whole number >= 0"),
+    "classes": (lambda v: v is None or isinstance(v, list), "None or a list"),
+}
+
+
+def _satisfies(check, value):
+    try:
+        return bool(check(value))
+    except (TypeError, ValueError, RuntimeError):
+        return False
 #: Classifier parameters of this process or machine, stored as None.
 _NOT_STORED = ("accelerator", "memory")
 _TAGS = ("__tuple__", "__dict__", "__ndarray__", "__optimizer__", "__tensor__", "__estimator__")
@@ -233,8 +253,9 @@ def _check_fitted(estimator, spec):
         return
     if isinstance(estimator, TransferCNNClassifier) and "network" in spec:
         arch = spec["network"]["module"]
+        # Structured pruning narrows the hidden layers: their widths are the network's own.
         described = {"backbone": estimator.backbone, "image_size": estimator.image_size,
-                     "hidden_units": list(estimator.hidden_units), "pooling": estimator.pooling}
+                     "pooling": estimator.pooling}
         wrong = sorted(key for key, value in described.items() if arch.get(key) != value)
         if wrong:
             raise ValueError(f"the parameters {wrong} do not describe the stored network "
@@ -467,8 +488,9 @@ def _rebuild_network(spec, tensors):
     for key, fixed in _NET_FIXED.items():
         if key in params and params[key] != fixed:
             raise ValueError(f"net parameter {key}={params[key]!r}: skcovid's nets use {fixed!r}")
-    if not is_count(params.get("batch_size", 1), 1, MAX_BATCH_SIZE):
-        raise ValueError(f"net parameter batch_size={params.get('batch_size')!r}: expected 1 to {MAX_BATCH_SIZE}")
+    for key, (check, expected) in _NET_VALUES.items():
+        if key in params and not _satisfies(check, params[key]):
+            raise ValueError(f"net parameter {key}={params[key]!r}: expected {expected}")
     device = params.get("device")
     if device is not None and get_map_location(device).type != torch.device(device).type:
         params["device"] = "cpu"  # as skorch loads a CUDA net's pickle without CUDA (with a DeviceWarning)

@@ -227,6 +227,23 @@ def _rescale(ds, path):
 
 
 def _read_dicom(path):
+    """:func:`_decode_dicom`, with any error it did not word itself turned into one that names the file.
+
+    The text of such an error is left out: a damaged header can put the bytes of identifying fields (the
+    patient's name) into a parser's message.
+    """
+    try:
+        return _decode_dicom(path)
+    except (FileNotFoundError, IsADirectoryError, PermissionError):
+        raise
+    except Exception as exc:
+        if isinstance(exc, ValueError) and repr(path) in str(exc):
+            raise
+        raise ValueError(f"DICOM file {path!r} is damaged or malformed: reading it failed with "
+                         f"{type(exc).__name__} in its header or pixel data.") from exc
+
+
+def _decode_dicom(path):
     ds = _dcmread(path)
     _check_slice(ds, path)
     _check_size((_number(ds, "Rows", 0), _number(ds, "Columns", 0)), path, "DICOM file")
