@@ -339,3 +339,18 @@ def test_corrupted_dicom_files_read_finite_or_are_refused_by_name(tmp_path, cut,
         assert "corrupted.dcm" in str(exc)
         return
     assert np.all(np.isfinite(hu)) and hu.ndim == 2
+
+
+def test_the_checks_accept_what_skcovid_writes(images, tmp_path):
+    """The default recipe's net stores its classes as an array, workers and class weights as settings."""
+    from skcovid import recipe
+
+    X, y = images
+    for name, model in {
+            "recipe": recipe("finetune", backbone="simple_cnn", weights=None, image_size=16, max_epochs=1,
+                             head_epochs=1, validation_fraction=0.25, random_state=0),
+            "options": TransferCNNClassifier(**{**FAST, "max_epochs": 1, "num_workers": 1, "class_weight": "balanced",
+                                                "target_sensitivity": 0.9, "validation_fraction": 0.3})}.items():
+        model.fit(X, y)
+        loaded = load_model(save_model(model, tmp_path / f"{name}.skcovid"))
+        np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))

@@ -68,7 +68,7 @@ _NET_VALUES = {
     "warm_start": (lambda v: isinstance(v, bool), "True or False"),
     "channels_last": (lambda v: isinstance(v, bool), "True or False"),
     "verbose": (lambda v: is_count(v, 0), "a whole number >= 0"),
-    "classes": (lambda v: v is None or isinstance(v, list), "None or a list"),
+    "classes": (lambda v: v is None or isinstance(v, (list, np.ndarray)), "None or a list of classes"),
 }
 
 
