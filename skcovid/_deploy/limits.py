@@ -70,3 +70,32 @@ def check_array_spec(dtype, shape, n_items, where):
     size = int(np.prod(shape, dtype=np.float64))
     if size > MAX_ARRAY_ITEMS or size != n_items:
         raise ValueError(f"{where}: array of shape {shape} holds {n_items} items")
+
+
+def check_architecture(arch, dense, packed):
+    """Refuse an architecture whose sizes are out of bounds or whose head the file's tensors do not hold.
+
+    ``dense`` maps names to the file's tensors, ``packed`` to the sparse ones (``shape``, ``bits``,
+    ``values``); only their sizes are read, before the network is built.
+    """
+    check_image_size(arch.get("image_size"), "network.module.image_size")
+    widths = arch.get("hidden_units")
+    n_features, n_classes = arch.get("n_features"), arch.get("n_classes")
+    if (not is_count(n_features) or not is_count(n_classes, 2, MAX_CLASSES) or not isinstance(widths, list)
+            or not all(is_count(w) for w in widths) or sum(widths) > MAX_HEAD_UNITS):
+        raise ValueError(f"network.module declares a head of {n_features!r} features, hidden units {widths!r} and "
+                         f"{n_classes!r} classes: out of bounds")
+    sizes = [n_features, *widths, n_classes]
+    expected = sum((a + 1) * b for a, b in zip(sizes, sizes[1:]))
+    stored = sum(t.numel() for name, t in dense.items() if name.startswith("head."))
+    stored += sum(int(np.prod(p["shape"], dtype=np.float64)) for name, p in packed.items() if name.startswith("head."))
+    if stored != expected:
+        raise ValueError(f"network.module declares a head of {expected:,} parameters; the file holds {stored:,}")
+    for name, p in packed.items():
+        shape = p["shape"]
+        if not isinstance(shape, list) or not all(is_count(n, 0) for n in shape):
+            raise ValueError(f"network.module.sparse.{name} has shape {shape!r}")
+        n = int(np.prod(shape, dtype=np.float64))
+        if p["bits"].numel() != (n + 7) // 8 or p["values"].numel() > n or not p["values"].is_floating_point():
+            raise ValueError(f"network.module.sparse.{name}: {n:,} entries, but {p['bits'].numel():,} bytes of "
+                             f"mask and {p['values'].numel():,} {p['values'].dtype} values")

@@ -22,8 +22,8 @@ from skcovid._core.estimator import without_retired
 from skcovid._core.files import jsonable
 from skcovid._deploy.limits import (
     MAX_BATCH_SIZE,
-    MAX_CLASSES,
     MAX_HEAD_UNITS,
+    check_architecture,
     check_array_spec,
     check_classes,
     check_decision,
@@ -292,31 +292,6 @@ def _architecture(classifier, module):
     }
 
 
-def _check_architecture(arch, dense, packed):
-    """Refuse an architecture whose sizes are out of bounds or whose head the file's tensors do not hold."""
-    check_image_size(arch.get("image_size"), "network.module.image_size")
-    widths = arch.get("hidden_units")
-    n_features, n_classes = arch.get("n_features"), arch.get("n_classes")
-    if (not is_count(n_features) or not is_count(n_classes, 2, MAX_CLASSES) or not isinstance(widths, list)
-            or not all(is_count(w) for w in widths) or sum(widths) > MAX_HEAD_UNITS):
-        raise ValueError(f"network.module declares a head of {n_features!r} features, hidden units {widths!r} and "
-                         f"{n_classes!r} classes: out of bounds")
-    sizes = [n_features, *widths, n_classes]
-    expected = sum((a + 1) * b for a, b in zip(sizes, sizes[1:]))
-    stored = sum(t.numel() for name, t in dense.items() if name.startswith("head."))
-    stored += sum(int(np.prod(p["shape"], dtype=np.float64)) for name, p in packed.items() if name.startswith("head."))
-    if stored != expected:
-        raise ValueError(f"network.module declares a head of {expected:,} parameters; the file holds {stored:,}")
-    for name, p in packed.items():
-        shape = p["shape"]
-        if not isinstance(shape, list) or not all(is_count(n, 0) for n in shape):
-            raise ValueError(f"network.module.sparse.{name} has shape {shape!r}")
-        n = int(np.prod(shape, dtype=np.float64))
-        if p["bits"].numel() != (n + 7) // 8 or p["values"].numel() > n or not p["values"].is_floating_point():
-            raise ValueError(f"network.module.sparse.{name}: {n:,} entries, but {p['bits'].numel():,} bytes of "
-                             f"mask and {p['values'].numel():,} {p['values'].dtype} values")
-
-
 def _skeleton(arch):
     """A fresh TransferNet of ``arch``, randomly initialised (the global RNG is left alone)."""
     if not is_backbone_name(arch["backbone"]):
@@ -474,7 +449,7 @@ def _rebuild_network(spec, tensors):
     packed = {name: {"shape": shape, "bits": tensors[f"{sparse_prefix}{name}.bits"],
                      "values": tensors[f"{sparse_prefix}{name}.values"]}
               for name, shape in arch["sparse"].items()}
-    _check_architecture(arch, dense, packed)
+    check_architecture(arch, dense, packed)
     module = _restore_module(_skeleton(arch), arch, dense, packed)
     params = {}
     for key, value in spec["net"]["params"].items():

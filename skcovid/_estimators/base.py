@@ -16,6 +16,12 @@ from skcovid._engine import inference
 from skcovid._engine.data import check_images
 
 
+def _network_proba(owner, images):
+    """The probabilities ``owner``'s fitted network gives ``images``, before any temperature."""
+    return inference.predict_proba(owner.net_, images, image_size=owner.image_size, batch_size=owner.batch_size,
+                                   tta=owner.tta)
+
+
 def check_finite_proba(proba, images):
     """``proba``, or an error naming the images whose probabilities are not finite (never a label from NaN)."""
     bad = np.flatnonzero(~np.all(np.isfinite(proba), axis=1))
@@ -93,16 +99,13 @@ class BaseCNNClassifier(ClassifierMixin, BaseEstimator):
 
     def _predict_images(self, images):
         owner = owner_of(self)
-        proba = inference.predict_proba(owner.net_, images, image_size=owner.image_size,
-                                        batch_size=owner.batch_size, tta=owner.tta)
-        return check_finite_proba(scale(proba, getattr(owner, "temperature_", 1.0)), images)
+        return check_finite_proba(scale(_network_proba(owner, images), getattr(owner, "temperature_", 1.0)), images)
 
     def _fit_decision(self, owner, images, y_encoded, valid_idx):
         """Fit ``owner``'s temperature and threshold on the validation images ``valid_idx``."""
         proba = None
         if owner.calibration is not None or owner.target_sensitivity is not None:
-            proba = inference.predict_proba(owner.net_, images.subset(valid_idx), image_size=owner.image_size,
-                                            batch_size=owner.batch_size, tta=owner.tta)
+            proba = _network_proba(owner, images.subset(valid_idx))
         fit_decision(owner, proba, None if proba is None else y_encoded[valid_idx])
 
     def predict(self, X):

@@ -234,7 +234,7 @@ def _read_dicom(path):
     """
     try:
         return _decode_dicom(path)
-    except (FileNotFoundError, IsADirectoryError, PermissionError):
+    except (FileNotFoundError, IsADirectoryError, PermissionError, ImportError):
         raise
     except Exception as exc:
         if isinstance(exc, ValueError) and repr(path) in str(exc):
