@@ -354,3 +354,22 @@ def test_the_checks_accept_what_skcovid_writes(images, tmp_path):
         model.fit(X, y)
         loaded = load_model(save_model(model, tmp_path / f"{name}.skcovid"))
         np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
+
+
+def test_predict_reads_a_flat_class_folder_of_several_series_as_evaluate_does(tmp_path, capsys):
+    """Item 8: train and evaluate split loose DICOM files by patient; predict now does too."""
+    pytest.importorskip("pydicom")
+    from skcovid.datasets import load_dicom_folder
+
+    (tmp_path / "data" / "COVID").mkdir(parents=True)
+    for patient in range(2):
+        for z in range(3):
+            write_dicom(tmp_path / "data" / "COVID" / f"p{patient}_{z}.dcm", np.full((8, 8), 40 * patient), z=float(z),
+                        series_uid=f"1.2.826.0.1.3680043.8.498.{10 + patient}", patient_id=f"PATIENT-{patient}")
+    X, y, groups = load_dicom_folder(tmp_path / "data")
+    model = save_model(TransferCNNClassifier(**{**FAST, "max_epochs": 1}).fit(
+        np.concatenate([X, X]), np.array(["COVID"] * 6 + ["non-COVID"] * 6, dtype=object)), tmp_path / "m.skcovid")
+    assert main(["predict", str(model), str(tmp_path / "data" / "COVID")]) == 0
+    rows = [line.split("\t") for line in capsys.readouterr().out.splitlines()[1:]]
+    assert sorted(row[0] for row in rows) == sorted(set(groups)) and all(row[3] == "3" for row in rows)
+    assert not any("PATIENT" in row[0] for row in rows)  # salted keys, never the identifier

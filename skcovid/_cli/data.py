@@ -8,7 +8,15 @@ from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 from skcovid._cli.main import CommandError
 from skcovid._evaluation.split import BlockedStratifiedKFold
 from skcovid._imaging.folders import UnreadableImagesError, list_image_files
-from skcovid._imaging.medical import expand_series, is_medical, is_nifti, nifti_stem
+from skcovid._imaging.medical import (
+    dicom_files,
+    expand_series,
+    is_medical,
+    is_nifti,
+    nifti_stem,
+    order_series,
+    patient_key,
+)
 from skcovid._imaging.raster import IMAGE_EXTENSIONS
 from skcovid.datasets import load_dicom_folder, load_image_folder
 
@@ -43,12 +51,26 @@ def patients_of(args, groups, has_patients, where):
     return groups if group_by == "patient" else None
 
 
+def _patient_series(folder):
+    """{patient key: ordered slices} of a folder's DICOM files, grouped as ``load_dicom_folder`` groups loose files."""
+    keys = {file: patient_key(file) for file in dicom_files(folder)}
+    if len({key for key in keys.values() if key}) <= 1:
+        return {}  # one patient (or none named): the folder is one series
+    groups = {}
+    for file, key in keys.items():
+        groups.setdefault(key or file, []).append(file)
+    return {key: order_series(group, f"{folder} (patient {key})") for key, group in sorted(groups.items())}
+
+
 def expand_images(inputs):
     """Slices, in order, from files and folders, with the patient of each.
 
     Folders are searched recursively. DICOM files of one folder form a series
     (in anatomical order) and a NIfTI volume gives its slices; a slice's
-    patient is the name of its folder (of the NIfTI file, for a volume).
+    patient is the name of its folder (of the NIfTI file, for a volume). A
+    folder whose files belong to several patients (a flat class folder) is
+    split as :func:`skcovid.datasets.load_dicom_folder` splits one: by the
+    salted patient key, each group one series.
 
     Returns
     -------
@@ -62,6 +84,13 @@ def expand_images(inputs):
     def add(path):
         nonlocal medical
         reference = str(path)
+        if path.is_dir() and len(series := _patient_series(path)) > 1:
+            # A flat folder of several patients' series, as train and evaluate read one: by patient key.
+            for key, slices in series.items():
+                files.extend(slices)
+                patients.extend([key] * len(slices))
+            medical = True
+            return
         if path.is_dir() or is_nifti(reference.partition("#")[0]):
             # A DICOM series folder, a NIfTI volume or one of its slices ("volume.nii.gz#k").
             slices = expand_series(path)
