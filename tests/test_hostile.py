@@ -373,3 +373,29 @@ def test_predict_reads_a_flat_class_folder_of_several_series_as_evaluate_does(tm
     rows = [line.split("\t") for line in capsys.readouterr().out.splitlines()[1:]]
     assert sorted(row[0] for row in rows) == sorted(set(groups)) and all(row[3] == "3" for row in rows)
     assert not any("PATIENT" in row[0] for row in rows)  # salted keys, never the identifier
+
+
+def test_pruning_carries_the_estimators_validation_split_forward(images, monkeypatch):
+    """Item 7: with random_state=None the split used to be drawn again for the pruner and the refit."""
+    import skcovid._estimators.pruned as pruned_module
+    from skcovid import PrunedCNNClassifier
+    from skcovid.pruning import StructuredPruner
+
+    X, y = images
+    splits = []
+    original = pruned_module.fit_network
+
+    def spy(*args, split=None, **kwargs):
+        splits.append(split)
+        return original(*args, split=split, **kwargs)
+
+    monkeypatch.setattr(pruned_module, "fit_network", spy)
+    monkeypatch.setattr(pruned_module, "validation_split", lambda *a, **k: pytest.fail("split drawn again"))
+    base = TransferCNNClassifier(**{**FAST, "max_epochs": 2, "random_state": None, "validation_fraction": 0.25,
+                                    "calibration": "temperature"})
+    clf = PrunedCNNClassifier(base, StructuredPruner(ratio=0.3), finetune_epochs=1).fit(X, y)
+    held_out = clf.estimator_.validation_indices_
+    assert len(held_out) == 6 and len(splits) == 1
+    train, valid = splits[0]
+    np.testing.assert_array_equal(valid, held_out)
+    assert not set(train) & set(held_out)

@@ -88,7 +88,7 @@ def feature_cache(settings):
     return None if memory.location is None else FeatureCache(memory, feature_key(settings.params()))
 
 
-def fit_network(build_module, images, y, y_encoded, classes, settings, *, groups=None,
+def fit_network(build_module, images, y, y_encoded, classes, settings, *, groups=None, split=None,
                 precompute=False, extra_callbacks=(), training_loss=None):
     """Train the module ``build_module()`` returns.
 
@@ -108,6 +108,10 @@ def fit_network(build_module, images, y, y_encoded, classes, settings, *, groups
     groups : ndarray of shape (n_samples,) or None, default=None
         The patient of each sample: the validation split keeps each patient
         on one side.
+    split : (ndarray, ndarray or None) or None, default=None
+        The training and validation indices to use instead of drawing them
+        (a pruned fine-tuning carries its estimator's split forward); the
+        seed of the fit is drawn as if they had been drawn.
     precompute : bool, default=False
         Run the frozen backbone once and train only the head, on its outputs;
         the returned net still holds (and predicts with) the whole network.
@@ -125,6 +129,8 @@ def fit_network(build_module, images, y, y_encoded, classes, settings, *, groups
     """
     rng = check_random_state(settings.random_state)
     train_idx, valid_idx = validation_split(y, settings.validation_fraction, rng, groups)
+    if split is not None:
+        train_idx, valid_idx = split
     seed = int(rng.randint(np.iinfo(np.int32).max))
     accelerator = settings.accelerator
     device = _device(settings)

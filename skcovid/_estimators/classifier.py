@@ -24,10 +24,6 @@ def _is_device(device):
     return device == "auto" or resolve_device(device) == device
 
 
-def _is_layer_widths(widths):
-    return all(isinstance(w, Integral) and not isinstance(w, bool) and w >= 1 for w in widths)
-
-
 def _is_accelerator(accelerator):
     from accelerate import Accelerator  # optional: only an installed accelerate can have made one
 
@@ -238,6 +234,9 @@ class TransferCNNClassifier(BaseCNNClassifier):
     history_ : list of dict
         Per epoch: ``epoch``, ``train_loss``, ``train_acc``, ``dur`` and, with
         a validation set, ``valid_loss`` and ``valid_acc``.
+    validation_indices_ : ndarray of int
+        The samples of ``X`` held out for validation (empty without), which a
+        ``PrunedCNNClassifier`` keeps out of its pruning and fine-tuning.
     precomputed_features_ : bool
         Whether the head was trained on precomputed backbone features (see
         ``precompute_features``); with ``memory``, predictions of the fitted
@@ -354,8 +353,8 @@ class TransferCNNClassifier(BaseCNNClassifier):
         "head_epochs": [Interval(Integral, 0, None, closed="left")],
         "layer_decay": [Interval(Real, 0, 1, closed="right")],
         "pooling": [StrOptions({"avg", "max"})],
-        "hidden_units": [Satisfies(lambda v: isinstance(v, (tuple, list)) and _is_layer_widths(v),
-                                   "a tuple of positive ints")],
+        "hidden_units": [Satisfies(lambda v: isinstance(v, (tuple, list)) and all(
+            isinstance(w, Integral) and not isinstance(w, bool) and w >= 1 for w in v), "a tuple of positive ints")],
         "dropout": [Interval(Real, 0, 1, closed="left")],
         "image_size": [Interval(Integral, 1, None, closed="left")],
         "window": [Satisfies(is_window, "'lung', 'mediastinal', 'multi', (level, width) with width > 0, "
@@ -488,8 +487,8 @@ class TransferCNNClassifier(BaseCNNClassifier):
         self.net_ = fitted.net
         self.history_ = fitted.history
         self.precomputed_features_ = precompute
-        self._fit_decision(self, images, y_encoded,
-                           np.setdiff1d(np.arange(len(y_encoded)), fitted.train_indices))
+        self.validation_indices_ = np.setdiff1d(np.arange(len(y_encoded)), fitted.train_indices)
+        self._fit_decision(self, images, y_encoded, self.validation_indices_)
         return self
 
     def __sklearn_tags__(self):

@@ -216,9 +216,8 @@ class PrunedCNNClassifier(BaseCNNClassifier):
             # The head was trained with the network: no head-only epochs.
             head_epochs=0)
         validation_check(estimator, validation_fraction)
-        train_idx, _ = validation_split(
-            y, validation_fraction, check_random_state(estimator.random_state), groups)
-        data = (images, y, y_encoded, groups, train_idx)
+        train_idx, valid_idx = self._estimator_split(estimator, y, validation_fraction, groups)
+        data = (images, y, y_encoded, groups, (train_idx, valid_idx))
         scoring = self._scoring_batches(estimator, images, y_encoded, train_idx)
         loss = None
         if self.distillation_alpha > 0 and self.finetune_epochs > 0:
@@ -252,9 +251,24 @@ class PrunedCNNClassifier(BaseCNNClassifier):
         self.estimator_ = estimator
         return self
 
+    @staticmethod
+    def _estimator_split(estimator, y, validation_fraction, groups):
+        """The training and validation indices of the estimator's own fit, carried forward.
+
+        ``validation_indices_`` when the estimator has them for these samples;
+        an estimator fitted by skcovid 0.1 has not, and its split is drawn again
+        from its ``random_state`` (the same split only for an int seed).
+        """
+        held_out = getattr(estimator, "validation_indices_", None)
+        if held_out is not None and (len(held_out) == 0 or held_out.max() < len(y)):
+            train_idx = np.setdiff1d(np.arange(len(y)), held_out)
+            return train_idx, (held_out if len(held_out) else None)
+        return validation_split(y, validation_fraction, check_random_state(estimator.random_state), groups)
+
     def _prune_and_finetune(self, net, module, data, settings, loss):
         """One cycle: ``pruner_`` prunes ``module``, then it fine-tunes; returns the net and its history."""
-        images, y, y_encoded, groups, train_idx = data
+        images, y, y_encoded, groups, split = data
+        train_idx = split[0]
         epochs = settings.max_epochs
         if epochs > 0:
             total_steps = epochs * batches_per_epoch(len(train_idx), settings.batch_size)
@@ -266,7 +280,7 @@ class PrunedCNNClassifier(BaseCNNClassifier):
             for param in pruned.parameters():
                 param.requires_grad_(True)
         if epochs > 0:
-            fitted = fit_network(lambda: pruned, images, y, y_encoded, self.classes_, settings,
+            fitted = fit_network(lambda: pruned, images, y, y_encoded, self.classes_, settings, split=split,
                                  groups=groups, extra_callbacks=callbacks, training_loss=loss)
             return fitted.net, fitted.history
         # The pruned backbone's features are not the cached ones.
