@@ -399,3 +399,28 @@ def test_pruning_carries_the_estimators_validation_split_forward(images, monkeyp
     train, valid = splits[0]
     np.testing.assert_array_equal(valid, held_out)
     assert not set(train) & set(held_out)
+
+
+def test_uncalibrated_probabilities_never_change_the_model(fitted, images, monkeypatch):
+    """Item 7: raw_proba set temperature_ to 1 during its call, under any thread predicting meanwhile."""
+    from sklearn.pipeline import make_pipeline
+
+    from skcovid._decision.decide import scale
+    from skcovid._decision.fit import raw_proba
+    from skcovid._engine import inference
+
+    X, _ = images
+    temperature = fitted.temperature_
+    assert temperature != 1.0
+    seen = []
+    original = inference.predict_proba
+
+    def spy(*args, **kwargs):
+        seen.append(fitted.temperature_)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(inference, "predict_proba", spy)
+    for model in (fitted, make_pipeline(fitted)):
+        raw = raw_proba(model, X)
+        np.testing.assert_allclose(scale(raw, temperature), fitted.predict_proba(X), atol=1e-12)
+    assert seen and set(seen) == {temperature} and fitted.temperature_ == temperature

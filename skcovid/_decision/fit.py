@@ -5,6 +5,7 @@ network did not train on), and both live on the classifier that owns the
 network (``estimator_`` of a pruned one, refitted after pruning).
 """
 
+import copy
 import warnings
 
 import numpy as np
@@ -136,15 +137,26 @@ def raw_proba(model, X):
     -------
     proba : ndarray of shape (n_samples, n_classes)
     """
-    owner = owner_of(model)
-    temperature = getattr(owner, "temperature_", None)
-    if temperature is None:
+    if getattr(owner_of(model), "temperature_", None) is None:
         return model.predict_proba(X)
-    owner.temperature_ = 1.0
-    try:
-        return model.predict_proba(X)
-    finally:
-        owner.temperature_ = temperature
+    # A shallow copy at temperature 1 predicts: the model itself is never changed, so threads predicting
+    # with it at the same time see its own temperature.
+    return _at_temperature_one(model).predict_proba(X)
+
+
+def _at_temperature_one(model):
+    """A shallow copy of ``model`` (and of the path down to its owner) whose owner has temperature 1."""
+    out = copy.copy(model)
+    if hasattr(model, "best_estimator_"):
+        out.best_estimator_ = _at_temperature_one(model.best_estimator_)
+    elif hasattr(model, "steps"):
+        name, last = model.steps[-1]
+        out.steps = [*model.steps[:-1], (name, _at_temperature_one(last))]
+    elif hasattr(getattr(model, "estimator_", None), "temperature_"):
+        out.estimator_ = _at_temperature_one(model.estimator_)
+    else:
+        out.temperature_ = 1.0
+    return out
 
 
 def out_of_fold_proba(models, test_folds, X):
