@@ -424,3 +424,45 @@ def test_uncalibrated_probabilities_never_change_the_model(fitted, images, monke
         raw = raw_proba(model, X)
         np.testing.assert_allclose(scale(raw, temperature), fitted.predict_proba(X), atol=1e-12)
     assert seen and set(seen) == {temperature} and fitted.temperature_ == temperature
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_random_onnx_metadata_loads_and_predicts_or_is_refused(onnx_file, images, tmp_path, data):
+    import onnx
+
+    from skcovid import load_onnx
+
+    metadata = json.loads(next(p.value for p in onnx.load(str(onnx_file)).metadata_props if p.key == "skcovid"))
+    key = data.draw(st.sampled_from(sorted(metadata)))
+    crafted = _with_metadata(onnx_file, tmp_path / "random.onnx", json.dumps({**metadata, key: data.draw(_JSON)}))
+    try:
+        model = load_onnx(crafted)
+    except ValueError as exc:
+        assert "random.onnx" in str(exc)
+        return
+    try:
+        proba = model.predict_proba(images[0][:4])
+        labels = model.predict(images[0][:4])
+    except ValueError:
+        return
+    assert np.all(np.isfinite(proba)) and len(labels) == 4
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(cut=st.integers(0, 4000), flips=st.lists(st.tuples(st.integers(0, 4000), st.integers(0, 255)), max_size=4))
+def test_corrupted_nifti_files_read_finite_or_are_refused_by_name(tmp_path, cut, flips):
+    nibabel = pytest.importorskip("nibabel")
+    path = tmp_path / "volume.nii"
+    nibabel.save(nibabel.Nifti1Image(np.arange(8 * 8 * 2, dtype=np.float32).reshape(8, 8, 2), np.eye(4)), path)
+    data = bytearray(path.read_bytes())
+    for position, byte in flips:
+        data[position % len(data)] = byte
+    corrupted = tmp_path / "corrupted.nii"
+    corrupted.write_bytes(bytes(data[:max(1, len(data) - cut % len(data))]))
+    try:
+        hu = read_hu(f"{corrupted}#0")
+    except ValueError as exc:
+        assert "corrupted.nii" in str(exc)
+        return
+    assert np.all(np.isfinite(hu)) and hu.ndim == 2
