@@ -284,6 +284,19 @@ _JSON = st.recursive(st.none() | st.booleans() | st.integers(-2**40, 2**40) | st
                      max_leaves=6)
 
 
+@pytest.fixture
+def bounded_memory():
+    """The test may raise the process's peak memory by at most 1 GiB (a decompression bomb would not fit)."""
+    import resource
+
+    def peak_mib():
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+    before = peak_mib()
+    yield
+    assert peak_mib() - before < 1024
+
+
 def _paths(value, path=()):
     """Every place in a JSON document: (path, value)."""
     yield path, value
@@ -297,7 +310,8 @@ def _paths(value, path=()):
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
-def test_random_values_in_a_model_file_load_and_predict_or_are_refused(model_file, images, tmp_path, data):
+def test_random_values_in_a_model_file_load_and_predict_or_are_refused(bounded_memory, model_file, images, tmp_path,
+                                                                       data):
     document = json.loads(read_header(model_file.read_bytes())["__metadata__"]["skcovid"])
     places = [p for p, _ in _paths(document["estimator"]) if p]
     place = data.draw(st.sampled_from(places))
@@ -325,7 +339,8 @@ def test_random_values_in_a_model_file_load_and_predict_or_are_refused(model_fil
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(cut=st.integers(0, 10_000), flips=st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)),
                                                   max_size=4))
-def test_corrupted_dicom_files_read_finite_or_are_refused_by_name(tmp_path, cut, flips):
+def test_corrupted_dicom_files_read_finite_or_are_refused_by_name(bounded_memory, tmp_path, cut,
+                                                                 flips):
     pytest.importorskip("pydicom")
     path = write_dicom(tmp_path / "slice.dcm", np.arange(64).reshape(8, 8) - 1000)
     data = bytearray(path.read_bytes())
@@ -428,7 +443,7 @@ def test_uncalibrated_probabilities_never_change_the_model(fitted, images, monke
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
-def test_random_onnx_metadata_loads_and_predicts_or_is_refused(onnx_file, images, tmp_path, data):
+def test_random_onnx_metadata_loads_and_predicts_or_is_refused(bounded_memory, onnx_file, images, tmp_path, data):
     import onnx
 
     from skcovid import load_onnx
@@ -451,7 +466,8 @@ def test_random_onnx_metadata_loads_and_predicts_or_is_refused(onnx_file, images
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(cut=st.integers(0, 4000), flips=st.lists(st.tuples(st.integers(0, 4000), st.integers(0, 255)), max_size=4))
-def test_corrupted_nifti_files_read_finite_or_are_refused_by_name(tmp_path, cut, flips):
+def test_corrupted_nifti_files_read_finite_or_are_refused_by_name(bounded_memory, tmp_path, cut,
+                                                                 flips):
     nibabel = pytest.importorskip("nibabel")
     path = tmp_path / "volume.nii"
     nibabel.save(nibabel.Nifti1Image(np.arange(8 * 8 * 2, dtype=np.float32).reshape(8, 8, 2), np.eye(4)), path)
@@ -466,3 +482,14 @@ def test_corrupted_nifti_files_read_finite_or_are_refused_by_name(tmp_path, cut,
         assert "corrupted.nii" in str(exc)
         return
     assert np.all(np.isfinite(hu)) and hu.ndim == 2
+
+
+def test_a_nifti_volume_declaring_too_many_voxels_is_refused(tmp_path, monkeypatch):
+    nibabel = pytest.importorskip("nibabel")
+    nibabel.save(nibabel.Nifti1Image(np.zeros((8, 8, 65), dtype=np.float32), np.eye(4)), tmp_path / "big.nii.gz")
+    monkeypatch.setenv("SKCOVID_MAX_PIXELS", "32")
+    with pytest.raises(ValueError, match=r"big\.nii\.gz.*8 x 8 = 64 pixels"):
+        read_hu(f"{tmp_path / 'big.nii.gz'}#0")
+    monkeypatch.setenv("SKCOVID_MAX_PIXELS", "64")  # each slice fits, 65 slices of 64 pixels do not
+    with pytest.raises(ValueError, match=r"big\.nii\.gz.*volume of shape \(8, 8, 65\)"):
+        read_hu(f"{tmp_path / 'big.nii.gz'}#0")

@@ -26,6 +26,8 @@ PATIENT_SALT = "skcovid-patient-v1"
 _INSTALL = 'pip install "skcovid[dicom]"'
 #: The most pixels a slice may declare before it is decoded (64 Mpixel: 8192 x 8192), see :func:`max_pixels`.
 MAX_PIXELS = 2**26
+#: A NIfTI volume may declare at most this many slices of :func:`max_pixels` pixels in all.
+MAX_VOLUME_SLICES = 64
 _NOT_IMAGES = ("SR", "RTSTRUCT", "PR", "KO", "SEG")  # DICOM modalities that are not CT slices
 _REFERENCE = re.compile(r"^(?P<path>.+\.nii(?:\.gz)?)#(?P<k>[^#/\\]*)$", re.IGNORECASE)
 # (row target, column target) in LPS for a slice whose normal is mostly along x, y or z.
@@ -316,6 +318,9 @@ def _load_nifti(path):
     shape = img.shape
     if len(shape) >= 2:
         _check_size(shape[:2], path, "NIfTI file")
+    if len(shape) > 2 and int(np.prod(shape, dtype=np.float64)) > MAX_VOLUME_SLICES * max_pixels():
+        raise ValueError(f"NIfTI file {path!r} declares a volume of shape {tuple(shape)}: more than "
+                         f"{MAX_VOLUME_SLICES} slices' worth of the pixel limit (SKCOVID_MAX_PIXELS).")
     if len(shape) < 2 or any(n > 1 for n in shape[3:]):
         raise ValueError(f"NIfTI file {path!r} has shape {shape}: skcovid reads 2-D or 3-D volumes, not "
                          "4-D ones (one volume per file).")
