@@ -249,6 +249,10 @@ def _check_classifier_params(params):
 def _check_fitted(estimator, spec):
     """The fitted attributes a prediction reads must be what fit would have set."""
     classes = getattr(estimator, "classes_", None)
+    fitted = "network" in spec or "estimator_" in spec.get("attributes", {})
+    missing = ["classes_"] if fitted and classes is None else []
+    if missing or (isinstance(estimator, PrunedCNNClassifier) and fitted and not hasattr(estimator, "estimator_")):
+        raise ValueError(f"the fitted {type(estimator).__name__} lacks {missing or ['estimator_']}")
     if classes is None:
         return
     if isinstance(estimator, TransferCNNClassifier) and "network" in spec:
