@@ -10,6 +10,8 @@ import os
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
+from skcovid._core.checks import env_count
+
 
 def decode_threads():
     """How many threads decode ahead: ``$SKCOVID_DECODE_THREADS``, else one per core but one, at most 4.
@@ -18,13 +20,7 @@ def decode_threads():
     thread of its own bought nothing (docs/benchmarks.md, prediction speed),
     so there the next slice is decoded when it is needed.
     """
-    value = os.environ.get("SKCOVID_DECODE_THREADS")
-    if value:
-        try:
-            return max(1, int(value))
-        except ValueError:
-            raise ValueError(f"SKCOVID_DECODE_THREADS must be a whole number; got {value!r}.") from None
-    return max(1, min(4, (os.cpu_count() or 1) - 1))
+    return env_count("SKCOVID_DECODE_THREADS", max(1, min(4, (os.cpu_count() or 1) - 1)))
 
 
 def ordered_map(function, items, *, n_threads=None, max_in_flight=None):

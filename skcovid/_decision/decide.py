@@ -29,6 +29,33 @@ def scale(proba, temperature):
     return scaled / scaled.sum(axis=1, keepdims=True)
 
 
+def check_finite_proba(proba, source, names=None):
+    """``proba``, or an error naming ``source`` and the first image whose probabilities are not finite.
+
+    Never a label from NaN: with NaN weights or inputs, every class would otherwise win or lose at random.
+
+    Parameters
+    ----------
+    proba : ndarray of shape (n_samples, n_classes)
+    source : str
+        What gave them (a network, a model file), for the message.
+    names : sequence of str or None, default=None
+        The images' paths; None names them by index.
+
+    Returns
+    -------
+    proba : ndarray
+        Unchanged.
+    """
+    bad = np.flatnonzero(~np.all(np.isfinite(proba), axis=1))
+    if len(bad):
+        first = f"image {bad[0]}" if names is None else repr(str(names[bad[0]]))
+        raise ValueError(f"{source} gave probabilities that are not finite numbers for {len(bad)} of "
+                         f"{len(proba)} images (the first: {first}); its weights or these inputs hold NaN or "
+                         "infinity, and no label is given from them.")
+    return proba
+
+
 def decide(proba, classes, threshold, pos_label):
     """Class labels from probabilities: P(pos_label) >= threshold, or the most probable class.
 

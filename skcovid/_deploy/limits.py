@@ -9,6 +9,8 @@ import numbers
 
 import numpy as np
 
+from skcovid._core.checks import is_count
+
 #: The largest ``image_size`` a file may declare (a 4096 x 4096 slice is 64 MiB as float32).
 MAX_IMAGE_SIZE = 4096
 #: The most hidden units a file's head may declare, all layers together.
@@ -20,12 +22,6 @@ MAX_BATCH_SIZE = 4096
 #: The most items an array in a file's JSON may declare, and the largest item (bytes).
 MAX_ARRAY_ITEMS = 10_000_000
 MAX_ITEM_BYTES = 4096
-
-
-def is_count(value, low=1, high=None):
-    """Whether ``value`` is an int (not a bool) in ``[low, high]``."""
-    return (isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= low
-            and (high is None or value <= high))
 
 
 def check_image_size(value, where):

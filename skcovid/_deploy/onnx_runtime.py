@@ -11,7 +11,7 @@ import os
 import numpy as np
 
 from skcovid._core.parallel import ordered_map
-from skcovid._decision.decide import AGGREGATIONS, decide
+from skcovid._decision.decide import AGGREGATIONS, check_finite_proba, decide
 from skcovid._deploy.limits import check_classes, check_decision, check_image_size
 from skcovid._imaging.medical import is_medical, read_hu
 from skcovid._imaging.raster import array_to_gray, as_paths, read_gray
@@ -167,12 +167,7 @@ class OnnxClassifier:
         run()
         if not out:
             return np.empty((0, len(self.classes_)), dtype=np.float32)
-        proba = np.concatenate(out)
-        bad = np.flatnonzero(~np.all(np.isfinite(proba), axis=1))
-        if len(bad):
-            raise ValueError(f"{self.path!r} gave probabilities that are not finite numbers for {len(bad)} of "
-                             f"{len(proba)} images (the first: image {bad[0]}); no label is given from them.")
-        return proba
+        return check_finite_proba(np.concatenate(out), repr(self.path))
 
     def predict(self, X):
         """The class of each image: the most probable, or as ``threshold_`` decides.

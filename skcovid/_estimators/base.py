@@ -9,7 +9,7 @@ from sklearn.utils.validation import check_consistent_length, check_is_fitted, c
 
 from skcovid._core.estimator import owner as owner_of
 from skcovid._core.estimator import upgraded_state
-from skcovid._decision.decide import decide, scale
+from skcovid._decision.decide import check_finite_proba, decide, scale
 from skcovid._decision.fit import decision_of, fit_decision
 from skcovid._decision.patients import aggregate, aggregation_of, check_groups, patient_labels
 from skcovid._engine import inference
@@ -20,18 +20,6 @@ def _network_proba(owner, images):
     """The probabilities ``owner``'s fitted network gives ``images``, before any temperature."""
     return inference.predict_proba(owner.net_, images, image_size=owner.image_size, batch_size=owner.batch_size,
                                    tta=owner.tta)
-
-
-def check_finite_proba(proba, images):
-    """``proba``, or an error naming the images whose probabilities are not finite (never a label from NaN)."""
-    bad = np.flatnonzero(~np.all(np.isfinite(proba), axis=1))
-    if len(bad):
-        paths = getattr(images, "paths", None)
-        first = f"image {bad[0]}" if paths is None else repr(str(paths[bad[0]]))
-        raise ValueError(f"The network gave probabilities that are not finite numbers for {len(bad)} of "
-                         f"{len(proba)} images (the first: {first}); its weights or these inputs hold NaN or "
-                         "infinity, and no label is given from them.")
-    return proba
 
 
 class BaseCNNClassifier(ClassifierMixin, BaseEstimator):
@@ -99,7 +87,8 @@ class BaseCNNClassifier(ClassifierMixin, BaseEstimator):
 
     def _predict_images(self, images):
         owner = owner_of(self)
-        return check_finite_proba(scale(_network_proba(owner, images), getattr(owner, "temperature_", 1.0)), images)
+        proba = scale(_network_proba(owner, images), getattr(owner, "temperature_", 1.0))
+        return check_finite_proba(proba, "The network", getattr(images, "paths", None))
 
     def _fit_decision(self, owner, images, y_encoded, valid_idx):
         """Fit ``owner``'s temperature and threshold on the validation images ``valid_idx``."""

@@ -6,6 +6,7 @@ from numbers import Integral, Real
 import numpy as np
 import torch
 
+from skcovid._core.checks import is_count
 from skcovid._core.compat import HasMethods, Interval, Satisfies, StrOptions, fit_context
 from skcovid._decision.decide import AGGREGATIONS
 from skcovid._decision.fit import validation_check
@@ -353,8 +354,8 @@ class TransferCNNClassifier(BaseCNNClassifier):
         "head_epochs": [Interval(Integral, 0, None, closed="left")],
         "layer_decay": [Interval(Real, 0, 1, closed="right")],
         "pooling": [StrOptions({"avg", "max"})],
-        "hidden_units": [Satisfies(lambda v: isinstance(v, (tuple, list)) and all(
-            isinstance(w, Integral) and not isinstance(w, bool) and w >= 1 for w in v), "a tuple of positive ints")],
+        "hidden_units": [Satisfies(lambda v: isinstance(v, (tuple, list)) and all(map(is_count, v)),
+                                   "a tuple of positive ints")],
         "dropout": [Interval(Real, 0, 1, closed="left")],
         "image_size": [Interval(Integral, 1, None, closed="left")],
         "window": [Satisfies(is_window, "'lung', 'mediastinal', 'multi', (level, width) with width > 0, "

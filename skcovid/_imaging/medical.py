@@ -16,6 +16,7 @@ import warnings
 
 import numpy as np
 
+from skcovid._core.checks import env_count
 from skcovid._imaging.raster import IMAGE_EXTENSIONS
 
 #: File extensions of the medical formats (DICOM, NIfTI), lower case.
@@ -195,13 +196,7 @@ def max_pixels():
     Checked against the header before any pixel data is decompressed, so that
     a small file declaring a huge image cannot take the memory.
     """
-    value = os.environ.get("SKCOVID_MAX_PIXELS")
-    if not value:
-        return MAX_PIXELS
-    try:
-        return max(1, int(value))
-    except ValueError:
-        raise ValueError(f"SKCOVID_MAX_PIXELS must be a whole number; got {value!r}.") from None
+    return env_count("SKCOVID_MAX_PIXELS", MAX_PIXELS)
 
 
 def _check_size(shape, path, what):
