@@ -67,7 +67,7 @@ def build_parser(only=None):
         sub.add_argument("-q", "--quiet", action="store_true", help="no progress output")
         sub.add_argument("--debug", action="store_true",
                          help="show the Python traceback of an error (as SKCOVID_DEBUG=1 does)")
-        if name in ("train", "evaluate", "compare"):
+        if name in ("train", "evaluate", "compare", "export"):
             sub.add_argument("--skip-unreadable", action="store_true",
                              help="leave out files that are not usable images, with a warning "
                                   "listing them (default: fail, listing them)")
@@ -79,7 +79,7 @@ def build_parser(only=None):
         if name in ("evaluate", "compare"):
             sub.add_argument("--n-bootstraps", type=int, default=1000)
             sub.add_argument("--pos-label", default=None, help="the positive (COVID) class, if not inferred")
-        if name in ("evaluate", "compare", "predict", "explain"):
+        if name in ("evaluate", "compare", "predict", "explain", "export"):
             sub.add_argument("--trust-pickle", action="store_true",
                              help="also load a MODEL that is a joblib or pickle file (an older skcovid's "
                                   "format), which can run any code it carries: only for files from a "
@@ -171,6 +171,32 @@ def build_parser(only=None):
     sub.add_argument("--feature-maps", action="store_true",
                      help="also write the most active feature maps of --layer")
     sub.set_defaults(run="explain")
+
+    sub = command("export", "write a saved model for deployment: ONNX (optionally INT8) or torch.export",
+                  "Write MODEL's network with its preprocessing to OUT, to run without skcovid: ONNX (ONNX "
+                  "Runtime, skcovid.load_onnx) or torch.export (.pt2, PyTorch). With --int8, ONNX Runtime's "
+                  "static quantisation, calibrated on --calibration; with --validation, both models are "
+                  "scored there, and with --tolerance T the nodes whose quantisation adds the most noise "
+                  "return to float32 until the INT8 model loses at most T of accuracy and of ROC-AUC "
+                  "(mixed precision; the float32 model when nothing else holds). Prints what was "
+                  "quantised, both models' validation figures and the file sizes.")
+    sub.add_argument("model", metavar="MODEL", help="a model file saved by 'skcovid train' or save_model")
+    sub.add_argument("out", metavar="OUT", help="the file to write (atomically)")
+    sub.add_argument("--format", choices=("onnx", "torch.export"), default=None,
+                     help="default: from OUT's name (.onnx: onnx, else torch.export)")
+    sub.add_argument("--int8", action="store_true", help="quantise to INT8 (ONNX only)")
+    sub.add_argument("--calibration", default=None, metavar="DIR",
+                     help="with --int8: training slices, one sub-folder per class (256 at most are used, "
+                          "drawn with seed 0)")
+    sub.add_argument("--validation", default=None, metavar="DIR",
+                     help="with --int8: labelled slices (one sub-folder per class) the model was not trained "
+                          "on, not the test slices, on which both models are scored")
+    sub.add_argument("--tolerance", type=float, default=None, metavar="T",
+                     help="with --validation: the accuracy and ROC-AUC the INT8 model may lose (e.g. 0.005); "
+                          "default: every node in INT8")
+    sub.add_argument("--equalize", action="store_true",
+                     help="with --int8: cross-layer equalisation before quantising (ReLU6 becomes ReLU)")
+    sub.set_defaults(run="export")
 
     sub = command("demo", "train, prune, evaluate and explain on the shipped sample slices",
                   "The whole flow on the 200 real CT slices shipped with skcovid, with the "

@@ -3,11 +3,13 @@
 import copy
 import itertools
 import json
+import numbers
 import os
 import tempfile
 import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -15,6 +17,7 @@ from torch.nn import functional as F
 from skcovid._core.estimator import fitted_network
 from skcovid._core.files import atomic_write, jsonable
 from skcovid._decision.patients import aggregation_of
+from skcovid._deploy.int8 import quantize as quantize_onnx
 from skcovid._deploy.onnx_runtime import METADATA_KEY, model_inputs
 from skcovid._imaging.window import window_bounds
 from skcovid._nets.network import ViewAverage, eval_mode
@@ -91,7 +94,7 @@ def _input_units(window):
     return "HU" if window is not None else "gray"
 
 
-def _metadata(classifier, image_size, fmt, quantization):
+def _metadata(classifier, image_size, fmt):
     window = classifier.window
     if window is None:
         read = ("the slice in grayscale, scaled to [0, 1] (HU slices through the lung window, "
@@ -112,7 +115,7 @@ def _metadata(classifier, image_size, fmt, quantization):
         "threshold": getattr(classifier, "threshold_", None),
         "pos_label": jsonable(getattr(classifier, "pos_label_", None)),
         "format": fmt,
-        "quantization": quantization,
+        "quantization": None,  # the INT8 export's record, set after quantising
         "skcovid_version": __version__,
     }
 
@@ -129,7 +132,8 @@ def _resolve_format(format, path):
     return format
 
 
-def export(estimator, path, *, format=None, quantize=None, calibration=None, opset_version=18):
+def export(estimator, path, *, format=None, quantize=None, calibration=None, validation=None, tolerance=None,
+           equalize=False, opset_version=18):
     """Write a fitted classifier's network, with its preprocessing, for deployment.
 
     The file runs without skcovid, pruned or not: with PyTorch alone
@@ -169,6 +173,29 @@ def export(estimator, path, *, format=None, quantize=None, calibration=None, ops
         form the classifier's ``predict`` accepts (paths are read with
         skcovid's readers; arrays hold the model's input units). Use training
         images, some of each class; at most the first 256 are used.
+    validation : (X_val, y_val) or None, default=None
+        With ``quantize="int8"``: labelled slices (in any form ``calibration``
+        takes) on which both the float32 and the quantised model are scored
+        (accuracy with the classifier's decision, and ROC-AUC); the figures
+        are stored in the file's metadata. Use slices the model was not
+        trained on, and not your test slices.
+    tolerance : float in [0, 1] or None, default=None
+        With ``validation``: accuracy-aware mixed precision. While the
+        quantised model loses more than ``tolerance`` of accuracy or of
+        ROC-AUC against the float32 model on ``validation``, the nodes whose
+        quantisation adds the most noise to the network's activations on the
+        calibration slices (ONNX Runtime's ``qdq_loss_debug``) return to
+        float32 (``nodes_to_exclude``): the fewest that hold the tolerance,
+        found by doubling their number and then bisecting. When none does,
+        the file is the float32 model. The metadata lists the nodes that
+        stayed float. None quantises every node.
+    equalize : bool, default=False
+        With ``quantize="int8"``: cross-layer equalisation (Nagel et al.,
+        2019) of the float graph before quantisation: each pair of
+        convolutions joined by a ReLU gets equal per-channel weight ranges,
+        which helps depthwise layers. ReLU6 becomes ReLU there (a clip at 6
+        does not commute with the scaling), which can change the float
+        function a little; ``validation`` measures against the original.
     opset_version : int, default=18
         ONNX opset (18 is the first with antialiased resizing).
 
@@ -190,18 +217,33 @@ def export(estimator, path, *, format=None, quantize=None, calibration=None, ops
     if quantize is not None and calibration is None:
         raise ValueError("quantize='int8' needs calibration images: pass calibration=X with some "
                          "training slices of each class (32 to 256).")
+    for name, value, unset in (("validation", validation, None), ("tolerance", tolerance, None),
+                               ("equalize", equalize, False)):
+        if value is not unset and quantize is None:
+            raise ValueError(f"{name}= applies to quantize='int8' only; got quantize=None.")
+    if tolerance is not None:
+        if isinstance(tolerance, bool) or not isinstance(tolerance, numbers.Real) or not 0 <= tolerance <= 1:
+            raise ValueError(f"tolerance={tolerance!r} is not valid: a number in [0, 1] (the accuracy and "
+                             "ROC-AUC the quantised model may lose), or None.")
+        if validation is None:
+            raise ValueError("tolerance= needs validation=(X_val, y_val): labelled slices on which to "
+                             "measure what quantisation loses.")
+    if not isinstance(equalize, bool):
+        raise ValueError(f"equalize={equalize!r} is not valid: True or False.")
     classifier, model = deployable_net(estimator)
     network, image_size = model.network, model.image_size
-    inputs = None
+    int8 = None
     if quantize is not None:
-        inputs = list(itertools.islice(model_inputs(calibration, classifier.window,
-                                                    _input_units(classifier.window)), MAX_CALIBRATION))
+        units = _input_units(classifier.window)
+        inputs = list(itertools.islice(model_inputs(calibration, classifier.window, units), MAX_CALIBRATION))
         if not inputs:
             raise ValueError("calibration holds no images.")
-    quantization = None if quantize is None else {
-        "dtype": "int8", "method": "ONNX Runtime static, QDQ, per-channel int8 weights (reduce_range), "
-                                   "uint8 activations, min-max calibration",
-        "n_calibration_images": len(inputs)}
+        int8 = {"calibration": inputs, "equalize": equalize,
+                "tolerance": None if tolerance is None else float(tolerance),
+                "decision": {"classes": classifier.classes_, "threshold": getattr(classifier, "threshold_", None),
+                             "pos_label": getattr(classifier, "pos_label_", None)}}
+        if validation is not None:
+            int8["validation"] = _validation(validation, classifier, units)
     device = next(network.parameters()).device
     if format != "onnx" and device.type != "cpu":
         model = copy.deepcopy(model).cpu()  # a PyTorch file for the point of care: CPU tensors
@@ -211,19 +253,19 @@ def export(estimator, path, *, format=None, quantize=None, calibration=None, ops
                          generator=torch.Generator().manual_seed(0)).to(device)
     if classifier.window is not None:
         example = example * 2000 - 1000  # HU
-    metadata = json.dumps(_metadata(classifier, image_size, format, quantization))
+    metadata = _metadata(classifier, image_size, format)
     with eval_mode(model), torch.no_grad():
         if format == "torchscript":
             with warnings.catch_warnings(), atomic_write(path, "wb") as f:
                 warnings.simplefilter("ignore", FutureWarning)  # said once, by _resolve_format
                 traced = torch.jit.trace(model, example, check_trace=False)
-                torch.jit.save(traced, f, _extra_files={"skcovid.json": metadata})
+                torch.jit.save(traced, f, _extra_files={"skcovid.json": json.dumps(metadata)})
         elif format == "torch.export":
             program = torch.export.export(model, (example,), dynamic_shapes=_dynamic_shapes())
             with atomic_write(path, "wb") as f:
-                torch.export.save(program, f, extra_files={"skcovid.json": metadata})
+                torch.export.save(program, f, extra_files={"skcovid.json": json.dumps(metadata)})
         else:
-            _export_onnx(model, example, path, metadata, opset_version, inputs)
+            _export_onnx(model, example, path, metadata, opset_version, int8)
     return Path(path)
 
 
@@ -232,7 +274,28 @@ def _dynamic_shapes():
     return {"x": {0: batch, 2: height, 3: width}}
 
 
-def _export_onnx(model, example, path, metadata, opset_version, calibration):
+def _validation(validation, classifier, units):
+    """``(X_val, y_val)`` as the network's inputs and labels, checked against the classifier's classes."""
+    try:
+        X_val, y_val = validation
+    except (TypeError, ValueError):
+        raise ValueError("validation must be a pair (X_val, y_val) of labelled slices.") from None
+    images = list(model_inputs(X_val, classifier.window, units))
+    labels = np.asarray(y_val, dtype=object)
+    if labels.ndim != 1 or len(labels) != len(images):
+        raise ValueError(f"validation holds {len(images)} images but {labels.size} labels.")
+    classes = list(classifier.classes_)
+    unknown = sorted({str(label) for label in labels if label not in classes})
+    if unknown:
+        raise ValueError(f"validation has labels {unknown} the classifier does not know; its classes are "
+                         f"{[str(c) for c in classes]}.")
+    missing = [str(c) for c in classes if not np.any(labels == c)]
+    if missing:
+        raise ValueError(f"validation has no slice of class {missing}: its ROC-AUC needs every class.")
+    return images, labels
+
+
+def _export_onnx(model, example, path, metadata, opset_version, int8):
     try:
         import onnx  # optional: the onnx extra
     except ImportError as exc:
@@ -242,44 +305,10 @@ def _export_onnx(model, example, path, metadata, opset_version, calibration):
         torch.onnx.export(model, (example,), raw, input_names=["image"], output_names=["proba"],
                           opset_version=opset_version, dynamo=True, dynamic_shapes=_dynamic_shapes(),
                           verbose=False)
-        if calibration is not None:
-            raw = _quantize_int8(raw, tmp, calibration)
+        if int8 is not None:
+            raw, metadata["quantization"] = quantize_onnx(raw, tmp, **int8)
         proto = onnx.load(raw)
     entry = proto.metadata_props.add()
-    entry.key, entry.value = METADATA_KEY, metadata
+    entry.key, entry.value = METADATA_KEY, json.dumps(metadata)
     with atomic_write(path, "wb") as f:
         f.write(proto.SerializeToString())
-
-
-def _quantize_int8(raw, folder, calibration):
-    """ONNX Runtime static quantisation of the model file ``raw``; returns the new file's path."""
-    import onnx  # optional: the onnx extra
-    from onnxruntime.quantization import (  # optional: the onnx extra
-        CalibrationDataReader,
-        CalibrationMethod,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
-    from onnxruntime.quantization.shape_inference import quant_pre_process  # optional: the onnx extra
-
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            self._images = iter(calibration)
-
-        def get_next(self):
-            image = next(self._images, None)
-            return None if image is None else {"image": image[None, None]}
-
-    prepared, quantized = os.path.join(folder, "prepared.onnx"), os.path.join(folder, "int8.onnx")
-    quant_pre_process(raw, prepared)  # shape inference and graph optimisation, as ORT recommends
-    nodes = onnx.load(prepared).graph.node
-    first_conv = next(i for i, node in enumerate(nodes) if node.op_type == "Conv")
-    # Window, resize and normalisation before the first convolution, and the
-    # softmax, stay in float32: 8 bits cannot hold HU, nor small probabilities.
-    keep_float = [node.name for node in nodes[:first_conv]] + [
-        node.name for node in nodes if node.op_type == "Softmax"]
-    quantize_static(prepared, quantized, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                    reduce_range=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                    calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=keep_float)
-    return quantized
