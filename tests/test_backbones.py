@@ -210,6 +210,20 @@ def test_efficientnet_lite1_lite2_default_weights_come_from_their_packages(name)
         build_backbone(name, "IMAGENET", image_size=32)
 
 
+@pytest.mark.parametrize("name", LITE)
+def test_efficientnet_lite_stages_hold_every_block_of_the_package(name):
+    # Lite1 and Lite2 scale the block counts of Lite0 by their depth multiplier: their stages once
+    # stopped at Lite0's counts, left blocks out, and the network could not run.
+    from efficientnet_lite_pytorch import EfficientNet
+
+    from skcovid._nets.backbones import build_backbone
+
+    features = build_backbone(name, None, image_size=64).features
+    stages = [stage for stage_name, stage in features.named_children() if stage_name.startswith("stage")]
+    assert sum(len(stage) for stage in stages) == len(EfficientNet.from_name(name.replace("_", "-"))._blocks)
+    assert features(torch.zeros(1, 3, 64, 64)).shape[1] == 1280
+
+
 def test_weights_file_for_another_backbone_is_refused(tmp_path, images):
     path = tmp_path / "vgg.pth"
     torch.save(torchvision.models.resnet18(weights=None).state_dict(), path)

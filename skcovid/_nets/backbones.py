@@ -213,6 +213,19 @@ _EFFICIENTNET_LITE = {
 }
 
 
+def _lite_repeats(model, i, args):
+    """The blocks of stage ``i`` of an EfficientNet-Lite: its depth multiplier scales all but the fixed first and last.
+
+    The package builds its blocks by this rule but keeps the unscaled counts in ``_blocks_args``
+    (Lite1 and Lite2 have more blocks than Lite0's counts).
+    """
+    from efficientnet_lite_pytorch.utils import round_repeats  # heavy: only the EfficientNet-Lite backbones need it
+
+    if model._fix_head_stem and i in (0, len(model._blocks_args) - 1):
+        return args.num_repeat
+    return round_repeats(args.num_repeat, model._global_params)
+
+
 def _efficientnet_lite_backbone(name, weights, image_size):
     from efficientnet_lite_pytorch import EfficientNet  # heavy: only the EfficientNet-Lite backbones need it
 
@@ -220,7 +233,7 @@ def _efficientnet_lite_backbone(name, weights, image_size):
     stages = OrderedDict(stem=nn.Sequential(model._conv_stem, model._bn0, nn.ReLU6()))
     blocks = iter(model._blocks)
     for i, args in enumerate(model._blocks_args):
-        stages[f"stage{i + 1}"] = nn.Sequential(*(next(blocks) for _ in range(args.num_repeat)))
+        stages[f"stage{i + 1}"] = nn.Sequential(*(next(blocks) for _ in range(_lite_repeats(model, i, args))))
     stages["head"] = nn.Sequential(model._conv_head, model._bn1, nn.ReLU6())
     features = nn.Sequential(stages)
     package, class_name = _EFFICIENTNET_LITE[name]
