@@ -65,7 +65,7 @@ def run(args):
     else:
         what = f"{total - len(kept)} of {total} quantisable nodes in int8"
         what += f"; {len(kept)} stayed float32: {', '.join(kept)}" if kept else ", none kept in float32"
-    equalized = ", cross-layer equalised" if record["equalization"] else ""
+    equalized = f", {record['n_equalized_pairs']} pairs of layers equalised" if record["equalization"] else ""
     print(f"quantised ({record['n_calibration_images']} calibration slices{equalized}): {what}")
     figures = record["validation"]
     if figures is not None:

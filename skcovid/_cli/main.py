@@ -195,7 +195,8 @@ def build_parser(only=None):
                      help="with --validation: the accuracy and ROC-AUC the INT8 model may lose (e.g. 0.005); "
                           "default: every node in INT8")
     sub.add_argument("--equalize", action="store_true",
-                     help="with --int8: cross-layer equalisation before quantising (ReLU6 becomes ReLU)")
+                     help="with --int8: cross-layer equalisation of the convolutions joined by a ReLU, "
+                          "before quantising")
     sub.set_defaults(run="export")
 
     sub = command("demo", "train, prune, evaluate and explain on the shipped sample slices",

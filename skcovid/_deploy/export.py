@@ -192,10 +192,10 @@ def export(estimator, path, *, format=None, quantize=None, calibration=None, val
     equalize : bool, default=False
         With ``quantize="int8"``: cross-layer equalisation (Nagel et al.,
         2019) of the float graph before quantisation: each pair of
-        convolutions joined by a ReLU gets equal per-channel weight ranges,
-        which helps depthwise layers. ReLU6 becomes ReLU there (a clip at 6
-        does not commute with the scaling), which can change the float
-        function a little; ``validation`` measures against the original.
+        convolutions joined by a ReLU gets equal per-channel weight ranges
+        (the float function is kept). Pairs joined by ReLU6, as in
+        EfficientNet-Lite, are left alone: a clip at 6 does not commute with
+        the scaling. The metadata records the number of pairs equalised.
     opset_version : int, default=18
         ONNX opset (18 is the first with antialiased resizing).
 

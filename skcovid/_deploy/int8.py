@@ -177,18 +177,18 @@ def quantize(raw, folder, calibration, *, validation=None, tolerance=None, equal
     prepared = os.path.join(folder, "prepared.onnx")
     quant_pre_process(raw, prepared)  # shape inference and graph optimisation, as ORT recommends
     model = onnx.load(prepared)
-    source = prepared
+    source, n_pairs = prepared, 0
     if equalize:
         from skcovid._deploy.equalize import equalize_graph
 
-        equalize_graph(model.graph)
+        n_pairs = equalize_graph(model.graph)
         source = os.path.join(folder, "equalized.onnx")
         onnx.save(model, source)
     fixed = _fixed_float(model.graph)
     full = _quantize_static(source, os.path.join(folder, "int8.onnx"), calibration, fixed)
     candidates = _quantized_nodes(full, model.graph, fixed)
     info = {"dtype": "int8", "method": METHOD, "n_calibration_images": len(calibration),
-            "equalization": bool(equalize), "tolerance": tolerance,
+            "equalization": bool(equalize), "n_equalized_pairs": n_pairs, "tolerance": tolerance,
             "n_quantizable_nodes": len(candidates), "float_nodes": [], "validation": None}
     if validation is None:
         return full, info
