@@ -16,6 +16,42 @@ from skcovid._core.labels import resolve_pos_label
 from skcovid._decision.decide import scale
 from skcovid._decision.operating_points import specificity_at_sensitivity
 
+#: A validation split under this many samples in all ...
+MIN_TRUSTED_SPLIT = 100
+#: ... or under this many in a class is too small to trust: its minimum loss, its temperature, its threshold.
+MIN_TRUSTED_PER_CLASS = 30
+
+
+def too_small(class_counts):
+    """Whether a validation split of these per-class sizes is too small to trust (a sentence saying why), or None.
+
+    Under :data:`MIN_TRUSTED_SPLIT` samples, or :data:`MIN_TRUSTED_PER_CLASS`
+    in a class, a split's minimum validation loss is mostly noise: early
+    stopping on it restores whatever epoch was lucky, and a temperature or a
+    threshold fitted on it follows the same few images.
+
+    Parameters
+    ----------
+    class_counts : sequence of int
+        The split's samples of each class.
+
+    Returns
+    -------
+    why : str or None
+    """
+    counts = [int(c) for c in class_counts]
+    if sum(counts) >= MIN_TRUSTED_SPLIT and min(counts) >= MIN_TRUSTED_PER_CLASS:
+        return None
+    return (f"{sum(counts)} validation samples, {min(counts)} in the smallest class, are too few to trust "
+            f"(under {MIN_TRUSTED_SPLIT}, or {MIN_TRUSTED_PER_CLASS} a class)")
+
+
+def expected_validation_counts(y, validation_fraction):
+    """The per-class sizes of a stratified validation split of ``y`` at ``validation_fraction``, before it is drawn."""
+    _, counts = np.unique(np.asarray(y), return_counts=True)
+    return np.round(counts * validation_fraction).astype(int)
+
+
 #: Temperatures searched by :func:`fit_temperature`.
 _TEMPERATURES = (0.05, 20.0)
 
@@ -75,7 +111,9 @@ def fit_decision(classifier, proba, y_encoded):
     y_encoded : ndarray of int of shape (n_samples,) or None
     """
     classifier.temperature_, classifier.threshold_, classifier.pos_label_ = 1.0, None, None
-    if classifier.calibration == "temperature":
+    if classifier.calibration == "temperature" or (
+            classifier.calibration == "auto" and proba is not None
+            and too_small(np.bincount(y_encoded, minlength=len(classifier.classes_))) is None):
         classifier.temperature_ = fit_temperature(proba, y_encoded)
     if classifier.target_sensitivity is not None:
         classes = classifier.classes_
@@ -189,20 +227,66 @@ def decision_of(model):
 
 
 def temperature_of(model):
-    """The fitted ``temperature_`` of a model with ``calibration="temperature"``, else None."""
+    """The fitted ``temperature_`` of a model with a ``calibration``, else None."""
     owner = owner_of(model)
-    return getattr(owner, "temperature_", None) if getattr(owner, "calibration", None) == "temperature" else None
+    return getattr(owner, "temperature_", None) if getattr(owner, "calibration", None) is not None else None
 
 
-def validation_check(classifier, validation_fraction):
-    """Refuse, before training, a calibration or threshold that would have no validation split."""
-    wanted = [name for name, on in (("calibration='temperature'", classifier.calibration is not None),
+def validation_check(classifier, validation_fraction, y):
+    """Refuse, before training, a calibration or threshold that would have no validation split; warn of a small one.
+
+    Parameters
+    ----------
+    classifier : TransferCNNClassifier
+        Reads ``early_stopping``, ``calibration``, ``target_sensitivity``,
+        ``validation_fraction`` and ``classes_``.
+    validation_fraction : float or None
+        Resolved (:func:`skcovid._engine.validation.resolve_validation`).
+    y : ndarray of shape (n_samples,)
+        The training labels.
+
+    Raises
+    ------
+    ValueError
+        When ``calibration="temperature"`` or a ``target_sensitivity`` has no
+        validation split to be fitted on, or a target sensitivity more than
+        two classes.
+
+    Warns
+    -----
+    UserWarning
+        When the validation split will be too small to trust (:func:`too_small`)
+        and early stopping, calibration or a threshold would rely on it, saying
+        what each does instead; and when ``calibration="auto"`` has no split.
+    """
+    wanted = [name for name, on in (("calibration='temperature'", classifier.calibration == "temperature"),
                                     (f"target_sensitivity={classifier.target_sensitivity}",
                                      classifier.target_sensitivity is not None)) if on]
     if wanted and validation_fraction is None:
         raise ValueError(f"{' and '.join(wanted)} is fitted on the validation split, but there is none "
                          f"(validation_fraction={classifier.validation_fraction!r}); set "
                          "validation_fraction to a fraction such as 0.2.")
+    if validation_fraction is None:
+        if classifier.calibration == "auto":
+            warnings.warn(f"calibration='auto' leaves the temperature at 1: there is no validation split "
+                          f"(validation_fraction={classifier.validation_fraction!r}) to fit it on.",
+                          UserWarning, stacklevel=4)
+    elif (why := too_small(expected_validation_counts(y, validation_fraction))) is not None:
+        instead = []
+        if classifier.early_stopping == "auto":
+            instead.append("early stopping is off (the whole schedule trains and its final weights are kept)")
+        elif classifier.early_stopping is not None:
+            instead.append(f"early stopping (patience {classifier.early_stopping}) watches it as asked")
+        if classifier.calibration == "auto":
+            instead.append("calibration='auto' leaves the temperature at 1")
+        elif classifier.calibration is not None:
+            instead.append("the temperature is fitted on it as asked")
+        if classifier.target_sensitivity is not None:
+            instead.append("the threshold of target_sensitivity is chosen on it as asked")
+        if instead:
+            warnings.warn(f"The validation split is too small for early stopping, a temperature or a threshold: "
+                          f"{why}; {'; '.join(instead)}. Give fit more images, or a larger "
+                          "validation_fraction.", UserWarning, stacklevel=4)
     if classifier.target_sensitivity is not None and len(classifier.classes_) != 2:
         raise ValueError(f"target_sensitivity needs two classes; got {len(classifier.classes_)}: "
                          f"{classifier.classes_.tolist()}.")

@@ -8,6 +8,7 @@ import torch
 from sklearn.utils.validation import check_array, validate_data
 from torchvision.transforms import v2
 
+from skcovid._imaging.crop import crop_image
 from skcovid._imaging.raster import array_to_gray, as_paths
 from skcovid._imaging.window import apply_window, read_windowed
 
@@ -19,37 +20,39 @@ class PathImages:
     ``(C, H, W)`` intensities under ``window`` (:func:`skcovid._imaging.window.read_windowed`).
     """
 
-    def __init__(self, paths, window=None):
+    def __init__(self, paths, window=None, crop=None):
         self.paths = paths
         self.window = window
+        self.crop = crop
 
     def __len__(self):
         return len(self.paths)
 
     def subset(self, indices):
         """The images at ``indices``, in that order."""
-        return PathImages([self.paths[i] for i in indices], self.window)
+        return PathImages([self.paths[i] for i in indices], self.window, self.crop)
 
     def __getitem__(self, index):
-        return read_windowed(self.paths[index], self.window)
+        return read_windowed(self.paths[index], self.window, self.crop)
 
 
 class ArrayImages:
     """Images already in memory, as an ``(n, H, W)`` float32 array of grey intensities."""
 
-    def __init__(self, images, window=None):
+    def __init__(self, images, window=None, crop=None):
         self.images = images
         self.window = window
+        self.crop = crop
 
     def __len__(self):
         return len(self.images)
 
     def subset(self, indices):
         """The images at ``indices``, in that order."""
-        return ArrayImages(self.images[np.asarray(indices, dtype=int)], self.window)
+        return ArrayImages(self.images[np.asarray(indices, dtype=int)], self.window, self.crop)
 
     def __getitem__(self, index):
-        return apply_window(self.images[index], self.window, hu=False)
+        return apply_window(crop_image(self.images[index], self.crop, hu=False), self.window, hu=False)
 
 
 def _tabular_to_images(X):
@@ -67,7 +70,7 @@ def _forget_features(estimator):
             delattr(estimator, attr)
 
 
-def check_images(estimator, X, *, reset, window=None):
+def check_images(estimator, X, *, reset, window=None, crop=None):
     """Validate ``X`` and return its images.
 
     Parameters
@@ -82,6 +85,8 @@ def check_images(estimator, X, *, reset, window=None):
         True in ``fit``.
     window : {"lung", "mediastinal", "multi"}, (level, width) or None, default=None
         How the images' intensities are read (:mod:`skcovid._imaging.window`).
+    crop : {"body"} or None, default=None
+        How each image is cut down before resizing (:mod:`skcovid._imaging.crop`).
 
     Returns
     -------
@@ -93,7 +98,7 @@ def check_images(estimator, X, *, reset, window=None):
     if paths is not None:
         if reset:
             _forget_features(estimator)
-        return PathImages(paths, window)
+        return PathImages(paths, window, crop)
     ndim = getattr(X, "ndim", None)
     if ndim is None and not sp.issparse(X):
         ndim = np.ndim(np.asarray(X, dtype=object)) if hasattr(X, "__len__") else 0
@@ -103,9 +108,9 @@ def check_images(estimator, X, *, reset, window=None):
             raise ValueError(f"Images must be at least 1x1 pixel; got shape {array.shape}.")
         if reset:
             _forget_features(estimator)
-        return ArrayImages(array_to_gray(array), window)
+        return ArrayImages(array_to_gray(array), window, crop)
     array = validate_data(estimator, X, reset=reset, dtype="numeric")
-    return ArrayImages(array_to_gray(_tabular_to_images(array)), window)
+    return ArrayImages(array_to_gray(_tabular_to_images(array)), window, crop)
 
 
 def make_augmentation(augment):

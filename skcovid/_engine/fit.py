@@ -19,12 +19,12 @@ from sklearn.utils.validation import check_memory
 from skorch.dataset import Dataset
 from skorch.helper import predefined_split
 
+from skcovid._engine.accelerated import AcceleratedNet
 from skcovid._engine.checkpoint import Checkpointer, load_checkpoint, restore
 from skcovid._engine.data import DecodedCache, ImageDataset, inference_loader, make_augmentation
 from skcovid._engine.features import FeatureCache, backbone_features, feature_key
 from skcovid._engine.fingerprint import fingerprint
 from skcovid._engine.net import (
-    AcceleratedNet,
     SkorchNet,
     batches_per_epoch,
     history_records,

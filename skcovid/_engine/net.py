@@ -12,7 +12,6 @@ import torch
 from skorch import NeuralNetClassifier
 from skorch.callbacks import Callback, EarlyStopping, LRScheduler, ProgressBar
 from skorch.dataset import unpack_data
-from skorch.hf import AccelerateMixin
 from skorch.utils import to_tensor
 from torch.optim.lr_scheduler import CosineAnnealingLR, CyclicLR, OneCycleLR, SequentialLR
 
@@ -170,66 +169,6 @@ class SkorchNet(NeuralNetClassifier):
         for name in self._optimizers:
             scaler.step(getattr(self, name + "_"))
         scaler.update()
-
-
-class AcceleratedNet(AccelerateMixin, SkorchNet):
-    """:class:`SkorchNet` trained through an ``accelerate.Accelerator``.
-
-    skorch's :class:`~skorch.hf.AccelerateMixin` prepares the network, the
-    optimizer and the training DataLoader, so that training batches are
-    sharded over the accelerator's processes (data parallel) and mixed
-    precision follows the accelerator. Validation batches are not sharded:
-    every process scores the whole validation set on its copy of the network,
-    so the validation loss, and early stopping on it, are the same in every
-    process (with per-process validation losses one process could stop while
-    another waits for it; skorch issues #737 and #952).
-    """
-
-    def _initialize_accelerator(self):
-        # On CPU processes accelerate wraps every module it prepares in
-        # DistributedDataParallel, which refuses modules without trainable
-        # parameters, such as the loss (on GPUs accelerate only moves those).
-        # Such criteria only need to be on the device.
-        criteria, prepared = self._criteria, []
-        for name in criteria:
-            criterion = getattr(self, name + "_")
-            if isinstance(criterion, torch.nn.Module) and not any(
-                    p.requires_grad for p in criterion.parameters()):
-                criterion.to(self.accelerator.device)
-            else:
-                prepared.append(name)
-        self._criteria = prepared
-        try:
-            return super()._initialize_accelerator()
-        finally:
-            self._criteria = criteria
-
-    def get_iterator(self, dataset, training=False):
-        if training:
-            return super().get_iterator(dataset, training=True)
-        return _OnDevice(SkorchNet.get_iterator(self, dataset, training=False),
-                         self.accelerator.device)
-
-    def evaluation_step(self, batch, training=False):
-        # Batches are not sharded (see get_iterator): nothing to gather.
-        return SkorchNet.evaluation_step(self, batch, training=training)
-
-
-class _OnDevice:
-    """A DataLoader's batches, moved to ``device``."""
-
-    def __init__(self, loader, device):
-        self.loader = loader
-        self.device = device
-
-    def __len__(self):
-        return len(self.loader)
-
-    def __iter__(self):
-        from accelerate.utils import send_to_device  # optional: the accelerate extra
-
-        for batch in self.loader:
-            yield send_to_device(batch, self.device, non_blocking=True)
 
 
 def rebuilt_net(trained, module, **kwargs):
@@ -422,6 +361,35 @@ class FiniteLoss(Callback):
                 "was fitted.")
 
 
+class PhasedEarlyStopping(EarlyStopping):
+    """skorch's ``EarlyStopping`` that watches only the epochs after ``start_epoch``.
+
+    A recipe's head-only epochs (``head_epochs``) end with the pretrained
+    backbone untouched and the validation loss often at its lowest, since
+    the whole network's first epochs raise it before they lower it: early
+    stopping that counted them restored a barely trained head whenever a
+    small validation split said so. The epochs up to ``start_epoch`` are
+    neither candidates for the best weights nor misses of the patience.
+
+    Parameters
+    ----------
+    monitor, patience, threshold, threshold_mode, lower_is_better, sink, load_best
+        As for :class:`skorch.callbacks.EarlyStopping`.
+    start_epoch : int, default=0
+        The last epoch not watched.
+    """
+
+    def __init__(self, monitor="valid_loss", patience=5, threshold=1e-4, threshold_mode="rel",
+                 lower_is_better=True, sink=print, load_best=False, start_epoch=0):
+        super().__init__(monitor=monitor, patience=patience, threshold=threshold, threshold_mode=threshold_mode,
+                         lower_is_better=lower_is_better, sink=sink, load_best=load_best)
+        self.start_epoch = start_epoch
+
+    def on_epoch_end(self, net, **kwargs):
+        if len(net.history) > self.start_epoch:
+            super().on_epoch_end(net, **kwargs)
+
+
 def training_callbacks(*, lr, lr_schedule, max_epochs, batches_per_epoch, early_stopping,
                        has_validation, verbose, head_epochs=0):
     """The callbacks an estimator's hyperparameters ask for.
@@ -455,9 +423,9 @@ def training_callbacks(*, lr, lr_schedule, max_epochs, batches_per_epoch, early_
             phased_scheduler, kind=lr_schedule, peak_lr=lr, phase_epochs=phases,
             batches_per_epoch=batches_per_epoch, step_every="epoch" if lr_schedule == "cosine" else "batch")))
     if early_stopping is not None and has_validation:
-        callbacks.append(("early_stopping", EarlyStopping(
+        callbacks.append(("early_stopping", PhasedEarlyStopping(
             monitor="valid_loss", patience=early_stopping, load_best=True,
-            sink=print if verbose else silent)))
+            sink=print if verbose else silent, start_epoch=head_epochs)))
     if verbose:
         callbacks.append(("progress_bar", ProgressBar()))
     return callbacks

@@ -9,6 +9,8 @@ import warnings
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 
+from skcovid._decision.fit import expected_validation_counts, too_small
+
 #: What ``validation_fraction="auto"`` holds out when the data allow it ...
 AUTO_VALIDATION_FRACTION = 0.1
 
@@ -69,7 +71,8 @@ def resolve_validation(validation_fraction, early_stopping, y, *, groups=None, v
                 print(f"validation_fraction='auto': {why}; training on all samples without early "
                       "stopping.", flush=True)
     if early_stopping == "auto":
-        early_stopping = None if validation_fraction is None else AUTO_PATIENCE
+        early_stopping = None if validation_fraction is None or too_small(
+            expected_validation_counts(y, validation_fraction)) else AUTO_PATIENCE
     return validation_fraction, early_stopping
 
 

@@ -38,18 +38,18 @@ class BaseCNNClassifier(ClassifierMixin, BaseEstimator):
         # A file saved before a parameter existed loads with the parameter's default.
         super().__setstate__(upgraded_state(type(self), state))
 
-    def _check_data(self, X, y, *, window=None, groups=None):
+    def _check_data(self, X, y, *, window=None, crop=None, groups=None):
         """Validate ``X``, ``y`` and ``groups``; set ``classes_``.
 
         Returns
         -------
         images : PathImages or ArrayImages
-            Read under ``window``.
+            Read under ``window``, cut down as ``crop`` says.
         y : ndarray of shape (n_samples,)
         y_encoded : ndarray of int of shape (n_samples,)
         groups : ndarray of shape (n_samples,), dtype object, or None
         """
-        images = check_images(self, X, reset=True, window=window)
+        images = check_images(self, X, reset=True, window=window, crop=crop)
         if y is None:
             raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None.")
         y = column_or_1d(y, warn=True)
@@ -68,7 +68,8 @@ class BaseCNNClassifier(ClassifierMixin, BaseEstimator):
 
     def _images(self, X):
         check_is_fitted(self)
-        return check_images(self, X, reset=False, window=owner_of(self).window)
+        owner = owner_of(self)
+        return check_images(self, X, reset=False, window=owner.window, crop=owner.crop)
 
     def predict_proba(self, X):
         """Class probabilities.
@@ -93,7 +94,7 @@ class BaseCNNClassifier(ClassifierMixin, BaseEstimator):
     def _fit_decision(self, owner, images, y_encoded, valid_idx):
         """Fit ``owner``'s temperature and threshold on the validation images ``valid_idx``."""
         proba = None
-        if owner.calibration is not None or owner.target_sensitivity is not None:
+        if (owner.calibration is not None or owner.target_sensitivity is not None) and len(valid_idx):
             proba = _network_proba(owner, images.subset(valid_idx))
         fit_decision(owner, proba, None if proba is None else y_encoded[valid_idx])
 

@@ -10,11 +10,13 @@ from skcovid._core.checks import is_count
 from skcovid._core.compat import HasMethods, Interval, Satisfies, StrOptions, fit_context
 from skcovid._decision.decide import AGGREGATIONS
 from skcovid._decision.fit import validation_check
+from skcovid._engine.accelerated import check_accelerator, is_accelerator
 from skcovid._engine.fit import fit_network
 from skcovid._engine.net import LR_SCHEDULES, OPTIMIZERS, PRECISIONS, resolve_device
 from skcovid._engine.settings import TrainingSettings
 from skcovid._engine.validation import resolve_validation
 from skcovid._estimators.base import BaseCNNClassifier
+from skcovid._imaging.crop import CROPS
 from skcovid._imaging.window import is_window
 from skcovid._nets.backbones import BACKBONES, is_backbone_name
 from skcovid._nets.build import build_transfer_net
@@ -23,12 +25,6 @@ from skcovid._nets.network import TTA_VIEWS
 
 def _is_device(device):
     return device == "auto" or resolve_device(device) == device
-
-
-def _is_accelerator(accelerator):
-    from accelerate import Accelerator  # optional: only an installed accelerate can have made one
-
-    return isinstance(accelerator, Accelerator)
 
 
 class TransferCNNClassifier(BaseCNNClassifier):
@@ -96,6 +92,14 @@ class TransferCNNClassifier(BaseCNNClassifier):
         JPEG, ...) were windowed when exported and carry no HU: they keep their
         grey intensities whatever the window (repeated over the three channels
         of ``"multi"``).
+    crop : {"body"} or None, default=None
+        ``"body"`` cuts each slice down to the patient's body before it is
+        resized: the largest bright region (Otsu's threshold on grey
+        intensities, -500 HU on DICOM and NIfTI slices, an opening that cuts
+        off thin frames, captions and arrows, the lungs filled in), and its
+        bounding box with a 2% margin. Slices taken from figures lose their
+        margins and labels; CT series, the air and the table. A slice whose
+        largest region is under 5% of it is kept whole.
     augment : {None, "flip", "ct"}, default=None
         Training-time augmentation: ``"flip"`` is random horizontal flips;
         ``"ct"`` is rotation, shear, zoom, horizontal and vertical flips,
@@ -118,8 +122,12 @@ class TransferCNNClassifier(BaseCNNClassifier):
     early_stopping : "auto", int or None, default="auto"
         Stop when the validation loss has not improved for this many epochs,
         then restore the weights of the best epoch. ``None`` turns it off.
-        ``"auto"`` is a patience of 5 epochs when a validation set is held
-        out and off otherwise. An int needs a validation set.
+        ``"auto"`` is a patience of 5 epochs when a validation set large
+        enough to trust its minimum is held out (100 images and 30 a class),
+        and off otherwise: the whole schedule then trains and its final
+        weights are kept, with a warning when the split is too small. An int
+        needs a validation set. Epochs of ``head_epochs`` are never
+        restored: the weights kept are from the whole network's training.
     validation_fraction : "auto", float or None, default="auto"
         Fraction of the training data held out, stratified, to monitor
         validation loss and accuracy. ``None`` trains on all of it.
@@ -210,13 +218,16 @@ class TransferCNNClassifier(BaseCNNClassifier):
         or of the slice and its three mirror images (``"flips"``). Costs 2
         or 4 forward passes per slice; precomputed features (``memory``)
         then serve training only.
-    calibration : {"temperature"} or None, default=None
+    calibration : {"temperature", "auto"} or None, default=None
         ``"temperature"`` divides the logits by one temperature fitted, after
         training, on the validation split (Guo et al. 2017), so that
         probabilities mean what they say; the ranking, and so ROC-AUC, stays.
         Needs a validation split (``validation_fraction``); warns when the
         temperature ends at a bound of its search (0.05 or 20), a sign of
-        too few validation images or patients to calibrate on.
+        too few validation images or patients to calibrate on, and when the
+        split is too small to trust (under 100 images or 30 a class).
+        ``"auto"`` fits the temperature only on a split large enough to
+        trust, and otherwise leaves it at 1, with a warning that says so.
     target_sensitivity : float or None, default=None
         Two classes only: after training (and calibration), choose on the
         validation split the threshold on P(positive) whose sensitivity is at
@@ -277,6 +288,7 @@ class TransferCNNClassifier(BaseCNNClassifier):
         dropout=0.2,
         image_size=224,
         window=None,
+        crop=None,
         augment=None,
         optimizer="adam",
         lr=1e-3,
@@ -316,6 +328,7 @@ class TransferCNNClassifier(BaseCNNClassifier):
         self.dropout = dropout
         self.image_size = image_size
         self.window = window
+        self.crop = crop
         self.augment = augment
         self.optimizer = optimizer
         self.lr = lr
@@ -360,6 +373,7 @@ class TransferCNNClassifier(BaseCNNClassifier):
         "image_size": [Interval(Integral, 1, None, closed="left")],
         "window": [Satisfies(is_window, "'lung', 'mediastinal', 'multi', (level, width) with width > 0, "
                                         "or None")],
+        "crop": [StrOptions(set(CROPS)), None],
         "augment": [StrOptions({"flip", "ct"}), None],
         "optimizer": [StrOptions(set(OPTIMIZERS)),
                       Satisfies(lambda v: issubclass(v, torch.optim.Optimizer),
@@ -376,7 +390,7 @@ class TransferCNNClassifier(BaseCNNClassifier):
         "precision": [StrOptions(set(PRECISIONS))],
         "image_cache_mb": [Interval(Real, 0, None, closed="left")],
         "precompute_features": [StrOptions({"auto"}), "boolean"],
-        "accelerator": [Satisfies(_is_accelerator, "an accelerate.Accelerator"), None],
+        "accelerator": [Satisfies(is_accelerator, "an accelerate.Accelerator"), None],
         "memory": [None, str, os.PathLike, HasMethods(["cache"])],
         "checkpoint_dir": [str, os.PathLike, None],
         "warm_start": ["boolean"],
@@ -388,7 +402,7 @@ class TransferCNNClassifier(BaseCNNClassifier):
         "patient_threshold": [Interval(Real, 0, 1, closed="both")],
         "label_smoothing": [Interval(Real, 0, 1, closed="left")],
         "tta": [StrOptions(set(TTA_VIEWS)), None],
-        "calibration": [StrOptions({"temperature"}), None],
+        "calibration": [StrOptions({"temperature", "auto"}), None],
         "target_sensitivity": [Interval(Real, 0, 1, closed="right"), None],
     }
 
@@ -415,35 +429,7 @@ class TransferCNNClassifier(BaseCNNClassifier):
         if self.warm_start and self.checkpoint_dir is None:
             raise ValueError("warm_start=True resumes from a checkpoint and needs checkpoint_dir.")
         if self.accelerator is not None:
-            self._check_accelerator()
-
-    def _check_accelerator(self):
-        if self.accelerator.num_processes > 1 and not torch.distributed.is_initialized():
-            raise ValueError(
-                f"accelerator was made for {self.accelerator.num_processes} processes that are not "
-                "running here (a saved model keeps the accelerator it was trained with); pass an "
-                "Accelerator() made in this process with set_params(accelerator=...), or None."
-            )
-        if self.device != "auto":
-            raise ValueError(
-                f"device={self.device!r} conflicts with accelerator: the accelerator puts each "
-                "process on its device. Leave device='auto'."
-            )
-        if self.precision != "fp32":
-            raise ValueError(
-                f"precision={self.precision!r} conflicts with accelerator: ask for mixed precision "
-                "with Accelerator(mixed_precision='bf16' or 'fp16') and leave precision='fp32'."
-            )
-        if self.head_epochs:
-            raise ValueError(
-                "head_epochs is not supported together with accelerator (the accelerator's wrapper "
-                "fixes which parameters train); set head_epochs=0 or train without the accelerator."
-            )
-        if self.checkpoint_dir is not None:
-            raise ValueError(
-                "checkpoint_dir is not supported together with accelerator; set checkpoint_dir=None "
-                "or train without the accelerator."
-            )
+            check_accelerator(self)
 
     def _features_are_fixed(self):
         return self.freeze == "backbone" and self.augment is None
@@ -476,10 +462,11 @@ class TransferCNNClassifier(BaseCNNClassifier):
             The fitted classifier.
         """
         self._check_params()
-        images, y, y_encoded, groups = self._check_data(X, y, window=self.window, groups=groups)
+        images, y, y_encoded, groups = self._check_data(X, y, window=self.window, crop=self.crop,
+                                                               groups=groups)
         validation_fraction, early_stopping = resolve_validation(
             self.validation_fraction, self.early_stopping, y, groups=groups, verbose=self.verbose)
-        validation_check(self, validation_fraction)
+        validation_check(self, validation_fraction, y)
         settings = TrainingSettings.from_params(self.get_params(deep=False), validation_fraction=validation_fraction,
                                                 early_stopping=early_stopping)
         precompute = self.precompute_features is not False and self._features_are_fixed()

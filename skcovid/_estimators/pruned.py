@@ -191,7 +191,8 @@ class PrunedCNNClassifier(BaseCNNClassifier):
                              f"skcovid's pruners have; {type(pruner).__name__} has none.")
         check_images(self, X, reset=True)
         estimator = self._fitted_estimator(X, y, groups)
-        images, y, y_encoded, groups = self._check_data(X, y, window=estimator.window, groups=groups)
+        images, y, y_encoded, groups = self._check_data(X, y, window=estimator.window, crop=estimator.crop,
+                                                           groups=groups)
         if not np.array_equal(estimator.classes_, self.classes_):
             raise ValueError(
                 f"The prefit estimator was fitted on classes {estimator.classes_.tolist()}, "
@@ -215,7 +216,7 @@ class PrunedCNNClassifier(BaseCNNClassifier):
             early_stopping=None, lr=self.finetune_lr, checkpoint_dir=None,
             # The head was trained with the network: no head-only epochs.
             head_epochs=0)
-        validation_check(estimator, validation_fraction)
+        validation_check(estimator, validation_fraction, y)
         train_idx, valid_idx = self._estimator_split(estimator, y, validation_fraction, groups)
         data = (images, y, y_encoded, groups, (train_idx, valid_idx))
         scoring = self._scoring_batches(estimator, images, y_encoded, train_idx)

@@ -21,7 +21,7 @@ RECIPES = MappingProxyType({
         "augment": "ct",
         "label_smoothing": 0.1,
         "tta": "flip",
-        "calibration": "temperature",
+        "calibration": "auto",
     }),
     "frozen": MappingProxyType({
         "freeze": "backbone",

@@ -9,6 +9,7 @@ and carry no HU: they keep their grey intensities whatever the window, and
 
 import numpy as np
 
+from skcovid._imaging.crop import crop_image
 from skcovid._imaging.medical import is_medical, read_hu
 from skcovid._imaging.raster import read_gray
 
@@ -82,7 +83,7 @@ def apply_window(image, window, *, hu):
                      for low, high in window_bounds(window)])
 
 
-def read_windowed(item, window):
+def read_windowed(item, window, crop=None):
     """One image file's ``(C, H, W)`` intensities under ``window``: how skcovid reads every item.
 
     Parameters
@@ -91,11 +92,13 @@ def read_windowed(item, window):
         A raster image, a DICOM file or a NIfTI slice (``"vol.nii.gz#k"``):
         HU for the medical ones, grey intensities for the others.
     window : {"lung", "mediastinal", "multi"}, (level, width) or None
+    crop : {"body"} or None, default=None
+        Cut the slice down to the body first (:func:`skcovid._imaging.crop.crop_image`).
 
     Returns
     -------
     channels : ndarray of shape (C, H, W), float32
     """
-    if is_medical(item):
-        return apply_window(read_hu(item), window, hu=True)
-    return apply_window(read_gray(item), window, hu=False)
+    hu = is_medical(item)
+    image = read_hu(item) if hu else read_gray(item)
+    return apply_window(crop_image(image, crop, hu=hu), window, hu=hu)

@@ -101,6 +101,134 @@ def _download_and_verify(root, url, *, official, n_retries, delay, progress):
         replace_dir(staging, root)
 
 
+def _listed_images(root, image_folder, split_file):
+    """Every image of the official split files, its label and its split.
+
+    Parameters
+    ----------
+    root : Path
+        The copy's folder (for messages).
+    image_folder : callable
+        ``image_folder(label)`` is the folder of a class's images.
+    split_file : callable
+        ``split_file(split, suffix)`` is the path of a split file.
+
+    Returns
+    -------
+    paths, target, split : list of str
+        Sorted by class, then file name.
+
+    Raises
+    ------
+    FileNotFoundError
+        When a split file or a listed image is missing.
+    ValueError
+        When an image is listed in two splits.
+
+    Warns
+    -----
+    UserWarning
+        When images are in no split file (they are left out).
+    """
+    paths, target, split = [], [], []
+    unlisted = []
+    for _, suffix, label in _CLASSES:
+        assigned = {}
+        for name_split in _SPLITS:
+            listing = Path(split_file(name_split, suffix))
+            if not listing.is_file():
+                raise FileNotFoundError(f"The split file {listing} of the COVID-CT copy in {root} is missing.")
+            for name in _read_split(listing):
+                if name in assigned:
+                    raise ValueError(f"{name!r} is listed in both the {assigned[name]} and the {name_split} "
+                                     f"split ({listing}).")
+                assigned[name] = name_split
+        folder = Path(image_folder(label))
+        if not folder.is_dir():
+            raise FileNotFoundError(f"The {label} image folder {folder} of the COVID-CT copy is missing.")
+        present = {image.name: image for image in folder.iterdir()}
+        missing = sorted(set(assigned) - set(present))
+        if missing:
+            raise FileNotFoundError(f"{len(missing)} images named in the {label} split files are not in "
+                                    f"{folder}: {missing[:5]}")
+        for name in sorted(present):
+            if name not in assigned:
+                unlisted.append(str(present[name]))
+                continue
+            paths.append(str(present[name]))
+            target.append(label)
+            split.append(assigned[name])
+    if unlisted:
+        warnings.warn(f"{len(unlisted)} images are in no official split and are left out: "
+                      f"{unlisted[:5]}", UserWarning, stacklevel=3)
+    return paths, target, split
+
+
+def _read_copy(root):
+    """:func:`_listed_images` of a copy laid out by :func:`fetch_covid_ct` or as the dataset's repository."""
+    if (root / _MARKER).exists():  # fetched: class folders and split files side by side
+        return _listed_images(root, lambda label: root / label,
+                              lambda split, suffix: root / Path(_split_file(split, suffix)).name)
+    if not (root / "Data-split").is_dir():
+        raise FileNotFoundError(
+            f"{root} is not a COVID-CT copy: it has neither Data-split/ (the dataset's repository layout) "
+            f"nor {_MARKER} (a folder fetch_covid_ct made).")
+    archives = {label: archive for archive, _, label in _CLASSES}
+    return _listed_images(root, lambda label: root / "Images" / archives[label],
+                          lambda split, suffix: root / _split_file(split, suffix))
+
+
+#: What each ``subset`` of :func:`load_covid_ct` holds.
+_SUBSETS = {"train": ("train",), "val": ("val",), "trainval": ("train", "val"), "test": ("test",)}
+
+
+def load_covid_ct(path, subset="trainval"):
+    """The slices of one part of the official split of a local COVID-CT copy.
+
+    Reads a copy laid out as the dataset's repository (and its mirrors such
+    as ``KamalEyubov/sose2020-idv``) keeps it: ``Images/CT_COVID/``,
+    ``Images/CT_NonCOVID/`` and ``Data-split/{COVID,NonCOVID}/{train,val,test}CT_*.txt``;
+    or a folder made by :func:`fetch_covid_ct`. Nothing is downloaded.
+
+    The split is by patient: tune on ``"train"`` and ``"val"`` (or fit on
+    ``"trainval"``), and keep ``"test"`` for the final figure.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The copy's folder.
+    subset : {"train", "val", "trainval", "test"}, default="trainval"
+        The official split's part (``"trainval"`` is train and val together).
+
+    Returns
+    -------
+    X : ndarray of str of shape (n_samples,)
+        Image paths, sorted by class, then file name.
+    y : ndarray of str of shape (n_samples,)
+        ``"COVID"`` or ``"non-COVID"``.
+
+    Raises
+    ------
+    ValueError
+        When ``subset`` is not one of the four, or an image is listed in two splits.
+    FileNotFoundError
+        When the folder is not a COVID-CT copy: a split file, an image folder
+        or a listed image is missing.
+
+    Examples
+    --------
+    >>> from skcovid.datasets import load_covid_ct
+    >>> X, y = load_covid_ct("sose2020-idv", subset="train")  # doctest: +SKIP
+    >>> len(X), sorted(set(y))  # doctest: +SKIP
+    (425, ['COVID', 'non-COVID'])
+    """
+    if subset not in _SUBSETS:
+        raise ValueError(f"subset={subset!r} is not one of {sorted(_SUBSETS)}.")
+    paths, target, split = _read_copy(Path(path))
+    keep = np.isin(np.asarray(split, dtype=object), _SUBSETS[subset])
+    return np.asarray(paths, dtype=object)[keep], np.asarray(target, dtype=object)[keep]
+
+
 def fetch_covid_ct(data_home=None, *, download_if_missing=True, return_X_y=False, url=None,
                    n_retries=3, delay=1.0, progress=True):
     """Load the UCSD COVID-CT dataset (349 COVID, 397 non-COVID slices) with its official split.
@@ -155,23 +283,7 @@ def fetch_covid_ct(data_home=None, *, download_if_missing=True, return_X_y=False
                 "fetch_covid_ct() with network access once to download it (about 90 MB).")
         _download_and_verify(root, url or COVID_CT_URL, official=url is None,
                              n_retries=n_retries, delay=delay, progress=progress)
-    paths, target, split = [], [], []
-    unlisted = []
-    for _, suffix, label in _CLASSES:
-        assigned = {}
-        for name_split in _SPLITS:
-            for name in _read_split(root / Path(_split_file(name_split, suffix)).name):
-                assigned[name] = name_split
-        for image in sorted((root / label).iterdir()):
-            if image.name not in assigned:
-                unlisted.append(str(image))
-                continue
-            paths.append(str(image))
-            target.append(label)
-            split.append(assigned[image.name])
-    if unlisted:
-        warnings.warn(f"{len(unlisted)} images are in no official split and are left out: "
-                      f"{unlisted[:5]}", UserWarning, stacklevel=2)
+    paths, target, split = _read_copy(root)
     paths, target = np.asarray(paths, dtype=object), np.asarray(target, dtype=object)
     if return_X_y:
         return paths, target
