@@ -203,3 +203,30 @@ def test_load_covid_ct_refuses_what_is_not_a_copy(tmp_path):
     (root / "Data-split" / "NonCOVID" / "valCT_NonCOVID.txt").unlink()
     with pytest.raises(FileNotFoundError, match="valCT_NonCOVID.txt of the COVID-CT copy"):
         load_covid_ct(root)
+
+
+@pytest.mark.parametrize("n_slices", [20, 60, 200])
+def test_the_default_recipe_trains_any_folder_and_saves_a_model(n_slices, tmp_path, capsys):
+    # As a new user would: the command's defaults, only smaller images and fewer epochs to keep the test short.
+    from sklearn.model_selection import train_test_split
+
+    from skcovid._cli.main import main
+    from skcovid._deploy.persistence import load_model
+    from skcovid.datasets import load_sample_ct
+
+    X, y = load_sample_ct()
+    if n_slices < len(X):
+        X, _, y, _ = train_test_split(X, y, train_size=n_slices, stratify=y, random_state=0)
+    for path, label in zip(X, y):
+        (tmp_path / "data" / label).mkdir(parents=True, exist_ok=True)
+        (tmp_path / "data" / label / path.rsplit("/", 1)[1]).symlink_to(path)
+    status = main(["train", tmp_path / "data", "--out", tmp_path / "m.skcovid", "--image-size", "32",
+                   "--epochs", "1", "--head-epochs", "1", "-q"])
+    out, err = capsys.readouterr()
+    assert status == 0, err
+    n_test, n_validation = round(n_slices * 0.2), {20: 0, 60: 0, 200: 16}[n_slices]
+    assert f"parts: training {n_slices - n_test - n_validation}, validation {n_validation}, held out {n_test}" in out
+    said = "there is no validation split" if n_validation == 0 else "16 validation samples, 8 in the smallest class"
+    assert len([line for line in err.splitlines() if said in line]) == 1  # said, in one line
+    assert "calibration='auto' leaves the temperature at 1" in err
+    assert load_model(tmp_path / "m.skcovid").temperature_ == 1.0

@@ -8,6 +8,7 @@ import argparse
 import importlib
 import os
 import sys
+import warnings
 
 from skcovid._cli.options import MODEL_OPTIONS, add_model_options, add_option
 from skcovid._version import __version__
@@ -227,7 +228,10 @@ def main(argv=None):
     if getattr(args, "ensemble", False) and not args.cv:
         parser.error("--ensemble keeps the fold models of --cv K: give --cv too")
     try:
-        importlib.import_module(f"skcovid._cli.{args.run}").run(args)
+        with warnings.catch_warnings():
+            if not (args.debug or os.environ.get("SKCOVID_DEBUG")):
+                warnings.showwarning = _warning_line(args.command)
+            importlib.import_module(f"skcovid._cli.{args.run}").run(args)
     except KeyboardInterrupt:
         print(f"skcovid {args.command}: interrupted", file=sys.stderr)
         return 130
@@ -237,6 +241,16 @@ def main(argv=None):
         print(f"skcovid {args.command}: error: {one_line(exc)}", file=sys.stderr)
         return 1
     return 0
+
+
+def _warning_line(command):
+    """A ``warnings.showwarning`` that writes each warning as one line on stderr, without its source line."""
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        print(f"skcovid {command}: {category.__name__}: {' '.join(str(message).split())}",
+              file=sys.stderr if file is None else file)
+
+    return show
 
 
 def one_line(exc):

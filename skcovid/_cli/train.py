@@ -15,6 +15,7 @@ from skcovid._cli.common import class_counts, decisions, log, predict_in_chunks,
 from skcovid._cli.data import held_out_split, load_folder, patients_of, split_units
 from skcovid._cli.options import FROM_RECIPE, MODEL_OPTIONS
 from skcovid._core.compat import InvalidParameterError
+from skcovid._core.estimator import owner as owner_of
 from skcovid._decision.fit import decision_of, out_of_fold_proba, refit_decision, temperature_of
 from skcovid._deploy.persistence import save_model
 from skcovid._estimators.pruned import PrunedCNNClassifier
@@ -75,6 +76,13 @@ def _refit_decision_out_of_fold(args, estimator, X, y, scores):
                "instead of the refit's validation split")
 
 
+def _parts(estimator, n_fit, held_out=None):
+    """One line: the slices the saved model trained on, validated on inside ``fit``, and held out for the report."""
+    n_validation = len(owner_of(estimator).validation_indices_)
+    line = f"parts: training {n_fit - n_validation}, validation {n_validation}"
+    return line if held_out is None else f"{line}, held out {held_out} (the report)"
+
+
 def run(args):
     start = time.perf_counter()
     X, y, groups, has_patients = load_folder(args.data_dir, args.skip_unreadable)
@@ -120,6 +128,7 @@ def run(args):
                 # The refit's temperature is replaced below, so a bound its validation split reached is moot.
                 warnings.filterwarnings("ignore", "The temperature fitted on the", UserWarning)
                 estimator.fit(X, y, groups=units)
+            print(_parts(estimator, len(X)))
             _refit_decision_out_of_fold(args, estimator, X, y, scores)
     else:
         train, test, said = held_out_split(args, y, units, unit)
@@ -137,6 +146,7 @@ def run(args):
             estimator.set_params(**params)  # what the fit equals: prefit=False, the unfitted estimator
         else:
             estimator.fit(X[train], y[train], groups=fit_groups)
+        print(_parts(estimator, len(train), held_out=len(test)))
         proba = predict_in_chunks(estimator, X[test], quiet=args.quiet)
         report = evaluate(estimator, X[test], y[test], proba=proba, random_state=args.random_state,
                           groups=None if groups is None else groups[test])
