@@ -5,7 +5,6 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from conftest import FAST, make_images, write_dicom, write_png
 from PIL import Image
 from skorch.history import History
 
@@ -15,6 +14,8 @@ from skcovid._engine.net import PhasedEarlyStopping
 from skcovid._imaging.crop import body_box, crop_image
 from skcovid._imaging.window import read_windowed
 from skcovid.datasets import load_covid_ct
+
+from conftest import FAST, make_images, write_dicom, write_png
 
 
 class _Net:
@@ -131,7 +132,7 @@ def test_crop_body_on_hounsfield_units(tmp_path):
     assert whole.shape == (1, 64, 64)
     assert cropped.shape[1] < 45 and cropped.shape[2] < 52  # the table and the air are gone
     lung = cropped[0, cropped.shape[1] // 2]
-    assert lung.min() < 0.5  # the lung (0.33 in the lung window, tissue 0.93) is in (filled as a hole of the body, not cut out)
+    assert lung.min() < 0.5  # the lung (0.33 in the lung window, tissue 0.93) is in: a hole of the body, filled
 
 
 def test_crop_body_keeps_a_slice_without_a_body_whole():
