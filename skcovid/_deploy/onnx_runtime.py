@@ -13,6 +13,7 @@ import numpy as np
 from skcovid._core.parallel import ordered_map
 from skcovid._decision.decide import AGGREGATIONS, check_finite_proba, decide
 from skcovid._deploy.limits import check_classes, check_decision, check_image_size
+from skcovid._imaging.crop import CROPS, crop_image
 from skcovid._imaging.medical import is_medical, read_hu
 from skcovid._imaging.raster import array_to_gray, as_paths, read_gray
 from skcovid._imaging.window import is_window, read_windowed, window_bounds
@@ -26,7 +27,7 @@ def _as_window(window):
     return tuple(window) if isinstance(window, list) else window
 
 
-def model_input(item, window, input_units):
+def model_input(item, window, input_units, crop=None):
     """One slice as an exported network takes it: ``(H, W)`` float32.
 
     Parameters
@@ -39,15 +40,18 @@ def model_input(item, window, input_units):
         What the exported network takes: grey intensities in ``[0, 1]`` (a
         classifier without a window: HU slices go through the lung window, as
         skcovid reads them) or Hounsfield units (windowed inside the network).
+    crop : {"body"} or None, default=None
+        The classifier's ``crop``, applied here, before the network
+        (:func:`skcovid._imaging.crop.crop_image`).
 
     Returns
     -------
     image : ndarray of shape (H, W), dtype float32
     """
     if input_units == "gray":
-        return read_windowed(item, None)[0]
+        return read_windowed(item, None, crop)[0]
     if is_medical(item):
-        return read_hu(item)
+        return crop_image(read_hu(item), crop, hu=True)
     # A raster file carries grey levels, no HU: skcovid gives the network its
     # grey levels, which a single-channel window reproduces from these HU.
     bounds = window_bounds(window)
@@ -56,31 +60,31 @@ def model_input(item, window, input_units):
             f"{os.fspath(item)!r} is a raster image without Hounsfield units, but this model takes HU "
             f"through the {len(bounds)}-channel window {window!r}; give it DICOM or NIfTI slices.")
     (low, high), = bounds
-    return (low + read_gray(item) * (high - low)).astype(np.float32)
+    return (low + crop_image(read_gray(item), crop, hu=False) * (high - low)).astype(np.float32)
 
 
-def model_inputs(X, window, input_units):
+def model_inputs(X, window, input_units, crop=None):
     """Each image of ``X`` as :func:`model_input` gives it, one at a time.
 
     Paths are read with skcovid's readers (a few ahead, in threads:
     :func:`skcovid._core.parallel.ordered_map`); arrays, ``(n, H, W)`` or a list of
     ``(H, W)``, are taken in the network's input units (grey intensities:
     ``uint8`` and ``uint16`` scaled to ``[0, 1]`` as :func:`skcovid.datasets`
-    reads arrays; HU: as given).
+    reads arrays; HU: as given), each cut down as ``crop`` says.
     """
     paths = as_paths(X)
     if paths is not None:
         # Decoded a few files ahead in threads, in order, while the network runs.
-        yield from ordered_map(lambda path: model_input(path, window, input_units), paths)
+        yield from ordered_map(lambda path: model_input(path, window, input_units, crop), paths)
         return
     for image in X:
         image = np.asarray(image)
         if image.ndim != 2:
             raise ValueError(f"Expected images of shape (H, W); got one of shape {image.shape}.")
         if input_units == "gray":
-            yield array_to_gray(image[None])[0]
+            yield crop_image(array_to_gray(image[None])[0], crop, hu=False)
         else:
-            yield image.astype(np.float32)
+            yield crop_image(image.astype(np.float32), crop, hu=True)
 
 
 class OnnxClassifier:
@@ -106,6 +110,8 @@ class OnnxClassifier:
         The network's input size (slices are resized inside the network).
     window : str, tuple or None
         The classifier's ``window``.
+    crop : {"body"} or None
+        The classifier's ``crop`` (applied before the network, by this runtime).
     input_units : {"gray", "HU"}
         What arrays given to :meth:`predict_proba` must hold.
     threshold_, pos_label_ : float or None, label or None
@@ -124,6 +130,7 @@ class OnnxClassifier:
         self.image_size = metadata["image_size"]
         self.window = _as_window(metadata["window"])
         self.input_units = metadata["input_units"]
+        self.crop = metadata.get("crop")
         self.threshold_ = metadata.get("threshold")
         self.pos_label_ = metadata.get("pos_label")
         aggregation = metadata.get("patient_aggregation", {})
@@ -160,7 +167,7 @@ class OnnxClassifier:
                 out.append(self.session.run(None, {self._input_name: stacked})[0])
                 batch.clear()
 
-        for image in model_inputs(X, self.window, self.input_units):
+        for image in model_inputs(X, self.window, self.input_units, self.crop):
             if batch and (image.shape != batch[0].shape or len(batch) == batch_size):
                 run()
             batch.append(image)
@@ -260,6 +267,8 @@ def _checked_metadata(text, session, path):
         if units not in ("gray", "HU") or (units == "HU") != (window is not None):
             raise ValueError(f"input_units is {units!r} for window {metadata['window']!r}: a model with a window "
                              "takes 'HU', one without takes 'gray'")
+        if metadata.get("crop") not in (None, *CROPS):
+            raise ValueError(f"crop is {metadata['crop']!r}: not one of {[None, *CROPS]}")
         check_decision(metadata["classes"], temperature=metadata.get("temperature"),
                        threshold=metadata.get("threshold"), pos_label=metadata.get("pos_label"), where="")
         aggregation = metadata.get("patient_aggregation", {})
