@@ -153,7 +153,15 @@ def test_crop_is_a_parameter_that_reads_fit_and_predict_images(tmp_path):
     y = np.array(["COVID" if "/COVID" in x else "non-COVID" for x in X], dtype=object)
     clf = TransferCNNClassifier(**{**FAST, "max_epochs": 1}, crop="body").fit(X, y)
     assert clf._images(X).crop == "body"
-    assert clf.predict_proba(X).shape == (8, 2)
+    proba = clf.predict_proba(X)
+    assert not np.allclose(proba, clf.set_params(crop=None).predict_proba(X), atol=1e-4)  # the crop is used
+    clf.set_params(crop="body")
+    # An exported model crops the same way, in ONNX Runtime's reader.
+    from skcovid import export, load_onnx
+
+    onnx_model = load_onnx(export(clf, tmp_path / "m.onnx"))
+    assert onnx_model.crop == "body"
+    np.testing.assert_allclose(onnx_model.predict_proba(X), proba, atol=1e-4)
     with pytest.raises(ValueError, match="crop"):
         TransferCNNClassifier(crop="lungs").fit(X, y)
 
