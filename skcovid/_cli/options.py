@@ -12,7 +12,7 @@ import inspect
 import re
 from typing import Any, Callable, NamedTuple
 
-from skcovid._estimators.recipes import RECIPES
+from skcovid._estimators.recipes import DEFAULT_RECIPE, RECIPES
 
 
 # ---------------------------------------------------------------- converters
@@ -112,6 +112,7 @@ MODEL_OPTIONS = (
     _Option("dropout", "--dropout", float, "model"),
     _Option("image_size", "--image-size", int, "model", "PX"),
     _Option("window", "--window", _window, "model", "LEVEL,WIDTH"),
+    _Option("crop", "--crop", _value(str, none=None), "model"),
     _Option("max_epochs", "--epochs", int, "training"),
     _Option("lr", "--lr", float, "training"),
     _Option("batch_size", "--batch-size", int, "training"),
@@ -254,7 +255,7 @@ def add_model_options(parser):
         help="structured:RATIO (channels removed, torch-pruning) or magnitude:SPARSITY (weights "
              "zeroed on a polynomial-decay schedule); fine-tuned as the options below set")
     groups["model"].add_argument(
-        "--recipe", choices=sorted(RECIPES), default="finetune",
+        "--recipe", choices=sorted(RECIPES), default=DEFAULT_RECIPE,
         help="the preset the other options start from (skcovid.recipe): 'finetune' trains the new head "
              "alone for 2 epochs, then the whole network with per-stage learning rates on one-cycle "
              "schedules, CT augmentation, label smoothing, flip test-time augmentation and temperature "
