@@ -128,15 +128,21 @@ def test_pruners_validate_their_parameters(pruner, name, value):
 
 
 def test_auto_validation_split_follows_the_data(capsys):
-    X = np.random.RandomState(0).rand(120, 8, 8)
-    y = np.arange(120) % 2  # 60 per class: 6 of each can be held out
-    clf = TransferCNNClassifier(**{**SMALL, "max_epochs": 2, "verbose": 1}).fit(X, y)
-    assert "valid_loss" in clf.history_[0]
+    X = np.random.RandomState(0).rand(1000, 8, 8)
+    y = np.arange(1000) % 2  # 500 per class: a split of 100, 50 a class, is large enough to trust
+    clf = TransferCNNClassifier(**{**SMALL, "max_epochs": 2, "verbose": 1, "batch_size": 250}).fit(X, y)
+    assert "valid_loss" in clf.history_[0] and len(clf.validation_indices_) == 100
     assert "validation_fraction='auto'" not in capsys.readouterr().out
-    clf = TransferCNNClassifier(**{**SMALL, "max_epochs": 2, "verbose": 1}).fit(X[:40], y[:40])
+    # 60 per class: a split of 12 is not, and the network trains on all of it ...
+    clf = TransferCNNClassifier(**{**SMALL, "max_epochs": 2, "verbose": 1}).fit(X[:120], y[:120])
     assert "valid_loss" not in clf.history_[0]
     out = capsys.readouterr().out
-    assert out.count("validation_fraction='auto': the smallest class has 20 samples") == 1
+    assert out.count("validation_fraction='auto': one in ten of 120 samples, 60 in the smallest class, is too "
+                     "few to trust") == 1
+    # ... unless a setting asks for a split: early stopping given a patience
+    with pytest.warns(UserWarning, match="too small for early stopping"):
+        clf = TransferCNNClassifier(**{**SMALL, "max_epochs": 2}, early_stopping=3).fit(X[:120], y[:120])
+    assert len(clf.validation_indices_) == 12
     TransferCNNClassifier(**{**SMALL, "max_epochs": 1}).fit(X[:40], y[:40])
     assert "validation_fraction" not in capsys.readouterr().out  # silent at verbose=0
     with pytest.raises(ValueError, match="early_stopping=3 monitors a validation set, but "

@@ -232,6 +232,18 @@ def temperature_of(model):
     return getattr(owner, "temperature_", None) if getattr(owner, "calibration", None) is not None else None
 
 
+def _fitted_on_validation(classifier):
+    """The settings of ``classifier`` asked for explicitly that are fitted on its validation split."""
+    return [name for name, on in (("calibration='temperature'", classifier.calibration == "temperature"),
+                                  (f"target_sensitivity={classifier.target_sensitivity}",
+                                   classifier.target_sensitivity is not None)) if on]
+
+
+def needs_validation(classifier):
+    """Whether ``classifier`` asks for something fitted on a validation split (a temperature, a threshold)."""
+    return bool(_fitted_on_validation(classifier))
+
+
 def validation_check(classifier, validation_fraction, y):
     """Refuse, before training, a calibration or threshold that would have no validation split; warn of a small one.
 
@@ -259,9 +271,7 @@ def validation_check(classifier, validation_fraction, y):
         and early stopping, calibration or a threshold would rely on it, saying
         what each does instead; and when ``calibration="auto"`` has no split.
     """
-    wanted = [name for name, on in (("calibration='temperature'", classifier.calibration == "temperature"),
-                                    (f"target_sensitivity={classifier.target_sensitivity}",
-                                     classifier.target_sensitivity is not None)) if on]
+    wanted = _fitted_on_validation(classifier)
     if wanted and validation_fraction is None:
         raise ValueError(f"{' and '.join(wanted)} is fitted on the validation split, but there is none "
                          f"(validation_fraction={classifier.validation_fraction!r}); set "

@@ -23,15 +23,19 @@ MIN_VALIDATION_PER_CLASS = 5
 AUTO_PATIENCE = 5
 
 
-def resolve_validation(validation_fraction, early_stopping, y, *, groups=None, verbose=0):
+def resolve_validation(validation_fraction, early_stopping, y, *, groups=None, verbose=0, needed=False):
     """Settle ``"auto"`` validation settings for labels ``y``.
 
     ``validation_fraction="auto"`` holds out :data:`AUTO_VALIDATION_FRACTION`
-    when every class can give :data:`MIN_VALIDATION_PER_CLASS` samples to it,
-    and nothing otherwise; ``early_stopping="auto"`` is a patience of
-    :data:`AUTO_PATIENCE` epochs with a validation set and off without one.
-    With ``groups``, every class must also have enough patients for one in
-    ten of them to make at least one.
+    when that split is large enough to trust (:func:`skcovid._decision.fit.too_small`:
+    100 samples and 30 a class), or, when a setting that needs a split is
+    asked for (``needed``), when every class can give
+    :data:`MIN_VALIDATION_PER_CLASS` samples to it; and nothing otherwise, so
+    that small data trains on all of it. ``early_stopping="auto"`` is a
+    patience of :data:`AUTO_PATIENCE` epochs on a split large enough to
+    trust, and off otherwise: the whole schedule then trains and its final
+    weights are kept. With ``groups``, every class must also have enough
+    patients for one in ten of them to make at least one.
 
     Parameters
     ----------
@@ -42,17 +46,23 @@ def resolve_validation(validation_fraction, early_stopping, y, *, groups=None, v
         The patient of each sample.
     verbose : int, default=0
         At 1 or more, say what ``"auto"`` chose.
+    needed : bool, default=False
+        Whether a setting asked for explicitly needs a validation split (an
+        int ``early_stopping``, a temperature, a threshold).
 
     Returns
     -------
     validation_fraction : float or None
     early_stopping : int or None
     """
+    needed = needed or early_stopping not in ("auto", None)
     if validation_fraction == "auto":
         smallest = int(np.unique(y, return_counts=True)[1].min())
         enough_patients = groups is None or all(
             int(len(np.unique(groups[y == label])) * AUTO_VALIDATION_FRACTION) >= 1 for label in np.unique(y))
-        if int(smallest * AUTO_VALIDATION_FRACTION) >= MIN_VALIDATION_PER_CLASS and enough_patients:
+        trusted = too_small(expected_validation_counts(y, AUTO_VALIDATION_FRACTION)) is None
+        if enough_patients and (trusted or (
+                needed and int(smallest * AUTO_VALIDATION_FRACTION) >= MIN_VALIDATION_PER_CLASS)):
             validation_fraction = AUTO_VALIDATION_FRACTION
         else:
             validation_fraction = None
@@ -65,9 +75,9 @@ def resolve_validation(validation_fraction, early_stopping, y, *, groups=None, v
                     "early_stopping=None."
                 )
             if verbose:
-                why = (f"the smallest class has {smallest} samples, too few to give "
-                       f"{MIN_VALIDATION_PER_CLASS} to a validation set" if enough_patients else
-                       "a class has fewer than 10 patients, too few to hold one in ten out")
+                why = ("a class has fewer than 10 patients, too few to hold one in ten out" if not enough_patients
+                       else f"one in ten of {len(y)} samples, {smallest} in the smallest class, is too few to trust "
+                            "as a validation split")
                 print(f"validation_fraction='auto': {why}; training on all samples without early "
                       "stopping.", flush=True)
     if early_stopping == "auto":

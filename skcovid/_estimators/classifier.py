@@ -9,7 +9,7 @@ import torch
 from skcovid._core.checks import is_count
 from skcovid._core.compat import HasMethods, Interval, Satisfies, StrOptions, fit_context
 from skcovid._decision.decide import AGGREGATIONS
-from skcovid._decision.fit import validation_check
+from skcovid._decision.fit import needs_validation, validation_check
 from skcovid._engine.accelerated import check_accelerator, is_accelerator
 from skcovid._engine.fit import fit_network
 from skcovid._engine.net import LR_SCHEDULES, OPTIMIZERS, PRECISIONS, resolve_device
@@ -131,10 +131,13 @@ class TransferCNNClassifier(BaseCNNClassifier):
     validation_fraction : "auto", float or None, default="auto"
         Fraction of the training data held out, stratified, to monitor
         validation loss and accuracy. ``None`` trains on all of it.
-        ``"auto"`` holds out 0.1 when every class can give at least 5
-        samples to the validation set (50 per class), and trains on all of
-        it otherwise, saying so at ``verbose >= 1``: small data, such as a
-        pilot set of 20 slices, then trains without early stopping.
+        ``"auto"`` holds out 0.1 when that split is large enough to trust
+        (100 samples and 30 a class, so from about 1000 samples), or when a
+        setting that needs one is asked for (an int ``early_stopping``,
+        ``calibration="temperature"``, ``target_sensitivity``) and every class
+        can give it 5 samples; otherwise it trains on all the data, saying so
+        at ``verbose >= 1``: a split of a few dozen images would only take
+        them from training to choose an epoch and a temperature by chance.
     class_weight : None, "balanced" or dict, default=None
         Weights of the classes in the cross-entropy loss.
     device : str, default="auto"
@@ -465,7 +468,8 @@ class TransferCNNClassifier(BaseCNNClassifier):
         images, y, y_encoded, groups = self._check_data(X, y, window=self.window, crop=self.crop,
                                                                groups=groups)
         validation_fraction, early_stopping = resolve_validation(
-            self.validation_fraction, self.early_stopping, y, groups=groups, verbose=self.verbose)
+            self.validation_fraction, self.early_stopping, y, groups=groups, verbose=self.verbose,
+            needed=needs_validation(self))
         validation_check(self, validation_fraction, y)
         settings = TrainingSettings.from_params(self.get_params(deep=False), validation_fraction=validation_fraction,
                                                 early_stopping=early_stopping)

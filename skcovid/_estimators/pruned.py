@@ -11,7 +11,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from skcovid._core.compat import HasMethods, Interval, fit_context
-from skcovid._decision.fit import validation_check
+from skcovid._decision.fit import needs_validation, validation_check
 from skcovid._engine.data import ImageDataset, check_images
 from skcovid._engine.distillation import Distillation
 from skcovid._engine.fit import fit_network, recalibrate_batchnorm
@@ -209,7 +209,8 @@ class PrunedCNNClassifier(BaseCNNClassifier):
         # the training part only, never from the estimator's validation split:
         # the same split as the estimator's fit.
         validation_fraction, _ = resolve_validation(
-            estimator.validation_fraction, estimator.early_stopping, y, groups=groups)
+            estimator.validation_fraction, estimator.early_stopping, y, groups=groups,
+            needed=needs_validation(estimator))
         settings = TrainingSettings.from_params(
             estimator.get_params(deep=False), validation_fraction=validation_fraction,
             # Early stopping is off so that the final sparsity is the one asked.
