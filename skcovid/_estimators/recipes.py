@@ -29,7 +29,11 @@ RECIPES = MappingProxyType({
 })
 
 
-def recipe(name="finetune", **params):
+#: The recipe of :func:`recipe` and of ``skcovid train`` when none is named.
+DEFAULT_RECIPE = "finetune"
+
+
+def recipe(name=DEFAULT_RECIPE, **params):
     """A :class:`~skcovid.TransferCNNClassifier` set up by a named recipe.
 
     ``"finetune"`` is the recommended recipe, and ``skcovid train``'s
@@ -41,7 +45,11 @@ def recipe(name="finetune", **params):
     label smoothing 0.1; BatchNorm statistics are re-estimated after
     training, predictions average each slice and its mirror image
     (``tta="flip"``), and a temperature fitted on the validation split
-    calibrates the probabilities.
+    calibrates the probabilities where that split is large enough to trust
+    (``calibration="auto"``: 100 slices, 30 a class). On fewer slices than
+    that gives (about 1000), the whole schedule trains on all of them and
+    the final weights are kept: early stopping and a temperature chosen on a
+    few dozen slices follow chance (see ``validation_fraction``).
 
     ``"frozen"`` trains a linear head on the frozen backbone (features
     computed once): the fastest, and a baseline.
