@@ -10,6 +10,7 @@ from skcovid._cli.common import class_counts, load_model_file, log
 from skcovid._cli.data import load_folder
 from skcovid._cli.main import CommandError
 from skcovid._deploy.export import MAX_CALIBRATION, export
+from skcovid._deploy.onnx_runtime import load_onnx
 
 
 def _folder(path, args, what):
@@ -54,8 +55,6 @@ def run(args):
     if not args.int8:
         print(f"wrote {path} ({size / 1e6:.2f} MB)")
         return
-    from skcovid._deploy.onnx_runtime import load_onnx
-
     record = load_onnx(path).metadata["quantization"]
     with tempfile.TemporaryDirectory() as tmp:
         float_size = os.path.getsize(export(estimator, os.path.join(tmp, "float32.onnx"), format="onnx"))
@@ -64,7 +63,8 @@ def run(args):
         what = f"no node in int8: every one of the {total} quantisable nodes lost more than the tolerance"
     else:
         what = f"{total - len(kept)} of {total} quantisable nodes in int8"
-        what += f"; {len(kept)} stayed float32: {', '.join(kept)}" if kept else ", none kept in float32"
+        what += (f"; {len(kept)} stayed float32 ({len(record['excluded_nodes'])} returned by the tolerance loop): "
+                 f"{', '.join(kept)}" if kept else ", none kept in float32")
     equalized = f", {record['n_equalized_pairs']} pairs of layers equalised" if record["equalization"] else ""
     print(f"quantised ({record['n_calibration_images']} calibration slices{equalized}): {what}")
     figures = record["validation"]

@@ -188,8 +188,11 @@ def export(estimator, path, *, format=None, quantize=None, calibration=None, val
         calibration slices (ONNX Runtime's ``qdq_loss_debug``) return to
         float32 (``nodes_to_exclude``): the fewest that hold the tolerance,
         found by doubling their number and then bisecting. When none does,
-        the file is the float32 model. The metadata lists the nodes that
-        stayed float. None quantises every node.
+        the file is the float32 model. The metadata lists the nodes the
+        loop excluded (``excluded_nodes``) and all that run in float32 in
+        the file (``float_nodes``: ONNX Runtime also leaves float the
+        weights of some nodes next to excluded ones). None quantises every
+        node.
     equalize : bool, default=False
         With ``quantize="int8"``: cross-layer equalisation (Nagel et al.,
         2019) of the float graph before quantisation: each pair of

@@ -7,8 +7,10 @@ Everything here works on ONNX files with ``onnx``, ``onnxruntime`` and numpy
 import os
 
 import numpy as np
+from sklearn.metrics import roc_auc_score
 
 from skcovid._decision.decide import decide
+from skcovid._deploy.equalize import equalize_graph
 
 #: At most this many calibration slices measure each node's sensitivity (every tensor of the network is kept).
 SENSITIVITY_IMAGES = 32
@@ -37,7 +39,6 @@ def scores(path, images, y, classes, threshold=None, pos_label=None):
     the ROC-AUC is one-vs-rest for more than two classes.
     """
     import onnxruntime  # optional: the onnx extra
-    from sklearn.metrics import roc_auc_score
 
     session = onnxruntime.InferenceSession(os.fspath(path), providers=["CPUExecutionProvider"])
     proba = np.concatenate([session.run(None, {"image": image[None, None]})[0] for image in images])
@@ -76,13 +77,16 @@ def _fixed_float(graph):
 
 
 def _quantized_nodes(qdq_file, float_graph, fixed):
-    """The float graph's nodes that ONNX Runtime quantised in ``qdq_file`` (a DequantizeLinear feeds them)."""
+    """The float graph's nodes that run quantised in ``qdq_file``: a DequantizeLinear feeds each of their
+    float inputs (ONNX Runtime may leave a node's weights float while it quantises its input)."""
     import onnx  # optional: the onnx extra
 
     graph = onnx.load(qdq_file).graph
     dequantized = {out for node in graph.node if node.op_type == "DequantizeLinear" for out in node.output}
-    fed = {node.name for node in graph.node if any(i in dequantized for i in node.input)}
-    return [node.name for node in float_graph.node if node.name in fed and node.name not in fixed]
+    other = {init.name for init in graph.initializer if init.data_type != onnx.TensorProto.FLOAT}
+    quantized = {node.name for node in graph.node if any(i in dequantized for i in node.input)
+                 and all(i in dequantized or i in other for i in node.input if i)}
+    return [node.name for node in float_graph.node if node.name in quantized and node.name not in fixed]
 
 
 def sensitivities(float_file, qdq_file, float_graph, calibration, candidates, folder):
@@ -179,8 +183,6 @@ def quantize(raw, folder, calibration, *, validation=None, tolerance=None, equal
     model = onnx.load(prepared)
     source, n_pairs = prepared, 0
     if equalize:
-        from skcovid._deploy.equalize import equalize_graph
-
         n_pairs = equalize_graph(model.graph)
         source = os.path.join(folder, "equalized.onnx")
         onnx.save(model, source)
@@ -189,7 +191,7 @@ def quantize(raw, folder, calibration, *, validation=None, tolerance=None, equal
     candidates = _quantized_nodes(full, model.graph, fixed)
     info = {"dtype": "int8", "method": METHOD, "n_calibration_images": len(calibration),
             "equalization": bool(equalize), "n_equalized_pairs": n_pairs, "tolerance": tolerance,
-            "n_quantizable_nodes": len(candidates), "float_nodes": [], "validation": None}
+            "n_quantizable_nodes": len(candidates), "excluded_nodes": [], "float_nodes": [], "validation": None}
     if validation is None:
         return full, info
     images, y = validation
@@ -227,7 +229,8 @@ def quantize(raw, folder, calibration, *, validation=None, tolerance=None, equal
     path, chosen = measured[k]
     # What stayed float, read from the file: a node between float nodes may lose its QDQ too.
     quantized = set() if path == prepared else set(_quantized_nodes(path, model.graph, fixed))
-    info.update(float_nodes=[name for name in (ranked or candidates) if name not in quantized], validation={
+    info.update(excluded_nodes=ranked[:k], float_nodes=[name for name in (ranked or candidates)
+                                                        if name not in quantized], validation={
         "n_images": len(images), "float32": reference, "quantized": chosen, "all_int8": measured[0][1],
         "n_models_measured": len(measured)})
     if not quantized:
