@@ -245,3 +245,11 @@ def test_export_command_errors(argv, message, model_file, image_folder, tmp_path
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "m.onnx").exists()
+
+
+def test_export_command_help(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["export", "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "usage: skcovid export" in out and "--tolerance T" in out and "--validation DIR" in out
