@@ -92,7 +92,9 @@ def test_prefetched_predictions_equal_decoding_one_by_one(image_folder, monkeypa
     prefetched = clf.predict_proba(X)
     monkeypatch.setattr(inference, "forward_dataset", lambda net, images, size: ImageDataset(images, None, size))
     np.testing.assert_array_equal(prefetched, clf.predict_proba(X))
-    np.testing.assert_array_equal(prefetched[::-1], clf.predict_proba(X[::-1]))
+    # Reversed, the images fall into other batches, and float32 convolutions depend on a sample's batch at the
+    # 1e-7 level on some CPUs (AVX-512 here): in order, not bit for bit.
+    np.testing.assert_allclose(prefetched[::-1], clf.predict_proba(X[::-1]), rtol=0, atol=1e-5)
 
 
 def test_onnx_runtime_is_exported_once_into_a_cache_keyed_by_the_file(image_folder, tmp_path, monkeypatch):
