@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Times `skcovid train` with its defaults (the recipe) on 600 training slices of 2 CPU cores' worth.
+# Times `skcovid train --recipe RECIPE` (default: finetune) on 600 training slices of 2 CPU cores' worth.
 #
 #   bash benchmarks/recipe_time.sh [DATA_DIR] [OUT_DIR] [N_PER_CLASS]
 #
@@ -13,6 +13,7 @@ set -euo pipefail
 DATA=${1:-"$(dirname "$0")/../../shared/data/sarscov2-ctscan"}
 OUT=${2:-recipe-time}
 N=${3:-375}
+RECIPE=${4:-finetune}
 rm -rf "$OUT" && mkdir -p "$OUT"
 python - "$DATA" "$OUT/data" "$N" <<'PY'
 import os, re, sys
@@ -27,4 +28,4 @@ for label in ("COVID", "non-COVID"):
     print(f"{label}: {files[0].name} to {files[n - 1].name}")
 PY
 /usr/bin/time -f "[%e s wall, peak RSS %M KB]" skcovid train "$OUT/data" --out "$OUT/model.skcovid" \
-    --split blocked --random-state 0 --report "$OUT/report"
+    --recipe "$RECIPE" --split blocked --random-state 0 --report "$OUT/report"

@@ -11,6 +11,7 @@ from skorch.callbacks import Callback
 from skcovid import RECIPES, TransferCNNClassifier, recipe
 from skcovid._cli.options import FROM_RECIPE, add_model_options
 from skcovid._cli.train import build_estimator
+from skcovid._estimators.recipes import DEFAULT_RECIPE
 from skcovid._nets.backbones import stage_names
 
 from conftest import FAST
@@ -153,13 +154,16 @@ def _parse(*argv):
 
 def test_command_line_starts_from_the_recipe():
     args = _parse()
-    assert args.freeze is FROM_RECIPE and args.recipe == "finetune"
+    assert args.freeze is FROM_RECIPE and args.recipe == DEFAULT_RECIPE == "frozen-lite2"
     clf = build_estimator(args, verbose=0)
-    assert {k: clf.get_params()[k] for k in RECIPES["finetune"]} == dict(RECIPES["finetune"])
+    assert {k: clf.get_params()[k] for k in RECIPES[DEFAULT_RECIPE]} == dict(RECIPES[DEFAULT_RECIPE])
+    assert clf.get_params() == recipe(verbose=0, random_state=args.random_state).get_params()
     clf = build_estimator(_parse("--recipe", "frozen", "--epochs", "3", "--tta", "flip"), verbose=0)
     assert (clf.freeze, clf.max_epochs, clf.tta, clf.head_epochs) == ("backbone", 3, "flip", 0)
-    clf = build_estimator(_parse("--head-epochs", "0", "--layer-decay", "1"), verbose=0)
+    clf = build_estimator(_parse("--recipe", "finetune", "--head-epochs", "0", "--layer-decay", "1"), verbose=0)
     assert (clf.freeze, clf.head_epochs, clf.layer_decay) == ("none", 0, 1.0)
+    clf = build_estimator(_parse("--crop", "none", "--image-size", "224"), verbose=0)
+    assert (clf.backbone, clf.crop, clf.image_size) == ("efficientnet_lite2", None, 224)
 
 
 def test_exported_model_averages_the_same_views(images, tmp_path):

@@ -229,8 +229,8 @@ def test_the_default_recipe_trains_any_folder_and_saves_a_model(n_slices, tmp_pa
     for path, label in zip(X, y):
         (tmp_path / "data" / label).mkdir(parents=True, exist_ok=True)
         (tmp_path / "data" / label / path.rsplit("/", 1)[1]).symlink_to(path)
-    status = main(["train", tmp_path / "data", "--out", tmp_path / "m.skcovid", "--image-size", "32",
-                   "--epochs", "1", "--head-epochs", "1", "-q"])
+    status = main(["train", tmp_path / "data", "--out", tmp_path / "m.skcovid", "--image-size", "64",
+                   "--epochs", "2", "-q"])
     out, err = capsys.readouterr()
     assert status == 0, err
     n_test = round(n_slices * 0.2)

@@ -9,8 +9,8 @@ from sklearn.model_selection import train_test_split
 
 from skcovid._cli.common import class_counts, print_pruning, write_explanations
 from skcovid._deploy.persistence import save_model
-from skcovid._estimators.classifier import TransferCNNClassifier
 from skcovid._estimators.pruned import PrunedCNNClassifier
+from skcovid._estimators.recipes import DEFAULT_RECIPE, recipe
 from skcovid._evaluation.report import evaluate
 from skcovid.datasets import load_sample_ct
 from skcovid.pruning import StructuredPruner
@@ -26,14 +26,11 @@ def run(args):
           f"training on {len(X_train)}, holding out {len(X_test)} (stratified, seed {args.random_state})")
 
     start = time.perf_counter()
-    base = TransferCNNClassifier(
-        backbone="efficientnet_lite0", weights="DEFAULT", freeze="none", image_size=args.image_size,
-        augment="flip", optimizer="adam", lr=1e-3, lr_schedule="cosine", batch_size=16,
-        max_epochs=args.max_epochs, early_stopping=None, validation_fraction=None,
-        random_state=args.random_state, verbose=0 if args.quiet else 1,
-    ).fit(X_train, y_train)
+    base = recipe(DEFAULT_RECIPE, image_size=args.image_size, max_epochs=args.max_epochs,
+                  random_state=args.random_state, verbose=0 if args.quiet else 1).fit(X_train, y_train)
     unpruned = evaluate(base, X_test, y_test, random_state=args.random_state)
-    print(f"[2/5] trained pretrained EfficientNet-Lite0 for {args.max_epochs} epochs "
+    print(f"[2/5] trained the default recipe ('{DEFAULT_RECIPE}': pretrained {base.backbone}, freeze="
+          f"{base.freeze!r}, crop={base.crop!r}) at {args.image_size} px for {args.max_epochs} epochs "
           f"({time.perf_counter() - start:.0f} s); held-out:\n{unpruned.summary()}")
 
     start = time.perf_counter()

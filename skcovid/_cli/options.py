@@ -256,11 +256,12 @@ def add_model_options(parser):
              "zeroed on a polynomial-decay schedule); fine-tuned as the options below set")
     groups["model"].add_argument(
         "--recipe", choices=sorted(RECIPES), default=DEFAULT_RECIPE,
-        help="the preset the other options start from (skcovid.recipe): 'finetune' trains the new head "
-             "alone for 2 epochs, then the whole network with per-stage learning rates on one-cycle "
-             "schedules, CT augmentation, label smoothing, flip test-time augmentation and temperature "
-             "calibration; 'frozen' trains a linear head on the frozen backbone, much faster "
-             "(default: %(default)s)")
+        help="the preset the other options start from (skcovid.recipe): 'frozen-lite2' trains a linear "
+             "head on the frozen EfficientNet-Lite2 at 260 px, slices cut down to the body, flip test-time "
+             "augmentation; 'finetune' trains the new head of a Lite0 alone for 2 epochs, then the whole "
+             "network with per-stage learning rates on one-cycle schedules, CT augmentation and label "
+             "smoothing, about ten times as long; 'frozen' is a linear head on the frozen Lite0 at 224 px, "
+             "the baseline (default: %(default)s)")
     for option in MODEL_OPTIONS:
         add_option(groups[option.group], option, recipes=True)
 
