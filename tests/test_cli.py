@@ -17,6 +17,7 @@ from skcovid._cli.main import build_parser, main
 from skcovid._cli.options import FROM_RECIPE, MODEL_OPTIONS, docstring_parameters, plain
 from skcovid._cli.train import build_estimator
 from skcovid._deploy.persistence import load_model
+from skcovid._estimators.recipes import DEFAULT_RECIPE
 
 #: Options that train the small CNN in seconds.
 FAST_ARGS = ["--recipe", "frozen", "--backbone", "simple_cnn", "--weights", "none", "--freeze", "none",
@@ -375,7 +376,7 @@ def test_every_option_sets_a_parameter_with_its_default():
         prefix = "estimator__" if option.estimator == "TransferCNNClassifier" else ""
         value = getattr(args, option.param)
         if value is FROM_RECIPE:  # the default recipe's
-            value = RECIPES["finetune"].get(option.param, TransferCNNClassifier().get_params()[option.param])
+            value = RECIPES[DEFAULT_RECIPE].get(option.param, TransferCNNClassifier().get_params()[option.param])
         assert params[prefix + option.param] == value, option
 
 

@@ -318,7 +318,7 @@ def test_the_command_line_saves_the_safe_format(image_folder, tmp_path, capsys):
     assert _document(out)["estimator"]["class"] == "PrunedCNNClassifier"
     # The default recipe's settings travel in the file.
     inner = load_model(out).estimator_
-    assert (inner.head_epochs, inner.layer_decay, inner.tta) == (2, 0.8, "flip")
+    assert (inner.crop, inner.tta, inner.calibration) == ("body", "flip", None)
     assert main(["predict", str(out), image_folder[0][0], "-q"]) == 0
     assert image_folder[0][0] in capsys.readouterr().out
 

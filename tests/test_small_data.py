@@ -239,3 +239,18 @@ def test_the_default_recipe_trains_any_folder_and_saves_a_model(n_slices, tmp_pa
     said = [line for line in err.splitlines() if "calibration='auto' leaves the temperature at 1" in line]
     assert len(said) == 1 and "there is no validation split" in said[0]  # said, in one line
     assert load_model(tmp_path / "m.skcovid").temperature_ == 1.0
+
+
+def test_a_temperature_left_at_1_by_calibration_auto_is_not_reported_as_fitted(images):
+    from skcovid._decision.fit import refit_decision, temperature_of
+
+    X, y = images
+    with pytest.warns(UserWarning, match="calibration='auto' leaves the temperature at 1"):
+        clf = TransferCNNClassifier(**{**FAST, "max_epochs": 1}, calibration="auto").fit(X, y)
+    assert clf.temperature_ == 1.0 and temperature_of(clf) is None
+    # Out-of-fold probabilities of enough slices (here 200, made up) fit it, as skcovid train --cv does.
+    rng = np.random.RandomState(0)
+    labels = np.repeat(clf.classes_, 100)
+    proba = np.clip(np.where(labels[:, None] == clf.classes_, 0.9, 0.1) + rng.normal(0, 0.05, (200, 2)), 0.01, 1)
+    assert refit_decision(clf, proba / proba.sum(axis=1, keepdims=True), labels)
+    assert temperature_of(clf) == clf.temperature_ != 1.0

@@ -61,19 +61,21 @@ def _refit_decision_out_of_fold(args, estimator, X, y, scores):
     out-of-fold probabilities cover all of them, each from a model that never
     trained on it (scikit-learn's ``CalibratedClassifierCV(ensemble=False)``).
     """
-    before = temperature_of(estimator), decision_of(estimator)[0]
-    if before == (None, None):
+    owner = owner_of(estimator)
+    if owner.calibration is None and owner.target_sensitivity is None:
         return  # neither calibration nor a target sensitivity: nothing to refit, no prediction pass
+    before = temperature_of(estimator), decision_of(estimator)[0]
     if any(not np.array_equal(model.classes_, estimator.classes_) for model in scores["estimator"]):
         log(args, "a fold lacked a class: the saved model keeps its validation split's temperature and "
                    "threshold")
         return
     refit_decision(estimator, out_of_fold_proba(scores["estimator"], scores["indices"]["test"], X), y)
     after = temperature_of(estimator), decision_of(estimator)[0]
-    said = [f"{name} {old:.4f} -> {new:.4f}" for name, old, new in zip(("temperature", "threshold"), before, after)
-            if new is not None]
-    log(args, f"{' and '.join(said)}: fitted on the out-of-fold probabilities of all {len(X)} images "
-               "instead of the refit's validation split")
+    said = [f"{name} {'none' if old is None else f'{old:.4f}'} -> {new:.4f}"
+            for name, old, new in zip(("temperature", "threshold"), before, after) if new is not None]
+    if said:
+        log(args, f"{' and '.join(said)}: fitted on the out-of-fold probabilities of all {len(X)} images "
+                   "instead of the refit's validation split")
 
 
 def _parts(estimator, n_fit, held_out=None):

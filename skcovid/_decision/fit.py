@@ -227,9 +227,17 @@ def decision_of(model):
 
 
 def temperature_of(model):
-    """The fitted ``temperature_`` of a model with a ``calibration``, else None."""
+    """The fitted ``temperature_`` of a model with a ``calibration``, else None.
+
+    Under ``calibration="auto"`` a temperature of exactly 1 is the one left
+    where no split could be trusted (a fitted one is a float the search ends
+    at, never exactly 1): None too, so that no report calls it fitted.
+    """
     owner = owner_of(model)
-    return getattr(owner, "temperature_", None) if getattr(owner, "calibration", None) is not None else None
+    calibration, temperature = getattr(owner, "calibration", None), getattr(owner, "temperature_", None)
+    if calibration is None or (calibration == "auto" and temperature == 1.0):
+        return None
+    return temperature
 
 
 def _fitted_on_validation(classifier):
