@@ -1,6 +1,6 @@
 """Where the time of a prediction goes: each stage alone, and end to end, for DICOM series and PNG slices.
 
-The default model (``skcovid.recipe("finetune")``: EfficientNet-Lite0 with its
+The model (``skcovid.recipe("finetune")``, the default until 2026-12-02: EfficientNet-Lite0 with its
 ImageNet weights, 224 px, flip test-time augmentation), fitted for one epoch on
 a few slices (its weights do not change the timings), predicts
 
