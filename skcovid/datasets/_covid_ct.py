@@ -61,6 +61,33 @@ def _extract_images(archive, target):
     return names
 
 
+def _assigned_splits(split_file):
+    """The split of every image that a class's split files list; ``split_file(split)`` is each file's path.
+
+    Raises
+    ------
+    ValueError
+        When an image is listed in two splits.
+    """
+    assigned = {}
+    for name_split in _SPLITS:
+        listing = split_file(name_split)
+        for name in _read_split(listing):
+            if name in assigned:
+                raise ValueError(f"{name!r} is listed in both the {assigned[name]} and the {name_split} "
+                                 f"split ({listing}).")
+            assigned[name] = name_split
+    return assigned
+
+
+def _check_listed(assigned, present, label, where):
+    """Refuse split files that name images ``present`` (names) lacks, naming them and ``where`` they should be."""
+    missing = sorted(set(assigned) - set(present))
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} images named in the {label} split files are not in "
+                                f"{where}: {missing[:10]}")
+
+
 def _download_and_verify(root, url, *, official, n_retries, delay, progress):
     """Download, verify and lay out the dataset in a temporary folder; move it to ``root``."""
     with tempfile.TemporaryDirectory(prefix=".covid_ct.", dir=root.parent) as tmp:
@@ -79,22 +106,15 @@ def _download_and_verify(root, url, *, official, n_retries, delay, progress):
                     f"{archive_name}.zip holds {len(images)} images; the official release has "
                     f"{_EXPECTED_COUNTS[label]}. The download may be incomplete or the dataset changed."
                 )
-            listed = {}
             for split in _SPLITS:
                 relative = _split_file(split, suffix)
-                path = download(url + relative, staging / Path(relative).name,
-                                n_retries=n_retries, delay=delay, progress=False)
-                for name in _read_split(path):
-                    if name in listed:
-                        raise OSError(f"{name!r} is listed in both {listed[name]} and {split} "
-                                      f"({Path(relative).name}).")
-                    listed[name] = split
-            missing = sorted(set(listed) - images)
-            if missing:
-                raise OSError(
-                    f"{len(missing)} images named in the {label} split files are not in "
-                    f"{archive_name}.zip: {missing[:10]}"
-                )
+                download(url + relative, staging / Path(relative).name,
+                         n_retries=n_retries, delay=delay, progress=False)
+            try:
+                listed = _assigned_splits(lambda split: staging / Path(_split_file(split, suffix)).name)
+            except ValueError as exc:  # what was downloaded does not verify
+                raise OSError(str(exc)) from exc
+            _check_listed(listed, images, label, f"{archive_name}.zip")
             counts[label] = {"images": len(images), "listed": len(listed)}
         with atomic_write(staging / _MARKER, "w", encoding="utf-8") as f:
             json.dump({"url": url, "counts": counts}, f, indent=2)
@@ -133,24 +153,16 @@ def _listed_images(root, image_folder, split_file):
     paths, target, split = [], [], []
     unlisted = []
     for _, suffix, label in _CLASSES:
-        assigned = {}
         for name_split in _SPLITS:
             listing = Path(split_file(name_split, suffix))
             if not listing.is_file():
                 raise FileNotFoundError(f"The split file {listing} of the COVID-CT copy in {root} is missing.")
-            for name in _read_split(listing):
-                if name in assigned:
-                    raise ValueError(f"{name!r} is listed in both the {assigned[name]} and the {name_split} "
-                                     f"split ({listing}).")
-                assigned[name] = name_split
+        assigned = _assigned_splits(lambda name_split: Path(split_file(name_split, suffix)))
         folder = Path(image_folder(label))
         if not folder.is_dir():
             raise FileNotFoundError(f"The {label} image folder {folder} of the COVID-CT copy is missing.")
         present = {image.name: image for image in folder.iterdir()}
-        missing = sorted(set(assigned) - set(present))
-        if missing:
-            raise FileNotFoundError(f"{len(missing)} images named in the {label} split files are not in "
-                                    f"{folder}: {missing[:5]}")
+        _check_listed(assigned, present, label, folder)
         for name in sorted(present):
             if name not in assigned:
                 unlisted.append(str(present[name]))
