@@ -30,7 +30,6 @@ how to bring it here). Parts whose data is absent are skipped with a message.
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 import time
@@ -41,6 +40,7 @@ import numpy as np
 from _slices import machine, real_slices
 
 from skcovid import recipe
+from skcovid._core.files import atomic_write
 from skcovid.datasets import load_covid_ct, load_dicom_folder
 from skcovid.metrics import compare
 from skcovid.model_selection import BlockedStratifiedKFold
@@ -128,9 +128,8 @@ WHAT = {"a": "COVID-CT train -> val (by patient)", "b": "SARS-CoV-2 blocked 5-fo
 
 
 def _save(results, path):
-    tmp = Path(f"{path}.tmp")
-    tmp.write_text(json.dumps(results, indent=1))
-    os.replace(tmp, path)
+    with atomic_write(path, "w", encoding="utf-8") as f:
+        json.dump(results, f, indent=1)
 
 
 def _row(part, name, result, baseline):
