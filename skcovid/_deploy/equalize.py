@@ -32,7 +32,7 @@ def equalize_graph(graph):
     n_pairs : int
         The pairs equalised.
     """
-    from onnx import numpy_helper  # optional: the onnx extra
+    from onnx import numpy_helper  # heavy: loaded by INT8 exports only
 
     initializers = {init.name: init for init in graph.initializer}
     values = {name: numpy_helper.to_array(init) for name, init in initializers.items()}

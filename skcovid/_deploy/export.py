@@ -159,7 +159,6 @@ def export(estimator, path, *, format=None, quantize=None, calibration=None, val
         TorchScript, anything else (``.pt2``) ``torch.export``, PyTorch's
         recommended format. TorchScript is deprecated in PyTorch (a
         ``FutureWarning`` says so) and kept for runtimes that still load it.
-        ONNX needs the ``onnx`` extra (``pip install "skcovid[onnx]"``).
     quantize : {"int8"} or None, default=None
         ``"int8"`` (ONNX only) quantises weights and activations to 8 bits
         with ONNX Runtime's static quantisation: QDQ format, per-channel
@@ -301,10 +300,7 @@ def _validation(validation, classifier, units):
 
 
 def _export_onnx(model, example, path, metadata, opset_version, int8):
-    try:
-        import onnx  # optional: the onnx extra
-    except ImportError as exc:
-        raise ImportError("ONNX export needs the onnx extra: pip install \"skcovid[onnx]\".") from exc
+    import onnx  # heavy: loaded by ONNX exports only
     with tempfile.TemporaryDirectory() as tmp:
         raw = os.path.join(tmp, "model.onnx")
         torch.onnx.export(model, (example,), raw, input_names=["image"], output_names=["proba"],

@@ -38,7 +38,7 @@ def scores(path, images, y, classes, threshold=None, pos_label=None):
     Predictions are the classifier's decision (:func:`skcovid._decision.decide.decide`);
     the ROC-AUC is one-vs-rest for more than two classes.
     """
-    import onnxruntime  # optional: the onnx extra
+    import onnxruntime  # heavy: loaded by INT8 exports only
 
     session = onnxruntime.InferenceSession(os.fspath(path), providers=["CPUExecutionProvider"])
     proba = np.concatenate([session.run(None, {"image": image[None, None]})[0] for image in images])
@@ -53,7 +53,7 @@ def scores(path, images, y, classes, threshold=None, pos_label=None):
 
 
 def _quantize_static(prepared, out, calibration, exclude):
-    from onnxruntime.quantization import (  # optional: the onnx extra
+    from onnxruntime.quantization import (  # heavy: loaded by INT8 exports only
         CalibrationMethod,
         QuantFormat,
         QuantType,
@@ -79,7 +79,7 @@ def _fixed_float(graph):
 def _quantized_nodes(qdq_file, float_graph, fixed):
     """The float graph's nodes that run quantised in ``qdq_file``: a DequantizeLinear feeds each of their
     float inputs (ONNX Runtime may leave a node's weights float while it quantises its input)."""
-    import onnx  # optional: the onnx extra
+    import onnx  # heavy: loaded by INT8 exports only
 
     graph = onnx.load(qdq_file).graph
     dequantized = {out for node in graph.node if node.op_type == "DequantizeLinear" for out in node.output}
@@ -104,7 +104,7 @@ def sensitivities(float_file, qdq_file, float_graph, calibration, candidates, fo
     -------
     sensitivity : dict of {node name: float}
     """
-    from onnxruntime.quantization.qdq_loss_debug import (  # optional: the onnx extra
+    from onnxruntime.quantization.qdq_loss_debug import (  # heavy: loaded by INT8 exports only
         collect_activations,
         compute_activation_error,
         create_activation_matching,
@@ -175,8 +175,8 @@ def quantize(raw, folder, calibration, *, validation=None, tolerance=None, equal
     path : str
     quantization : dict
     """
-    import onnx  # optional: the onnx extra
-    from onnxruntime.quantization.shape_inference import quant_pre_process  # optional: the onnx extra
+    import onnx  # heavy: loaded by INT8 exports only
+    from onnxruntime.quantization.shape_inference import quant_pre_process  # heavy: loaded by INT8 exports only
 
     prepared = os.path.join(folder, "prepared.onnx")
     quant_pre_process(raw, prepared)  # shape inference and graph optimisation, as ORT recommends

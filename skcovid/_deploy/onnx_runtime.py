@@ -223,9 +223,9 @@ def load_onnx(path, *, n_threads=None, providers=None):
     >>> model.predict(["slice_001.dcm", "slice_002.dcm"])        # doctest: +SKIP
     """
     try:
-        import onnxruntime  # optional: the onnx extra
+        import onnxruntime  # heavy, and all a point-of-care install of skcovid without its dependencies adds
     except ImportError as exc:
-        raise ImportError("load_onnx needs ONNX Runtime: pip install \"skcovid[onnx]\".") from exc
+        raise ImportError("load_onnx needs ONNX Runtime: pip install onnxruntime.") from exc
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"ONNX model file not found: {path!r}")
