@@ -42,8 +42,15 @@ def _margins(image):
     return inside(uniform.mean(axis=1)), inside(uniform.mean(axis=0))
 
 
+#: Grey intensities that span less than this are a flat slice: nothing to threshold.
+FLAT_RANGE = 1e-3
+
+
 def _otsu(image):
-    """Otsu's threshold of an image's intensities (a 256-bin histogram)."""
+    """Otsu's threshold of an image's grey intensities (a 256-bin histogram); None for a flat image."""
+    image = np.asarray(image, dtype=np.float64)
+    if image.size == 0 or not image.max() - image.min() >= FLAT_RANGE:
+        return None
     counts, edges = np.histogram(image, bins=256)
     centres = (edges[:-1] + edges[1:]) / 2
     weight = np.cumsum(counts)
