@@ -204,15 +204,30 @@ def resolve_optimizer(optimizer):
     return optimizer, {}
 
 
+#: The kinds of torch device a network trains and predicts on ("meta" and the like hold no data).
+DEVICE_TYPES = ("cpu", "cuda", "mps", "xpu")
+
+
 def resolve_device(device):
-    """Map ``"auto"`` to CUDA when present, else CPU; check other names."""
+    """Map ``"auto"`` to CUDA when present, else CPU; check other names (:data:`DEVICE_TYPES`)."""
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     try:
-        torch.device(device)
+        kind = torch.device(device).type
     except (RuntimeError, TypeError) as exc:
         raise ValueError(f"device={device!r} is not a torch device: {exc}") from exc
+    if kind not in DEVICE_TYPES:
+        raise ValueError(f"device={device!r} is a {kind!r} device, which holds no data to train or predict on; "
+                         f"use one of {list(DEVICE_TYPES)}.")
     return device
+
+
+def is_device(device):
+    """Whether ``device`` is ``"auto"`` or a device name :func:`resolve_device` takes as it is."""
+    try:
+        return isinstance(device, str) and resolve_device(device) in ("cuda", "cpu", device)
+    except ValueError:
+        return False
 
 
 class TrainAccuracy(Callback):

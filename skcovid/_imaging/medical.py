@@ -17,6 +17,7 @@ import warnings
 import numpy as np
 
 from skcovid._core.checks import env_count
+from skcovid._imaging.inflate import check_inflated_size
 from skcovid._imaging.raster import IMAGE_EXTENSIONS
 
 #: File extensions of the medical formats (DICOM, NIfTI), lower case.
@@ -27,6 +28,8 @@ PATIENT_SALT = "skcovid-patient-v1"
 _INSTALL = 'pip install "skcovid[dicom]"'
 #: The most pixels a slice may declare before it is decoded (64 Mpixel: 8192 x 8192), see :func:`max_pixels`.
 MAX_PIXELS = 2**26
+#: Bytes a deflated dataset may inflate to beyond its pixels' (:func:`max_pixels` of 4 bytes): its other elements.
+INFLATED_HEADER_BYTES = 2**20
 #: A NIfTI volume may declare at most this many slices of :func:`max_pixels` pixels in all.
 MAX_VOLUME_SLICES = 64
 _NOT_IMAGES = ("SR", "RTSTRUCT", "PR", "KO", "SEG")  # DICOM modalities that are not CT slices
@@ -148,12 +151,16 @@ def read_hu(item):
 
 
 def _dcmread(path, **kwargs):
-    """``pydicom.dcmread`` with errors that name the file."""
+    """``pydicom.dcmread`` with errors that name the file; a deflated file's inflation bounded first."""
     pydicom = _import("pydicom")
     _check_file(path)
     try:
+        meta = pydicom.filereader.read_file_meta_info(path)
+        check_inflated_size(path, meta, 4 * max_pixels() + INFLATED_HEADER_BYTES, limit_name="SKCOVID_MAX_PIXELS")
         return pydicom.dcmread(path, **kwargs)
     except Exception as exc:
+        if isinstance(exc, ValueError) and repr(path) in str(exc):
+            raise
         raise ValueError(f"Cannot read DICOM file {path!r}: {exc}") from exc
 
 
