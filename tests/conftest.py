@@ -19,16 +19,24 @@ from skorch.callbacks import Callback
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
+
+@pytest.fixture(autouse=True)
+def _onnx_cache_in_tmp(tmp_path_factory, monkeypatch):
+    """load_model's ONNX exports (runtime="auto", the default) go to a folder of the test run, not ~/.cache."""
+    monkeypatch.setenv("SKCOVID_CACHE", str(tmp_path_factory.getbasetemp() / "skcovid-cache"))
+
 REAL_DATA = Path(
     os.environ.get("SKCOVID_SARSCOV2_DIR", Path(__file__).resolve().parents[2] / "shared" / "data" / "sarscov2-ctscan")
 )
 
 #: Hyperparameters of a classifier that fits small data in about a second: the one
 #: fast configuration of the tests, which override only what they are about
-#: (``{**FAST, "max_epochs": 2}``).
+#: (``{**FAST, "max_epochs": 2}``). It leaves out the default recipe's crop, test-time
+#: augmentation and temperature, which tests of those options ask for.
 FAST = dict(
     backbone="simple_cnn", weights=None, freeze="none", image_size=16, lr=1e-2, batch_size=16,
-    max_epochs=8, validation_fraction=None, early_stopping=None, random_state=0,
+    max_epochs=8, validation_fraction=None, early_stopping=None, crop=None, tta=None, calibration=None,
+    random_state=0,
 )
 
 

@@ -110,7 +110,7 @@ def test_tta_averages_the_probabilities_of_the_mirror_images(images, tta, flips)
 def test_tta_is_used_by_the_fitted_temperature(images):
     X, y = images
     params = {**FAST, "max_epochs": 2, "validation_fraction": 0.5, "calibration": "temperature"}
-    with_tta = TransferCNNClassifier(**params, tta="flip").fit(X, y)
+    with_tta = TransferCNNClassifier(**{**params, "tta": "flip"}).fit(X, y)
     without = TransferCNNClassifier(**params).fit(X, y)
     # The same training (tta plays no part in it), a temperature fitted to other probabilities.
     for a, b in zip(with_tta.net_.module_.state_dict().values(), without.net_.module_.state_dict().values()):
@@ -138,10 +138,16 @@ def test_invalid_recipe_parameters(images, params):
 def test_recipe_is_plain_parameters():
     clf = recipe("finetune", random_state=3, image_size=160)
     params = clf.get_params()
-    assert {k: params[k] for k in RECIPES["finetune"]} == dict(RECIPES["finetune"])
-    assert params["random_state"] == 3 and params["image_size"] == 160
+    assert {k: params[k] for k in RECIPES["finetune"] if k != "image_size"} == {
+        k: v for k, v in RECIPES["finetune"].items() if k != "image_size"}
+    assert params["random_state"] == 3 and params["image_size"] == 160  # the arguments override the recipe
     assert clone(clf).get_params() == params
     assert recipe("frozen").freeze == "backbone"
+    # One default: the classifier's own, the recipe's, the pruned classifier's and the command's.
+    assert recipe().get_params() == TransferCNNClassifier().get_params()
+    assert recipe("frozen-lite2").get_params() == TransferCNNClassifier().get_params()
+    assert {k: v for k, v in recipe("frozen").get_params().items() if k in RECIPES["frozen"]} == {
+        "backbone": "efficientnet_lite0", "image_size": 224, "crop": None, "tta": None, "calibration": None}
     with pytest.raises(ValueError, match="recipe 'fast' is not one of"):
         recipe("fast")
 
@@ -171,7 +177,7 @@ def test_exported_model_averages_the_same_views(images, tmp_path):
     from skcovid import export, load_onnx
 
     X, y = images
-    clf = TransferCNNClassifier(**{**FAST, "max_epochs": 2}, tta="flips").fit(X, y)
+    clf = TransferCNNClassifier(**{**FAST, "max_epochs": 2, "tta": "flips"}).fit(X, y)
     export(clf, tmp_path / "model.onnx")
     model = load_onnx(tmp_path / "model.onnx")
     assert model.metadata["tta"] == "flips"

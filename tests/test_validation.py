@@ -17,7 +17,8 @@ from sklearn.utils._param_validation import InvalidParameterError
 from skcovid import PrunedCNNClassifier, TransferCNNClassifier
 from skcovid.pruning import MagnitudePruner, StructuredPruner
 
-SMALL = dict(backbone="simple_cnn", weights=None, image_size=16, max_epochs=1, random_state=0)
+SMALL = dict(backbone="simple_cnn", weights=None, image_size=16, max_epochs=1, crop=None, tta=None,
+             calibration=None, random_state=0)
 
 
 @pytest.fixture(autouse=True)

@@ -54,16 +54,22 @@ def fitted_network(estimator):
     if net is None:
         raise TypeError(
             f"{type(estimator).__name__} is not a skcovid classifier: expected a fitted "
-            "TransferCNNClassifier or PrunedCNNClassifier."
+            "TransferCNNClassifier or PrunedCNNClassifier (load_model(path, runtime='torch') gives one; "
+            "by default it gives an ONNX Runtime predictor)."
         )
     return classifier, net.module_, classifier.image_size
 
 
-def without_retired(cls, params):
-    """``params`` without the parameters that ``cls`` retired (its ``_retired_params``).
+def upgraded_params(cls, params):
+    """Parameters of ``cls`` stored by an earlier version, brought up to date.
 
-    The one rule for parameters an earlier version had: a pickled state
-    (:func:`upgraded_state`) and a safe model file's parameters both drop them.
+    The one rule for parameters that changed since a model was saved: a
+    pickled state (:func:`upgraded_state`) and a safe model file's parameters
+    both follow it. Parameters that ``cls`` retired (its ``_retired_params``)
+    are dropped; one added since, and missing, takes the value the model was
+    trained with (``cls._params_before_added``, the behaviour before the
+    parameter existed), not today's default, so that an old model predicts
+    as it did.
 
     Parameters
     ----------
@@ -76,14 +82,16 @@ def without_retired(cls, params):
         A new dict.
     """
     retired = set(getattr(cls, "_retired_params", ()))
-    return {key: value for key, value in params.items() if key not in retired}
+    before = getattr(cls, "_params_before_added", {})
+    return {**{key: value for key, value in before.items() if key not in params},
+            **{key: value for key, value in params.items() if key not in retired}}
 
 
 def upgraded_state(cls, state):
     """The pickled ``state`` of an estimator of class ``cls`` saved by an earlier version, brought up to date.
 
-    Parameters added since take their defaults; retired ones are dropped
-    (:func:`without_retired`).
+    Parameters added since take the value the model was trained with, else
+    their defaults; retired ones are dropped (:func:`upgraded_params`).
 
     Parameters
     ----------
@@ -94,7 +102,7 @@ def upgraded_state(cls, state):
     -------
     state : dict
     """
-    state = without_retired(cls, state)
+    state = upgraded_params(cls, state)
     for name, param in inspect.signature(cls.__init__).parameters.items():
         if name != "self":
             state.setdefault(name, param.default)

@@ -18,7 +18,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from skcovid._core.compat import validate_parameters
-from skcovid._core.estimator import without_retired
+from skcovid._core.estimator import upgraded_params
 from skcovid._core.files import jsonable
 from skcovid._deploy.limits import (
     MAX_BATCH_SIZE,
@@ -30,7 +30,7 @@ from skcovid._deploy.limits import (
     check_image_size,
     is_count,
 )
-from skcovid._engine.net import OPTIMIZERS, PRECISIONS, SkorchNet
+from skcovid._engine.net import DEVICE_TYPES, OPTIMIZERS, PRECISIONS, SkorchNet, is_device
 from skcovid._estimators.classifier import TransferCNNClassifier
 from skcovid._estimators.pruned import PrunedCNNClassifier
 from skcovid._imaging.window import n_channels
@@ -64,7 +64,7 @@ _NET_VALUES = {
     "lr": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) and v > 0,
            "a finite number > 0"),
     "precision": (lambda v: isinstance(v, str) and v in PRECISIONS, f"one of {sorted(PRECISIONS)}"),
-    "device": (lambda v: v is None or (isinstance(v, str) and bool(torch.device(v).type)), "a torch device name"),
+    "device": (lambda v: v is None or (v != "auto" and is_device(v)), f"a device of {list(DEVICE_TYPES)}"),
     "warm_start": (lambda v: isinstance(v, bool), "True or False"),
     "channels_last": (lambda v: isinstance(v, bool), "True or False"),
     "verbose": (lambda v: is_count(v, 0), "a whole number >= 0"),
@@ -89,8 +89,14 @@ _CLASSES = {cls.__name__: cls for cls in (TransferCNNClassifier, PrunedCNNClassi
                                           MagnitudePruner)}
 
 
+def _shown(value):
+    """``repr(value)``, cut to 80 characters."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def refuse(where, value, why):
-    text = repr(value) if len(repr(value)) <= 80 else repr(value)[:77] + "..."
+    text = _shown(value)
     raise ValueError(f"Cannot save {where}={text} in the safe model format: {why}. Set it to plain data "
                      f"before saving, or {PICKLE_HINT}.")
 
@@ -187,7 +193,9 @@ def estimator_spec(estimator, where, tensors, *, fitted):
         raise TypeError(f"The safe model format stores a TransferCNNClassifier or a PrunedCNNClassifier (with "
                         f"skcovid's pruners), or a soft VotingClassifier of them (a fold ensemble); got a {name} "
                         f"({where or 'the estimator'}). Save the fitted "
-                        f"classifier itself (a Pipeline's last step, a search's best_estimator_), or {PICKLE_HINT}.")
+                        f"classifier itself (a Pipeline's last step, a search's best_estimator_; "
+                        f"load_model(path, runtime='torch') gives it, the default an ONNX Runtime predictor), "
+                        f"or {PICKLE_HINT}.")
     params = estimator.get_params(deep=False)
     spec = {"class": name, "params": {
         key: None if key in _NOT_STORED and name == "TransferCNNClassifier"
@@ -217,7 +225,7 @@ def build_estimator(spec, tensors):
     cls = _CLASSES.get(spec["class"])
     if cls is None:
         raise ValueError(f"unknown estimator class {spec['class']!r}")
-    params = {key: decode(value, tensors) for key, value in without_retired(cls, spec["params"]).items()}
+    params = {key: decode(value, tensors) for key, value in upgraded_params(cls, spec["params"]).items()}
     unknown = set(params) - set(inspect.signature(cls).parameters)
     if unknown:
         raise ValueError(f"{cls.__name__} has no parameters {sorted(unknown)} in this skcovid version")
@@ -229,8 +237,15 @@ def build_estimator(spec, tensors):
     for key, value in spec.get("attributes", {}).items():
         if not (key.isidentifier() and key.endswith("_") and not key.startswith("_")):
             raise ValueError(f"{key!r} is not a fitted attribute")
-        setattr(estimator, key, decode(value, tensors))
+        if key == "net_":
+            raise ValueError("net_ is an attribute: a network is stored as the 'network' entry, and only there")
+        value = decode(value, tensors)
+        if key == "estimator_" and not isinstance(value, TransferCNNClassifier):
+            raise ValueError(f"estimator_ is a {type(value).__name__}, not a fitted TransferCNNClassifier")
+        setattr(estimator, key, value)
     if "network" in spec:
+        if not isinstance(spec["network"], dict) or not isinstance(spec["network"].get("module"), dict):
+            raise ValueError(f"network is {_shown(spec['network'])}, not an object describing a network")
         estimator.net_ = _rebuild_network(spec["network"], tensors)
     _check_fitted(estimator, spec)
     return estimator

@@ -12,7 +12,7 @@ from skcovid._decision.decide import AGGREGATIONS
 from skcovid._decision.fit import needs_validation, validation_check
 from skcovid._engine.accelerated import check_accelerator, is_accelerator
 from skcovid._engine.fit import fit_network
-from skcovid._engine.net import LR_SCHEDULES, OPTIMIZERS, PRECISIONS, resolve_device
+from skcovid._engine.net import LR_SCHEDULES, OPTIMIZERS, PRECISIONS, is_device
 from skcovid._engine.settings import TrainingSettings
 from skcovid._engine.validation import resolve_validation
 from skcovid._estimators.base import BaseCNNClassifier
@@ -21,10 +21,6 @@ from skcovid._imaging.window import is_window
 from skcovid._nets.backbones import BACKBONES, is_backbone_name
 from skcovid._nets.build import build_transfer_net
 from skcovid._nets.network import TTA_VIEWS
-
-
-def _is_device(device):
-    return device == "auto" or resolve_device(device) == device
 
 
 class TransferCNNClassifier(BaseCNNClassifier):
@@ -39,9 +35,12 @@ class TransferCNNClassifier(BaseCNNClassifier):
     the backbone's 3 input channels (or given the three windows of
     ``window="multi"``).
 
+    The defaults are the default recipe, ``"frozen-lite2"`` (:func:`skcovid.recipe`:
+    chosen for the best worst ROC-AUC on new data, docs/benchmarks.md).
+
     Parameters
     ----------
-    backbone : str or callable, default="efficientnet_lite0"
+    backbone : str or callable, default="efficientnet_lite2"
         A name from :data:`skcovid.BACKBONES` (torchvision's VGG, ResNet,
         DenseNet, MobileNet, EfficientNet and Inception v3 models,
         ``"efficientnet_lite0"`` to ``"efficientnet_lite2"`` and
@@ -80,19 +79,20 @@ class TransferCNNClassifier(BaseCNNClassifier):
         ``()`` gives a single linear layer.
     dropout : float, default=0.2
         Dropout rate in the head.
-    image_size : int, default=224
-        Side of the square the images are resized to.
+    image_size : int, default=260
+        Side of the square the images are resized to (260 is
+        EfficientNet-Lite2's native size).
     window : {"lung", "mediastinal", "multi"}, (level, width) or None, default=None
         How Hounsfield units (DICOM and NIfTI slices) become intensities,
         before resizing and augmentation: ``"lung"`` is level -600, width
         1500; ``"mediastinal"`` level 50, width 350; ``(level, width)`` any
         window; ``"multi"`` gives the lung, mediastinal and a wide (level 0,
         width 2000) window as the three input channels of the backbone.
-        ``None`` reads HU slices through the lung window. Raster images (PNG,
-        JPEG, ...) were windowed when exported and carry no HU: they keep their
-        grey intensities whatever the window (repeated over the three channels
-        of ``"multi"``).
-    crop : {"body"} or None, default=None
+        ``None`` reads HU slices through the lung window and raster images
+        (PNG, JPEG, ...), windowed when they were exported, as their grey
+        intensities. Raster images carry no HU: a model with a window refuses
+        them, in ``fit`` and in prediction, naming the file.
+    crop : {"body"} or None, default="body"
         ``"body"`` cuts each slice down to the patient's body before it is
         resized: the largest bright region (Otsu's threshold on grey
         intensities, -500 HU on DICOM and NIfTI slices, an opening that cuts
@@ -214,14 +214,14 @@ class TransferCNNClassifier(BaseCNNClassifier):
         the targets put ``1 - label_smoothing`` on the true class and spread
         ``label_smoothing`` evenly over all classes, which keeps a network
         from growing overconfident on near-duplicate slices.
-    tta : {None, "flip", "flips"}, default=None
+    tta : {None, "flip", "flips"}, default="flip"
         Test-time augmentation: ``predict_proba`` (and so ``predict``, the
         fitted temperature and threshold, and exported models) averages the
         probabilities of the slice and its left-right mirror (``"flip"``),
         or of the slice and its three mirror images (``"flips"``). Costs 2
         or 4 forward passes per slice; precomputed features (``memory``)
         then serve training only.
-    calibration : {"temperature", "auto"} or None, default=None
+    calibration : {"temperature", "auto"} or None, default="auto"
         ``"temperature"`` divides the logits by one temperature fitted, after
         training, on the validation split (Guo et al. 2017), so that
         probabilities mean what they say; the ranking, and so ROC-AUC, stays.
@@ -230,7 +230,8 @@ class TransferCNNClassifier(BaseCNNClassifier):
         too few validation images or patients to calibrate on, and when the
         split is too small to trust (under 100 images or 30 a class).
         ``"auto"`` fits the temperature only on a split large enough to
-        trust, and otherwise leaves it at 1, with a warning that says so.
+        trust, and otherwise leaves it at 1 (``temperature_fitted_`` says
+        which; ``skcovid train`` prints it).
     target_sensitivity : float or None, default=None
         Two classes only: after training (and calibration), choose on the
         validation split the threshold on P(positive) whose sensitivity is at
@@ -258,6 +259,10 @@ class TransferCNNClassifier(BaseCNNClassifier):
         network then look the features up too.
     temperature_ : float
         The fitted temperature (1.0 without ``calibration``).
+    temperature_fitted_ : bool
+        Whether a temperature was fitted: always with
+        ``calibration="temperature"``, with ``"auto"`` only on a validation
+        split large enough to trust.
     threshold_ : float or None
         The decision threshold on P(``pos_label_``) (None without
         ``target_sensitivity``: the most probable class is predicted).
@@ -279,9 +284,12 @@ class TransferCNNClassifier(BaseCNNClassifier):
     (2,)
     """
 
+    #: What models saved before these parameters existed were trained with (a file loads with it).
+    _params_before_added = {"crop": None}
+
     def __init__(
         self,
-        backbone="efficientnet_lite0",
+        backbone="efficientnet_lite2",
         weights="DEFAULT",
         freeze="backbone",
         head_epochs=0,
@@ -289,9 +297,9 @@ class TransferCNNClassifier(BaseCNNClassifier):
         pooling="avg",
         hidden_units=(),
         dropout=0.2,
-        image_size=224,
+        image_size=260,
         window=None,
-        crop=None,
+        crop="body",
         augment=None,
         optimizer="adam",
         lr=1e-3,
@@ -317,8 +325,8 @@ class TransferCNNClassifier(BaseCNNClassifier):
         patient_top_k=5,
         patient_threshold=0.5,
         label_smoothing=0.0,
-        tta=None,
-        calibration=None,
+        tta="flip",
+        calibration="auto",
         target_sensitivity=None,
     ):
         self.backbone = backbone
@@ -388,7 +396,7 @@ class TransferCNNClassifier(BaseCNNClassifier):
         "early_stopping": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left"), None],
         "validation_fraction": [StrOptions({"auto"}), Interval(Real, 0, 1, closed="neither"), None],
         "class_weight": [StrOptions({"balanced"}), dict, None],
-        "device": [Satisfies(_is_device, "'auto' or a torch device name such as 'cpu' or 'cuda:0'")],
+        "device": [Satisfies(is_device, "'auto' or a torch device name such as 'cpu' or 'cuda:0'")],
         "num_workers": [Interval(Integral, 0, None, closed="left")],
         "precision": [StrOptions(set(PRECISIONS))],
         "image_cache_mb": [Interval(Real, 0, None, closed="left")],

@@ -8,18 +8,15 @@ a clone or a saved model sees nothing hidden.
 from types import MappingProxyType
 
 #: The recipes, by name: the parameters each sets (the others keep the classifier's defaults).
-#: ``"frozen-lite2"`` is the default (:data:`DEFAULT_RECIPE`); the figures that chose it are in
-#: docs/benchmarks.md ("Choosing the default recipe").
+#: ``"frozen-lite2"``, the default (:data:`DEFAULT_RECIPE`), sets none: it is what
+#: ``TransferCNNClassifier()`` is; the figures that chose it are in docs/benchmarks.md
+#: ("Choosing the default recipe").
 RECIPES = MappingProxyType({
-    "frozen-lite2": MappingProxyType({
-        "backbone": "efficientnet_lite2",
-        "image_size": 260,
-        "freeze": "backbone",
-        "crop": "body",
-        "tta": "flip",
-        "calibration": "auto",
-    }),
+    "frozen-lite2": MappingProxyType({}),  # the classifier's own defaults
     "finetune": MappingProxyType({
+        "backbone": "efficientnet_lite0",
+        "image_size": 224,
+        "crop": None,
         "freeze": "none",
         "head_epochs": 2,
         "layer_decay": 0.8,
@@ -29,11 +26,13 @@ RECIPES = MappingProxyType({
         "max_epochs": 10,
         "augment": "ct",
         "label_smoothing": 0.1,
-        "tta": "flip",
-        "calibration": "auto",
     }),
     "frozen": MappingProxyType({
-        "freeze": "backbone",
+        "backbone": "efficientnet_lite0",
+        "image_size": 224,
+        "crop": None,
+        "tta": None,
+        "calibration": None,
     }),
 })
 
@@ -45,7 +44,8 @@ DEFAULT_RECIPE = "frozen-lite2"
 def recipe(name=DEFAULT_RECIPE, **params):
     """A :class:`~skcovid.TransferCNNClassifier` set up by a named recipe.
 
-    ``"frozen-lite2"`` is the default, and ``skcovid train``'s: the ImageNet
+    ``"frozen-lite2"`` is the default, ``TransferCNNClassifier()`` itself and
+    ``skcovid train``'s: the ImageNet
     EfficientNet-Lite2 at its native 260 px, frozen, with a linear head
     trained on its features (computed once per fit); every slice cut down to
     the body first (``crop="body"``), predictions averaged over each slice
@@ -73,7 +73,8 @@ def recipe(name=DEFAULT_RECIPE, **params):
     times as long.
 
     ``"frozen"`` trains a linear head on the frozen EfficientNet-Lite0 at
-    224 px (the classifier's own defaults): the fastest, and the baseline.
+    224 px, without crop, test-time augmentation or temperature: the
+    fastest, and the baseline.
 
     Parameters
     ----------
@@ -89,10 +90,12 @@ def recipe(name=DEFAULT_RECIPE, **params):
 
     Examples
     --------
-    >>> from skcovid import recipe
+    >>> from skcovid import TransferCNNClassifier, recipe
     >>> clf = recipe(random_state=0)
     >>> clf.backbone, clf.image_size, clf.crop, clf.tta
     ('efficientnet_lite2', 260, 'body', 'flip')
+    >>> recipe().get_params() == TransferCNNClassifier().get_params()
+    True
     >>> recipe("finetune").head_epochs
     2
     """
