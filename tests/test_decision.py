@@ -57,7 +57,7 @@ def test_a_temperature_inside_its_search_does_not_warn():
 @pytest.fixture(scope="module")
 def calibrated(image_folder):
     X, y = image_folder
-    return TransferCNNClassifier(**DECIDING, calibration="temperature").fit(X, y)
+    return TransferCNNClassifier(**{**DECIDING, "calibration": "temperature"}).fit(X, y)
 
 
 def test_temperature_scales_probabilities_not_the_ranking(calibrated, image_folder):
@@ -109,7 +109,7 @@ def test_target_sensitivity_sets_a_threshold_that_predict_uses(image_folder, tmp
     assert clf.threshold_ == pytest.approx(proba[covid, 0].min())
     assert sensitivity_score(np.asarray(y)[valid], clf.predict(X[valid]), pos_label="COVID") == 1.0
     # Saved and loaded, and exported, the threshold still decides.
-    loaded = load_model(save_model(clf, tmp_path / "m.skcovid"))
+    loaded = load_model(save_model(clf, tmp_path / "m.skcovid"), runtime="torch")
     assert loaded.threshold_ == clf.threshold_
     np.testing.assert_array_equal(loaded.predict(X), clf.predict(X))
 
@@ -117,7 +117,7 @@ def test_target_sensitivity_sets_a_threshold_that_predict_uses(image_folder, tmp
 def test_decision_needs_a_validation_split_and_two_classes(image_folder):
     X, y = image_folder
     with pytest.raises(ValueError, match="calibration='temperature' is fitted on the validation split"):
-        TransferCNNClassifier(**FAST, calibration="temperature").fit(X, y)
+        TransferCNNClassifier(**{**FAST, "calibration": "temperature"}).fit(X, y)
     three = np.array(["a", "b", "c"] * (len(y) // 3))
     with pytest.raises(ValueError, match="target_sensitivity needs two classes"):
         TransferCNNClassifier(**DECIDING, target_sensitivity=0.9).fit(X[:len(three)], three)

@@ -74,28 +74,39 @@ def test_too_small_says_why():
     assert "99 validation samples" in too_small([50, 49])
 
 
-def test_a_small_split_trains_the_whole_schedule_and_says_so(images):
+def test_a_small_split_trains_the_whole_schedule_silently_when_left_to_auto(images):
     X, y = images  # 24 slices: a validation split of 6
-    clf = TransferCNNClassifier(**{**FAST, "max_epochs": 3, "early_stopping": "auto", "validation_fraction": 0.25},
-                                calibration="auto")
-    with pytest.warns(UserWarning, match=r"too small for early stopping.*6 validation samples.*early stopping is "
-                                         r"off.*calibration='auto' leaves the temperature at 1"):
+    clf = TransferCNNClassifier(**{**FAST, "max_epochs": 3, "early_stopping": "auto",
+                                   "validation_fraction": 0.25, "calibration": "auto"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # settings left to "auto" adapt without a word
         clf.fit(X, y)
     assert len(clf.history_) == 3 and "early_stopping" not in dict(clf.net_.callbacks_)
-    assert clf.temperature_ == 1.0
+    assert clf.temperature_ == 1.0 and clf.temperature_fitted_ is False
 
 
-def test_calibration_auto_without_a_split_saves_a_model_and_says_so(images):
+def test_a_small_split_warns_of_what_was_asked_for_explicitly(images):
     X, y = images
-    with pytest.warns(UserWarning, match="calibration='auto' leaves the temperature at 1: there is no validation"):
-        clf = TransferCNNClassifier(**{**FAST, "max_epochs": 1}, calibration="auto").fit(X, y)
-    assert clf.temperature_ == 1.0
+    clf = TransferCNNClassifier(**{**FAST, "max_epochs": 3, "validation_fraction": 0.25,
+                                   "early_stopping": 2, "calibration": "temperature"})
+    with pytest.warns(UserWarning, match=r"too small for early stopping.*6 validation samples.*early stopping "
+                                         r"\(patience 2\) watches it as asked.*temperature is fitted on it") as said:
+        clf.fit(X, y)
+    assert "auto" not in str(said[0].message) and clf.temperature_fitted_ is True
+
+
+def test_the_default_without_a_split_fits_no_temperature_and_says_nothing(images):
+    X, y = images
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        clf = TransferCNNClassifier(**{**FAST, "max_epochs": 1, "calibration": "auto"}).fit(X, y)
+    assert clf.temperature_ == 1.0 and clf.temperature_fitted_ is False
 
 
 def test_calibration_auto_fits_the_temperature_on_a_split_large_enough():
     X, y = make_images(n_per_class=160)
     clf = TransferCNNClassifier(**{**FAST, "max_epochs": 1, "validation_fraction": 0.4,
-                                   "batch_size": 64}, calibration="auto")
+                                   "batch_size": 64, "calibration": "auto"})
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)  # 64 a class: no warning of a small split
         warnings.filterwarnings("ignore", "The temperature fitted", UserWarning)
@@ -154,7 +165,7 @@ def test_crop_is_a_parameter_that_reads_fit_and_predict_images(tmp_path):
             Image.fromarray((image * 255).astype(np.uint8)).save(tmp_path / f"{label}_{k}.png")
     X = np.array(sorted(str(p) for p in tmp_path.glob("*.png")), dtype=object)
     y = np.array(["COVID" if "/COVID" in x else "non-COVID" for x in X], dtype=object)
-    clf = TransferCNNClassifier(**{**FAST, "max_epochs": 1}, crop="body").fit(X, y)
+    clf = TransferCNNClassifier(**{**FAST, "max_epochs": 1, "crop": "body"}).fit(X, y)
     assert clf._images(X).crop == "body"
     proba = clf.predict_proba(X)
     assert not np.allclose(proba, clf.set_params(crop=None).predict_proba(X), atol=1e-4)  # the crop is used
@@ -237,19 +248,19 @@ def test_the_default_recipe_trains_any_folder_and_saves_a_model(n_slices, tmp_pa
     out, err = capsys.readouterr()
     assert status == 0, err
     n_test = round(n_slices * 0.2)
-    # Too few for a validation split to trust: all of the training part trains, and the command says so.
-    assert f"parts: training {n_slices - n_test}, validation 0, held out {n_test}" in out
-    said = [line for line in err.splitlines() if "calibration='auto' leaves the temperature at 1" in line]
-    assert len(said) == 1 and "there is no validation split" in said[0]  # said, in one line
-    assert load_model(tmp_path / "m.skcovid").temperature_ == 1.0
+    # Too few for a validation split to trust: all of the training part trains, and the summary says so;
+    # the user asked for none of it, so no warning.
+    assert (f"parts: training {n_slices - n_test}, validation 0, held out {n_test} (the report); "
+            "temperature: none fitted (no validation split large enough to trust)") in out
+    assert "Warning" not in err and "warning" not in err
+    assert load_model(tmp_path / "m.skcovid", runtime="torch").temperature_ == 1.0
 
 
 def test_a_temperature_left_at_1_by_calibration_auto_is_not_reported_as_fitted(images):
     from skcovid._decision.fit import refit_decision, temperature_of
 
     X, y = images
-    with pytest.warns(UserWarning, match="calibration='auto' leaves the temperature at 1"):
-        clf = TransferCNNClassifier(**{**FAST, "max_epochs": 1}, calibration="auto").fit(X, y)
+    clf = TransferCNNClassifier(**{**FAST, "max_epochs": 1, "calibration": "auto"}).fit(X, y)
     assert clf.temperature_ == 1.0 and temperature_of(clf) is None
     # Out-of-fold probabilities of enough slices (here 200, made up) fit it, as skcovid train --cv does.
     rng = np.random.RandomState(0)

@@ -79,10 +79,22 @@ def _refit_decision_out_of_fold(args, estimator, X, y, scores):
 
 
 def _parts(estimator, n_fit, held_out=None):
-    """One line: the slices the saved model trained on, validated on inside ``fit``, and held out for the report."""
-    n_validation = len(owner_of(estimator).validation_indices_)
+    """One line: the slices the saved model trained on, validated on inside ``fit``, and held out for the report.
+
+    With a ``calibration``, it also says whether a temperature was fitted:
+    ``"auto"`` leaves it at 1, without a warning, where the validation split
+    is too small to trust.
+    """
+    owner = owner_of(estimator)
+    n_validation = len(owner.validation_indices_)
     line = f"parts: training {n_fit - n_validation}, validation {n_validation}"
-    return line if held_out is None else f"{line}, held out {held_out} (the report)"
+    if held_out is not None:
+        line += f", held out {held_out} (the report)"
+    if getattr(owner, "calibration", None) is not None:
+        temperature = temperature_of(estimator)
+        line += ("; temperature: none fitted (no validation split large enough to trust)" if temperature is None
+                 else f"; temperature: {temperature:.4f}")
+    return line
 
 
 def run(args):

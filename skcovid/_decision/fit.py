@@ -99,7 +99,11 @@ def fit_temperature(proba, y_encoded):
 
 
 def fit_decision(classifier, proba, y_encoded):
-    """Set ``temperature_``, ``threshold_`` and ``pos_label_`` of a fitted classifier.
+    """Set ``temperature_``, ``temperature_fitted_``, ``threshold_`` and ``pos_label_`` of a fitted classifier.
+
+    ``calibration="auto"`` fits a temperature only on a split large enough to
+    trust (:func:`too_small`); otherwise it stays 1 and ``temperature_fitted_``
+    says so.
 
     Parameters
     ----------
@@ -111,9 +115,10 @@ def fit_decision(classifier, proba, y_encoded):
     y_encoded : ndarray of int of shape (n_samples,) or None
     """
     classifier.temperature_, classifier.threshold_, classifier.pos_label_ = 1.0, None, None
-    if classifier.calibration == "temperature" or (
-            classifier.calibration == "auto" and proba is not None
-            and too_small(np.bincount(y_encoded, minlength=len(classifier.classes_))) is None):
+    classifier.temperature_fitted_ = classifier.calibration == "temperature" or (
+        classifier.calibration == "auto" and proba is not None
+        and too_small(np.bincount(y_encoded, minlength=len(classifier.classes_))) is None)
+    if classifier.temperature_fitted_:
         classifier.temperature_ = fit_temperature(proba, y_encoded)
     if classifier.target_sensitivity is not None:
         classes = classifier.classes_
@@ -227,17 +232,21 @@ def decision_of(model):
 
 
 def temperature_of(model):
-    """The fitted ``temperature_`` of a model with a ``calibration``, else None.
+    """The ``temperature_`` of a model that fitted one (``temperature_fitted_``), else None.
 
-    Under ``calibration="auto"`` a temperature of exactly 1 is the one left
-    where no split could be trusted (a fitted one is a float the search ends
-    at, never exactly 1): None too, so that no report calls it fitted.
+    ``calibration="auto"`` leaves the temperature at 1, unfitted, where no
+    validation split could be trusted: no report calls that one fitted.
+    Models saved before ``temperature_fitted_`` existed had a temperature
+    fitted when they had a ``calibration`` and, under ``"auto"``, a
+    temperature other than exactly 1 (a fitted one is where a search
+    stopped).
     """
     owner = owner_of(model)
     calibration, temperature = getattr(owner, "calibration", None), getattr(owner, "temperature_", None)
-    if calibration is None or (calibration == "auto" and temperature == 1.0):
-        return None
-    return temperature
+    fitted = getattr(owner, "temperature_fitted_", None)
+    if fitted is None:  # saved before temperature_fitted_
+        fitted = calibration is not None and not (calibration == "auto" and temperature == 1.0)
+    return temperature if fitted else None
 
 
 def _fitted_on_validation(classifier):
@@ -276,28 +285,23 @@ def validation_check(classifier, validation_fraction, y):
     -----
     UserWarning
         When the validation split will be too small to trust (:func:`too_small`)
-        and early stopping, calibration or a threshold would rely on it, saying
-        what each does instead; and when ``calibration="auto"`` has no split.
+        and early stopping, a temperature or a threshold asked for explicitly
+        relies on it. Settings left to ``"auto"`` adapt without a warning:
+        the estimator's ``temperature_fitted_`` and ``history_`` say what they
+        did, and ``skcovid train`` prints it.
     """
     wanted = _fitted_on_validation(classifier)
     if wanted and validation_fraction is None:
         raise ValueError(f"{' and '.join(wanted)} is fitted on the validation split, but there is none "
                          f"(validation_fraction={classifier.validation_fraction!r}); set "
                          "validation_fraction to a fraction such as 0.2.")
-    if validation_fraction is None:
-        if classifier.calibration == "auto":
-            warnings.warn(f"calibration='auto' leaves the temperature at 1: there is no validation split "
-                          f"(validation_fraction={classifier.validation_fraction!r}) to fit it on.",
-                          UserWarning, stacklevel=4)
-    elif (why := too_small(expected_validation_counts(y, validation_fraction))) is not None:
+    if validation_fraction is not None and (
+            why := too_small(expected_validation_counts(y, validation_fraction))) is not None:
+        # Only what the user asked for: settings left to "auto" adapt to the split without a word.
         instead = []
-        if classifier.early_stopping == "auto":
-            instead.append("early stopping is off (the whole schedule trains and its final weights are kept)")
-        elif classifier.early_stopping is not None:
+        if classifier.early_stopping not in ("auto", None):
             instead.append(f"early stopping (patience {classifier.early_stopping}) watches it as asked")
-        if classifier.calibration == "auto":
-            instead.append("calibration='auto' leaves the temperature at 1")
-        elif classifier.calibration is not None:
+        if classifier.calibration == "temperature":
             instead.append("the temperature is fitted on it as asked")
         if classifier.target_sensitivity is not None:
             instead.append("the threshold of target_sensitivity is chosen on it as asked")
