@@ -155,7 +155,7 @@ def test_load_onnx_matches_predict_proba_without_torch(onnx_files, fitted, image
 
 
 def test_load_onnx_on_arrays_and_dicom(dicom_patients, tmp_path):
-    """HU models take HU inside; DICOM paths, HU arrays and raster files all read as skcovid reads them."""
+    """HU models take HU inside; DICOM paths and HU arrays read as skcovid reads them, raster files refused."""
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxscript")
     from skcovid import load_onnx
@@ -171,10 +171,12 @@ def test_load_onnx_on_arrays_and_dicom(dicom_patients, tmp_path):
     hu = np.stack([read_hu(x) for x in X[:5]])
     np.testing.assert_allclose(model.predict_proba(hu), reference, atol=1e-4)
     assert list(model.predict(X[:5])) == list(clf.predict(X[:5]))
-    # A raster slice: the grey levels skcovid would give the network.
+    # A raster slice carries no HU: both refuse it rather than read its grey levels as HU (or as the window).
     png = tmp_path / "slice.png"
     Image.fromarray((np.random.RandomState(0).rand(24, 24) * 255).astype(np.uint8)).save(png)
-    np.testing.assert_allclose(model.predict_proba([png]), clf.predict_proba([png]), atol=1e-4)
+    for predictor in (model, clf):
+        with pytest.raises(ValueError, match=r"slice\.png' is a raster image, without Hounsfield units.*'lung'"):
+            predictor.predict_proba([png])
 
 
 def test_load_onnx_errors(tmp_path, image_folder):

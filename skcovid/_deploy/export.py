@@ -16,6 +16,7 @@ from torch.nn import functional as F
 
 from skcovid._core.estimator import fitted_network
 from skcovid._core.files import atomic_write, jsonable
+from skcovid._decision.fit import temperature_of
 from skcovid._decision.patients import aggregation_of
 from skcovid._deploy.int8 import quantize as quantize_onnx
 from skcovid._deploy.onnx_runtime import METADATA_KEY, model_inputs
@@ -113,6 +114,7 @@ def _metadata(classifier, image_size, fmt):
         "tta": classifier.tta,  # applied inside the network
         # Applied inside the network (temperature) and by load_onnx's predict (threshold).
         "temperature": getattr(classifier, "temperature_", 1.0),
+        "temperature_fitted": temperature_of(classifier) is not None,
         "threshold": getattr(classifier, "threshold_", None),
         "pos_label": jsonable(getattr(classifier, "pos_label_", None)),
         "format": fmt,

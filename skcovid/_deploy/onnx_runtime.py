@@ -14,9 +14,9 @@ from skcovid._core.parallel import ordered_map
 from skcovid._decision.decide import AGGREGATIONS, check_finite_proba, decide
 from skcovid._deploy.limits import check_classes, check_decision, check_image_size
 from skcovid._imaging.crop import CROPS, crop_image
-from skcovid._imaging.medical import is_medical, read_hu
-from skcovid._imaging.raster import array_to_gray, as_paths, read_gray
-from skcovid._imaging.window import is_window, read_windowed, window_bounds
+from skcovid._imaging.medical import read_hu
+from skcovid._imaging.raster import array_to_gray, as_paths
+from skcovid._imaging.window import check_hu_source, is_window, read_windowed
 
 #: The ONNX metadata key under which :func:`skcovid.export` stores its JSON.
 METADATA_KEY = "skcovid"
@@ -50,17 +50,8 @@ def model_input(item, window, input_units, crop=None):
     """
     if input_units == "gray":
         return read_windowed(item, None, crop)[0]
-    if is_medical(item):
-        return crop_image(read_hu(item), crop, hu=True)
-    # A raster file carries grey levels, no HU: skcovid gives the network its
-    # grey levels, which a single-channel window reproduces from these HU.
-    bounds = window_bounds(window)
-    if len(bounds) != 1:
-        raise ValueError(
-            f"{os.fspath(item)!r} is a raster image without Hounsfield units, but this model takes HU "
-            f"through the {len(bounds)}-channel window {window!r}; give it DICOM or NIfTI slices.")
-    (low, high), = bounds
-    return (low + crop_image(read_gray(item), crop, hu=False) * (high - low)).astype(np.float32)
+    check_hu_source(item, window)  # a raster file's grey levels are not HU
+    return crop_image(read_hu(item), crop, hu=True)
 
 
 def model_inputs(X, window, input_units, crop=None):
@@ -114,6 +105,11 @@ class OnnxClassifier:
         The classifier's ``crop`` (applied before the network, by this runtime).
     input_units : {"gray", "HU"}
         What arrays given to :meth:`predict_proba` must hold.
+    temperature_ : float
+        The temperature applied inside the network (1.0: none).
+    temperature_fitted_ : bool
+        Whether the classifier had fitted it (:func:`skcovid.load_model`'s
+        reports say so).
     threshold_, pos_label_ : float or None, label or None
         The classifier's decision threshold on P(``pos_label_``) (see
         ``target_sensitivity``); None: the most probable class.
@@ -131,6 +127,10 @@ class OnnxClassifier:
         self.window = _as_window(metadata["window"])
         self.input_units = metadata["input_units"]
         self.crop = metadata.get("crop")
+        self.temperature_ = float(metadata.get("temperature") or 1.0)
+        # Files exported before "temperature_fitted" had a temperature fitted where it is not 1.
+        fitted = metadata.get("temperature_fitted", self.temperature_ != 1.0)
+        self.temperature_fitted_ = fitted is True or fitted is np.True_
         self.threshold_ = metadata.get("threshold")
         self.pos_label_ = metadata.get("pos_label")
         aggregation = metadata.get("patient_aggregation", {})

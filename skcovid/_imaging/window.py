@@ -3,9 +3,12 @@
 A window ``(level, width)`` maps ``level - width / 2`` HU to 0 and
 ``level + width / 2`` HU to 1, clipping outside, as a radiologist's viewer
 does. Raster images (PNG, JPEG, ...) were windowed when they were exported
-and carry no HU: they keep their grey intensities whatever the window, and
-``"multi"`` repeats their grey over its three channels.
+and carry no HU: without a window they keep their grey intensities, and a
+window refuses them (:func:`check_hu_source`), since nothing says which HU
+their grey levels stood for.
 """
+
+import os
 
 import numpy as np
 
@@ -99,6 +102,32 @@ def read_windowed(item, window, crop=None):
     -------
     channels : ndarray of shape (C, H, W), float32
     """
+    check_hu_source(item, window)
     hu = is_medical(item)
     image = read_hu(item) if hu else read_gray(item)
     return apply_window(crop_image(image, crop, hu=hu), window, hu=hu)
+
+
+def check_hu_source(item, window):
+    """Refuse a raster image for a model that reads Hounsfield units through ``window`` (not None).
+
+    Its grey levels came from whatever window the image was exported in:
+    read as the model's window, or as HU, they would give an answer without
+    meaning, and often a certain one.
+
+    Parameters
+    ----------
+    item : str or os.PathLike
+    window : {"lung", "mediastinal", "multi"}, (level, width) or None
+
+    Raises
+    ------
+    ValueError
+        Naming the file, when ``window`` is not None and ``item`` is not a
+        DICOM file or NIfTI slice.
+    """
+    if window is not None and not is_medical(item):
+        raise ValueError(
+            f"{os.fspath(item)!r} is a raster image, without Hounsfield units, but this model reads HU through "
+            f"the window {window!r}: give it DICOM or NIfTI slices (a model trained with window=None reads "
+            "raster images as their grey levels).")
