@@ -36,7 +36,7 @@ def test_one_process_gives_the_plain_fit(images, tmp_path):
     np.testing.assert_allclose(accelerated.predict_proba(X), plain.predict_proba(X), atol=1e-6)
     path = tmp_path / "model.joblib"
     save_model(accelerated, path)
-    np.testing.assert_array_equal(load_model(path).predict_proba(X), accelerated.predict_proba(X))
+    np.testing.assert_array_equal(load_model(path, runtime="torch").predict_proba(X), accelerated.predict_proba(X))
 
 
 def test_mixed_precision_follows_the_accelerator(images):
@@ -122,7 +122,7 @@ def test_a_grid_search_gives_the_same_result_in_every_process(two_processes):
 
 def test_a_saved_model_predicts_anywhere_but_refuses_to_train_on_missing_processes(
         two_processes_dir, two_processes):
-    clf = load_model(two_processes_dir / "finetuned.joblib", trusted=True)
+    clf = load_model(two_processes_dir / "finetuned.joblib", trusted=True, runtime="torch")
     X, y = make_images(n_per_class=20, size=24)
     # (torchrun ran 1 thread per process: float sums may round differently here)
     np.testing.assert_allclose(clf.predict_proba(X), two_processes[0]["finetuned"]["proba"], atol=1e-6)

@@ -80,7 +80,7 @@ def test_train_holds_out_and_saves(data_dir, tmp_path, capsys):
     assert status == 0
     assert "held-out metrics" in stdout and "6 images (COVID: 3, non-COVID: 3)" in stdout
     assert "Sensitivity (recall of COVID)" in stdout and "95% CI" in stdout
-    model = load_model(out)
+    model = load_model(out, runtime="torch")
     assert isinstance(model, TransferCNNClassifier) and model.max_epochs == 6
     metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
     assert metrics["n_samples"] == 6 and metrics["pruning"] is None  # not a pruned model
@@ -107,14 +107,15 @@ def test_train_target_sensitivity_stores_a_threshold_evaluate_predict_and_compar
     status, stdout, _ = run(capsys, "train", data_dir, "--out", out, "--target-sensitivity", "0.9",
                             "--calibration", "temperature", "--validation-fraction", "0.25", *args)
     assert status == 0 and "Decision: P(COVID) >= " in stdout
-    model = load_model(out)
+    model = load_model(out, runtime="torch")
     assert model.threshold_ is not None and model.temperature_ > 0
     status, stdout, _ = run(capsys, "evaluate", out, data_dir, "--n-bootstraps", "20", "-q")
     assert status == 0 and f"Decision: P(COVID) >= {model.threshold_:.4f}" in stdout
-    status, stdout, _ = run(capsys, "predict", out, *X[:4], "-q")
+    status, stdout, _ = run(capsys, "predict", out, *X[:4], "-q", "--runtime", "torch")
     labels = [line.split("\t")[0] for line in stdout.strip().splitlines()[1:]]
     assert labels == model.predict(np.asarray(X[:4], dtype=object)).tolist()
-    status, stdout, _ = run(capsys, "compare", out, model_path, data_dir, "--n-bootstraps", "0", "-q")
+    status, stdout, _ = run(capsys, "compare", out, model_path, data_dir, "--n-bootstraps", "0", "-q",
+                            "--runtime", "torch")
     assert status == 0 and f"decisions: A P(COVID) >= {model.threshold_:.4f}, B the most probable class" in stdout
     _, y = image_folder
     accuracy = np.mean(model.predict(np.asarray(X, dtype=object)) == y)
@@ -129,7 +130,7 @@ def test_train_cross_validates_and_prunes(data_dir, tmp_path, capsys):
     assert status == 0
     assert stdout.count("(folds: ") == 6 and "roc_auc" in stdout
     assert "pruning: parameters" in stdout
-    model = load_model(out)
+    model = load_model(out, runtime="torch")
     assert isinstance(model, PrunedCNNClassifier) and model.pruner.ratio == 0.5
     assert model.n_params_ < model.n_params_before_
 
@@ -168,7 +169,7 @@ def test_compare_two_models(model_path, other_model_path, data_dir, image_folder
                             "--n-bootstraps", "50", "-q")
     assert status == 0, stdout
     X, y = image_folder
-    a, b = load_model(model_path), load_model(other_model_path)
+    a, b = load_model(model_path, runtime="torch"), load_model(other_model_path, runtime="torch")
     expected = compare(y, a.predict_proba(X), b.predict_proba(X), classes=a.classes_, n_bootstraps=50)
     d, m = expected["delong"], expected["mcnemar"]
     assert f"A = {model_path}, B = {other_model_path}" in stdout
@@ -202,7 +203,7 @@ def test_predict_prints_and_writes_csv(model_path, data_dir, image_folder, tmp_p
     status, stdout, _ = run(capsys, "predict", model_path, data_dir, "--csv", tmp_path / "p.csv", "-q")
     rows = list(csv.DictReader((tmp_path / "p.csv").open()))
     assert status == 0 and len(rows) == len(X)
-    model = load_model(model_path)
+    model = load_model(model_path, runtime="torch")
     proba = model.predict_proba(np.asarray([r["path"] for r in rows], dtype=object))
     np.testing.assert_allclose([float(r["proba_COVID"]) for r in rows], proba[:, 0], atol=1e-6)
 
@@ -213,7 +214,7 @@ def test_predict_and_evaluate_run_onnx_exports(model_path, data_dir, image_folde
     from skcovid import export
 
     X, _ = image_folder
-    model = load_model(model_path)
+    model = load_model(model_path, runtime="torch")
     onnx_path = export(model, tmp_path / "model.onnx")
     status, stdout, _ = run(capsys, "predict", onnx_path, data_dir, "--csv", tmp_path / "p.csv", "-q")
     rows = list(csv.DictReader((tmp_path / "p.csv").open()))
@@ -313,7 +314,7 @@ def test_demo_runs_the_whole_flow(tmp_path, capsys):
     assert status == 0
     for step in ("[1/5]", "[2/5]", "[3/5]", "[4/5]", "[5/5]"):
         assert step in stdout
-    model = load_model(tmp_path / "model.skcovid")
+    model = load_model(tmp_path / "model.skcovid", runtime="torch")
     assert isinstance(model, PrunedCNNClassifier) and not model.prefit
     assert (tmp_path / "report" / "index.html").exists()
     pruning = json.loads((tmp_path / "report" / "metrics.json").read_text())["pruning"]
@@ -424,7 +425,7 @@ def test_train_keeps_the_fold_models_as_an_ensemble(data_dir, tmp_path, capsys):
     status, stdout, _ = run(capsys, "train", data_dir, "--out", out, "--cv", "2", "--ensemble",
                             *FAST_ARGS[:-1])
     assert status == 0 and "averages the probabilities of the 2 fold models" in stdout
-    model = load_model(out)
+    model = load_model(out, runtime="torch")
     assert type(model).__name__ == "VotingClassifier" and model.voting == "soft"
     folds = [member.estimator for member in model.estimators_]
     assert len(folds) == 2 and all(isinstance(fold, TransferCNNClassifier) for fold in folds)
@@ -441,7 +442,7 @@ def test_train_compares_the_pruned_model_with_the_unpruned_one(data_dir, tmp_pat
     assert status == 0
     comparison = stdout.split("pruned vs unpruned on the held-out split: ")[1]
     assert "A = pruned, B = unpruned" in comparison and "DeLong" in comparison and "McNemar" in comparison
-    model = load_model(out)
+    model = load_model(out, runtime="torch")
     assert model.prefit is False and not hasattr(model.estimator, "net_")  # saved as it was asked
 
 
@@ -458,7 +459,7 @@ def test_train_cv_fits_the_temperature_on_out_of_fold_probabilities(data_dir, tm
                             "--validation-fraction", "0.25", *args, "--epochs", "2")
     X, y = load_image_folder(data_dir)
     assert status == 0 and f"out-of-fold probabilities of all {len(X)} images" in stdout
-    model = load_model(out)
+    model = load_model(out, runtime="torch")
     # The same folds, trained again: the saved temperature is the one their out-of-fold probabilities give.
     folds = cross_validate(clone(model), X, y, cv=StratifiedKFold(3, shuffle=True, random_state=0),
                            return_estimator=True, return_indices=True)

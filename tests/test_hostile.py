@@ -82,6 +82,11 @@ def _int_head(document, tensors):
     (_set_net_param("predict_nonlinearity", None), "predict_nonlinearity"),
     (_set_net_param("compile", True), "compile"),
     (_set_net_param("iterator_valid__sampler", "x"), "iterator_valid__sampler"),
+    # Both loaded and failed only at prediction, with a bare error naming no file.
+    (_set_net_param("device", "meta"), "device"),
+    (_set_param("device", "meta"), "device"),
+    (_set_attribute("net_", "x"), "net_"),
+    (lambda document, tensors: document["estimator"].update(network="x"), "network is 'x'"),
     (_set_module("hidden_units", [20000, 20000]), "head"),
     (_set_module("image_size", 40000), "image_size"),
     (_int_head, "int64"),
@@ -101,13 +106,13 @@ def test_an_array_declaring_huge_items_is_refused_before_allocation(model_file, 
 
 def test_machine_settings_in_a_file_are_not_kept(model_file, tmp_path):
     crafted = _rewrite(model_file, tmp_path / "memory.skcovid", _set_param("memory", str(tmp_path / "cache")))
-    assert load_model(crafted).memory is None
+    assert load_model(crafted, runtime="torch").memory is None
 
 
 def test_a_loaded_or_fitted_network_is_in_eval_mode_and_threads_agree(fitted, model_file, images):
     X, _ = images
     assert fitted.net_.module_.training is False
-    loaded = load_model(model_file)
+    loaded = load_model(model_file, runtime="torch")
     assert loaded.net_.module_.training is False
     expected = loaded.predict_proba(X)
     results = [None] * 4
@@ -176,6 +181,24 @@ def test_a_header_declaring_a_huge_image_is_refused_before_decoding(tmp_path, mo
     monkeypatch.setenv("SKCOVID_MAX_PIXELS", "32")
     with pytest.raises(ValueError, match=r"ok\.dcm.*8 x 8 = 64 pixels"):
         read_hu(write_dicom(tmp_path / "ok.dcm", np.zeros((8, 8))))
+
+
+def test_a_deflated_file_is_refused_before_its_inflation_outgrows_the_pixel_limit(tmp_path, monkeypatch):
+    """pydicom inflates a whole Deflated Explicit VR Little Endian dataset before any header can be checked."""
+    pytest.importorskip("pydicom")
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+    path = write_dicom(tmp_path / "bomb.dcm", np.zeros((1024, 1024), dtype=int),
+                       transfer_syntax=DeflatedExplicitVRLittleEndian)
+    assert path.stat().st_size < 20_000  # 2 MiB of pixels
+    assert read_hu(path).shape == (1024, 1024)  # within the limit, it reads
+    monkeypatch.setenv("SKCOVID_MAX_PIXELS", "4096")  # 16 KiB of pixels and 1 MiB of header may inflate
+    with pytest.raises(ValueError, match=r"bomb\.dcm.*is deflated and inflates to more than 1,064,960 bytes.*"
+                                         r"SKCOVID_MAX_PIXELS"):
+        read_hu(path)
+    monkeypatch.setattr("pydicom.dcmread", lambda *a, **k: pytest.fail("dcmread inflated it"))
+    with pytest.raises(ValueError, match="inflates to more than"):
+        read_hu(path)
 
 
 def test_nifti_with_nan_voxels_is_refused(tmp_path):
@@ -325,7 +348,7 @@ def test_random_values_in_a_model_file_load_and_predict_or_are_refused(bounded_m
 
     crafted = _rewrite(model_file, tmp_path / "random.skcovid", edit)
     try:
-        model = load_model(crafted)
+        model = load_model(crafted, runtime="torch")
     except ValueError as exc:
         assert "random.skcovid" in str(exc)
         return
@@ -367,7 +390,7 @@ def test_the_checks_accept_what_skcovid_writes(images, tmp_path):
             "options": TransferCNNClassifier(**{**FAST, "max_epochs": 1, "num_workers": 1, "class_weight": "balanced",
                                                 "target_sensitivity": 0.9, "validation_fraction": 0.3})}.items():
         model.fit(X, y)
-        loaded = load_model(save_model(model, tmp_path / f"{name}.skcovid"))
+        loaded = load_model(save_model(model, tmp_path / f"{name}.skcovid"), runtime="torch")
         np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
 
 

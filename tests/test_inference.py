@@ -116,8 +116,71 @@ def test_onnx_runtime_is_exported_once_into_a_cache_keyed_by_the_file(image_fold
     # Another model file, another key.
     other = save_model(TransferCNNClassifier(**{**FAST, "max_epochs": 1}).fit(X, y), tmp_path / "other.skcovid")
     assert cache_path(other, cache) != cached
-    with pytest.raises(ValueError, match="runtime must be 'torch' or 'onnx'"):
+    with pytest.raises(ValueError, match="runtime must be 'auto', 'torch' or 'onnx'"):
         load_model(model_file, runtime="tensorflow")
+
+
+def test_the_default_recipe_loads_into_onnx_runtime_by_default_and_predicts_as_pytorch(tmp_path):
+    """runtime="auto": the default recipe's model (Lite2, body crop, flip TTA) runs in ONNX Runtime, within 1e-4."""
+    from skcovid import OnnxClassifier
+    from skcovid.datasets import load_sample_ct
+
+    X, y = load_sample_ct()
+    clf = TransferCNNClassifier(image_size=64, max_epochs=2, random_state=0).fit(X[::5], y[::5])
+    assert (clf.backbone, clf.crop, clf.tta) == ("efficientnet_lite2", "body", "flip")
+    model = load_model(save_model(clf, tmp_path / "default.skcovid"), cache_dir=tmp_path / "cache")
+    assert isinstance(model, OnnxClassifier)
+    np.testing.assert_allclose(model.predict_proba(X[1::10]), clf.predict_proba(X[1::10]), rtol=0, atol=1e-4)
+    assert model.predict(X[1::10]).tolist() == clf.predict(X[1::10]).tolist()
+
+
+def test_auto_runtime_falls_back_to_pytorch_where_onnx_cannot_run_the_model(image_folder, tmp_path, monkeypatch):
+    import torch
+    from sklearn.ensemble import VotingClassifier
+    from sklearn.frozen import FrozenEstimator
+
+    from skcovid import OnnxClassifier
+    from skcovid._deploy import onnx_cache
+
+    X, y = image_folder
+    members = [TransferCNNClassifier(**{**FAST, "max_epochs": 1, "random_state": seed}).fit(X, y) for seed in (0, 1)]
+    ensemble = VotingClassifier([(f"fold_{i}", FrozenEstimator(m)) for i, m in enumerate(members)],
+                                voting="soft").fit(X, y)
+    ensemble_file = save_model(ensemble, tmp_path / "ensemble.skcovid")
+    cache = tmp_path / "cache"
+    assert isinstance(load_model(ensemble_file, cache_dir=cache), VotingClassifier)  # an ensemble: PyTorch
+    with pytest.raises(TypeError, match="not a skcovid classifier"):
+        load_model(ensemble_file, runtime="onnx", cache_dir=cache)
+    # A network the exporter refuses: PyTorch, and the refusal is remembered, not tried at every load.
+    single = save_model(members[0], tmp_path / "single.skcovid")
+    calls = []
+
+    def refuse(*args, **kwargs):
+        calls.append(args)
+        raise torch.onnx.OnnxExporterError("an operator ONNX lacks")
+
+    monkeypatch.setattr(onnx_cache, "export", refuse)
+    for _ in range(2):
+        assert isinstance(load_model(single, cache_dir=cache), TransferCNNClassifier)
+    assert len(calls) == 1 and "an operator ONNX lacks" in cache_path(single, cache).with_suffix(".refused").read_text()
+    with pytest.raises(torch.onnx.OnnxExporterError):
+        load_model(single, runtime="onnx", cache_dir=cache)
+    monkeypatch.undo()
+    other = save_model(members[1], tmp_path / "other.skcovid")
+    assert isinstance(load_model(other, cache_dir=cache), OnnxClassifier)
+
+
+def test_an_untrusted_pickle_is_refused_whatever_the_cache_holds(image_folder, tmp_path):
+    from skcovid import UntrustedModelError
+
+    X, y = image_folder
+    path = save_model(TransferCNNClassifier(**{**FAST, "max_epochs": 1}).fit(X, y), tmp_path / "m.joblib",
+                      format="pickle")
+    load_model(path, trusted=True, cache_dir=tmp_path / "cache")  # exported into the cache
+    assert cache_path(path, tmp_path / "cache").is_file()
+    for runtime in ("auto", "onnx"):
+        with pytest.raises(UntrustedModelError):
+            load_model(path, runtime=runtime, cache_dir=tmp_path / "cache")
 
 
 def test_predict_command_runs_onnx_and_prints_the_time_per_patient(dicom_patients, tmp_path, monkeypatch, capsys):
@@ -133,7 +196,7 @@ def test_predict_command_runs_onnx_and_prints_the_time_per_patient(dicom_patient
         assert main(["predict", str(model_file), str(dicom_patients), "--runtime", runtime]) == 0
         captured = capsys.readouterr()
         assert "s per patient (8 patients)" in captured.err and "slices/s" in captured.err
-        assert ("exporting" in captured.out) == (runtime == "onnx" and len(tables) == 1)
+        assert ("exporting" in captured.err) == (runtime == "onnx" and len(tables) == 1)
         tables.append([line.split("\t") for line in captured.out.splitlines()
                        if line.count("\t") == 3 and not line.startswith("patient\t")])
     assert len(tables[0]) == 8 and tables[1] == tables[2]

@@ -17,7 +17,7 @@ def test_round_trip_and_no_optimizer_state(images, tmp_path):
     X, y = images
     clf = TransferCNNClassifier(**{**FAST, "lr_schedule": "cosine", "max_epochs": 2}).fit(X, y)
     path = save_model(clf, tmp_path / "m.joblib")
-    loaded = load_model(path)
+    loaded = load_model(path, runtime="torch")
     np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
     # A saved model holds the weights, not Adam's two moments per weight.
     n_bytes = sum(p.numel() * 4 for p in clf.net_.module_.parameters())

@@ -427,7 +427,7 @@ def test_distillation_trains_and_the_model_does_not_keep_the_teacher(images, tmp
     assert clf.estimator_.net_.training_loss is None
     # The pickle holds the pruned network only: a teacher would add the unpruned one.
     assert abs(len(pickle.dumps(clf)) - len(pickle.dumps(plain))) < 0.1 * clf.model_size_bytes_before_
-    loaded = load_model(save_model(clf, tmp_path / "distilled.skcovid"))
+    loaded = load_model(save_model(clf, tmp_path / "distilled.skcovid"), runtime="torch")
     np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
     assert loaded.get_params()["distillation_alpha"] == 0.9 and loaded.cycles == 2
     assert loaded.pruning_report() == clf.pruning_report()

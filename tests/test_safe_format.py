@@ -71,7 +71,7 @@ def test_round_trip_gives_identical_probabilities(name, fitted, saved, images):
     X, _ = images
     clf, path = fitted[name], saved[name]
     assert isinstance(path, Path) and path.is_file()
-    loaded = load_model(path)
+    loaded = load_model(path, runtime="torch")
     assert type(loaded) is type(clf)
     np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
     np.testing.assert_array_equal(loaded.predict(X), clf.predict(X))
@@ -114,7 +114,7 @@ def test_labels_round_trip_exactly(kind, images, tmp_path):
     # Class weights (a dict keyed by labels; a tensor in the net) come back too.
     class_weight = {"int": {0: 1.0, 3: 2.0}, "bool": "balanced"}.get(kind)
     clf = TransferCNNClassifier(**{**FAST, "max_epochs": 1, "class_weight": class_weight}).fit(X, y)
-    loaded = load_model(save_model(clf, tmp_path / "m.skcovid"))
+    loaded = load_model(save_model(clf, tmp_path / "m.skcovid"), runtime="torch")
     assert loaded.get_params() == clf.get_params()
     if class_weight is not None:
         assert torch.equal(loaded.net_.criterion_.weight, clf.net_.criterion_.weight)
@@ -128,7 +128,7 @@ def test_a_new_process_predicts_the_same(fitted, saved, images, tmp_path):
     X, _ = images
     np.save(tmp_path / "X.npy", X)
     code = ("import json, sys, numpy as np; from skcovid import load_model; X = np.load(sys.argv[1]); "
-            "print(json.dumps({p: load_model(p).predict_proba(X).tolist() for p in sys.argv[2:]}))")
+            "print(json.dumps({p: load_model(p, runtime='torch').predict_proba(X).tolist() for p in sys.argv[2:]}))")
     names = ["unpruned", "structured", "magnitude"]
     result = subprocess.run([sys.executable, "-c", code, str(tmp_path / "X.npy"),
                              *(str(saved[n]) for n in names)],
@@ -179,14 +179,19 @@ def test_trusted_loads_a_joblib_model(fitted, images, image_folder, tmp_path, ca
     assert read_header(path.read_bytes()) is None
     with pytest.raises(UntrustedModelError):
         load_model(path)
-    np.testing.assert_array_equal(load_model(path, trusted=True).predict_proba(X), clf.predict_proba(X))
+    np.testing.assert_array_equal(load_model(path, trusted=True, runtime="torch").predict_proba(X),
+                                  clf.predict_proba(X))
     image = image_folder[0][0]
     assert main(["predict", str(path), image, "-q"]) == 1
     assert main(["predict", str(path), image, "-q", "--trust-pickle"]) == 0
     assert image in capsys.readouterr().out
     # A safe file needs no trust, and trusting it changes nothing.
-    safe = save_model(load_model(path, trusted=True), tmp_path / "converted.skcovid")
-    np.testing.assert_array_equal(load_model(safe, trusted=True).predict_proba(X), clf.predict_proba(X))
+    safe = save_model(load_model(path, trusted=True, runtime="torch"), tmp_path / "converted.skcovid")
+    np.testing.assert_array_equal(load_model(safe, trusted=True, runtime="torch").predict_proba(X),
+                                  clf.predict_proba(X))
+    # The default runtime predicts through ONNX Runtime, and only the estimator can be saved again.
+    with pytest.raises(TypeError, match="got a OnnxClassifier.*load_model\\(path, runtime='torch'\\)"):
+        save_model(load_model(safe), tmp_path / "again.skcovid")
 
 
 def _safetensors_file(path, metadata):
@@ -214,7 +219,7 @@ def test_a_file_saved_before_cycles_and_target_flops_loads(fitted, saved, images
     raw = json.dumps(header).encode()
     path = tmp_path / "old.skcovid"
     path.write_bytes(struct.pack("<Q", len(raw)) + raw + data[8 + length:])
-    loaded = load_model(path)
+    loaded = load_model(path, runtime="torch")
     X, _ = images
     np.testing.assert_array_equal(loaded.predict_proba(X), fitted["structured"].predict_proba(X))
     assert loaded.pruner.get_params() == StructuredPruner(ratio=0.5, importance="taylor").get_params()
@@ -269,7 +274,7 @@ def test_unfitted_classifiers_and_per_process_settings(tmp_path):
                                                     window=(-600, 1500), class_weight={"COVID": 2.0},
                                                     memory=str(tmp_path / "cache")),
                               MagnitudePruner(sparsity=0.3), prefit=False)
-    loaded = load_model(save_model(clf, tmp_path / "m.skcovid"))
+    loaded = load_model(save_model(clf, tmp_path / "m.skcovid"), runtime="torch")
     expected = _params(clf)
     expected["estimator"][1]["memory"] = None  # a cache of this machine (joblib pickles): not stored
     assert _params(loaded) == expected
@@ -284,7 +289,7 @@ def test_a_feature_cache_is_not_carried_by_the_file(images, tmp_path):
     with pytest.warns(UserWarning, match="randomly initialised"):
         clf.fit(X, y)
     assert clf.precomputed_features_ and clf.net_.feature_cache is not None
-    loaded = load_model(save_model(clf, tmp_path / "m.skcovid"))
+    loaded = load_model(save_model(clf, tmp_path / "m.skcovid"), runtime="torch")
     assert loaded.memory is None and loaded.net_.feature_cache is None and loaded.precomputed_features_
     # The whole network computes what the cached features gave (equal here; a batch of other
     # images could round differently in the last bit).
@@ -317,7 +322,7 @@ def test_the_command_line_saves_the_safe_format(image_folder, tmp_path, capsys):
                  "--finetune-epochs", "1", "-q"]) == 0
     assert _document(out)["estimator"]["class"] == "PrunedCNNClassifier"
     # The default recipe's settings travel in the file.
-    inner = load_model(out).estimator_
+    inner = load_model(out, runtime="torch").estimator_
     assert (inner.crop, inner.tta, inner.calibration) == ("body", "flip", None)
     assert main(["predict", str(out), image_folder[0][0], "-q"]) == 0
     assert image_folder[0][0] in capsys.readouterr().out
@@ -336,7 +341,7 @@ def test_fold_ensemble_round_trip(images, tmp_path):
     save_model(ensemble, tmp_path / "ensemble.skcovid")
     document = _document(tmp_path / "ensemble.skcovid")
     assert document["format_version"] == 2 and len(document["estimator"]["members"]) == 2
-    loaded = load_model(tmp_path / "ensemble.skcovid")
+    loaded = load_model(tmp_path / "ensemble.skcovid", runtime="torch")
     np.testing.assert_array_equal(loaded.predict_proba(X), ensemble.predict_proba(X))
     np.testing.assert_array_equal(loaded.classes_, ensemble.classes_)
     assert [name for name, _ in loaded.estimators] == ["fold_0", "fold_1"]

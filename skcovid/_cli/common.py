@@ -37,19 +37,25 @@ def predict_in_chunks(estimator, X, *, quiet, chunk=256):
     return np.concatenate(proba)
 
 
-def load_model_file(path, args, *, onnx=True):
-    """The model at ``path`` (``--trust-pickle`` and ``--runtime`` from ``args``); an ONNX export when ``onnx``."""
+def load_model_file(path, args, *, onnx=True, runtime=None):
+    """The model at ``path``: an ONNX export when ``onnx``, else as ``runtime`` (default: ``--runtime``) says.
+
+    ``--trust-pickle`` comes from ``args``; commands without ``--runtime``
+    get the PyTorch estimator.
+    """
     if str(path).lower().endswith(".onnx"):
         if not onnx:
             raise CommandError(f"{path} is an ONNX export: '{args.command}' needs the model file "
                                "that 'skcovid train' or save_model wrote.")
         return load_onnx(path)
-    if getattr(args, "runtime", "torch") == "onnx":
+    runtime = runtime or getattr(args, "runtime", "torch")
+    if runtime != "torch" and Path(path).is_file():
         cached = cache_path(path)
-        if not cached.is_file():
-            log(args, f"exporting {path} to ONNX once, into {cached}")
-        return load_model(path, trusted=args.trust_pickle, runtime="onnx")
-    return load_model(path, trusted=args.trust_pickle)
+        if not cached.is_file() and not cached.with_suffix(".refused").is_file():
+            if not getattr(args, "quiet", False):  # on stderr: stdout holds the predictions
+                print(f"exporting {path} to ONNX once (ONNX Runtime predicts faster), into {cached}",
+                      file=sys.stderr, flush=True)
+    return load_model(path, trusted=args.trust_pickle, runtime=runtime)
 
 
 def labelled_folder(args, classes):

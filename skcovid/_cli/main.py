@@ -42,6 +42,15 @@ def positive_int(text):
     return value
 
 
+def add_runtime(sub):
+    """``--runtime``, for the commands that only predict with a saved model."""
+    sub.add_argument("--runtime", choices=("auto", "torch", "onnx"), default="auto",
+                     help="run a saved model with ONNX Runtime (exported on first use into a cache keyed by the "
+                          "file's content: $SKCOVID_CACHE, else ~/.cache/skcovid; probabilities within 1e-4 of "
+                          "PyTorch's, several times faster on a CPU) or with PyTorch; 'auto' takes ONNX Runtime "
+                          "wherever it can run the model (default: %(default)s)")
+
+
 def build_parser(only=None):
     """The command's argument parser.
 
@@ -133,6 +142,7 @@ def build_parser(only=None):
     sub.add_argument("data_dir", metavar="DATA_DIR")
     sub.add_argument("--report", default=None, metavar="OUT_DIR",
                      help="write metrics.json, plots and index.html here")
+    add_runtime(sub)
     sub.set_defaults(run="evaluate")
 
     sub = command("compare", "compare two saved models on one labelled folder",
@@ -144,6 +154,7 @@ def build_parser(only=None):
     sub.add_argument("model_a", metavar="MODEL_A", help=MODEL_HELP)
     sub.add_argument("model_b", metavar="MODEL_B", help="the other model, of the same classes")
     sub.add_argument("data_dir", metavar="DATA_DIR")
+    add_runtime(sub)
     sub.set_defaults(run="compare")
 
     sub = command("predict", "label new CT slices with a saved model",
@@ -154,10 +165,7 @@ def build_parser(only=None):
     sub.add_argument("model", metavar="MODEL", help=MODEL_HELP)
     sub.add_argument("inputs", nargs="+", metavar="IMAGE_SERIES_OR_DIR")
     sub.add_argument("--csv", default=None, metavar="FILE", help="write the predictions here")
-    sub.add_argument("--runtime", choices=("torch", "onnx"), default="torch",
-                     help="run a saved model with PyTorch, or with ONNX Runtime: exported on first use into a "
-                          "cache keyed by the file's content ($SKCOVID_CACHE, else ~/.cache/skcovid), "
-                          "probabilities within 1e-4 of PyTorch's (default: %(default)s)")
+    add_runtime(sub)
     sub.set_defaults(run="predict")
 
     sub = command("explain", "Grad-CAM heatmaps of where the model looks",

@@ -1,9 +1,14 @@
 """A saved model run by ONNX Runtime: exported once, into a cache keyed by the model file's content."""
 
 import hashlib
+import importlib.util
 import os
 from pathlib import Path
 
+import torch
+
+from skcovid._core.estimator import fitted_network
+from skcovid._core.files import atomic_write
 from skcovid._deploy.export import export
 from skcovid._deploy.onnx_runtime import load_onnx
 from skcovid._version import __version__
@@ -41,7 +46,22 @@ def cache_path(path, cache_dir=None):
     return cache_home(cache_dir) / "onnx" / f"{export_key(Path(path).read_bytes())}.onnx"
 
 
-def cached_onnx(path, load, *, cache_dir=None, n_threads=None):
+def _can_run(estimator):
+    """Whether ONNX Runtime is installed and ``estimator`` is one network that :func:`export` writes.
+
+    An ensemble of fold models, or an estimator that is not a skcovid
+    classifier, is not.
+    """
+    if importlib.util.find_spec("onnxruntime") is None:
+        return False
+    try:
+        fitted_network(estimator)
+    except TypeError:
+        return False
+    return True
+
+
+def cached_onnx(path, load, *, cache_dir=None, n_threads=None, required=True):
     """The ONNX export of the model file at ``path``, made once and then read from the cache.
 
     Parameters
@@ -55,12 +75,30 @@ def cached_onnx(path, load, *, cache_dir=None, n_threads=None):
         See :func:`cache_home`.
     n_threads : int or None, default=None
         ONNX Runtime's intra-op threads (:func:`skcovid.load_onnx`).
+    required : bool, default=True
+        False returns None for a model ONNX Runtime cannot run (not
+        installed, an ensemble, a network the exporter refuses), and
+        remembers a refused export in the cache so that it is not tried
+        again; True lets the error through.
 
     Returns
     -------
-    model : OnnxClassifier
+    model : OnnxClassifier or None
     """
     target = cache_path(path, cache_dir)
+    refused = target.with_suffix(".refused")
     if not target.is_file():
-        export(load(), target, format="onnx", opset_version=OPSET_VERSION)  # written atomically
+        if not required and refused.is_file():
+            return None
+        estimator = load()
+        if not required and not _can_run(estimator):
+            return None
+        try:
+            export(estimator, target, format="onnx", opset_version=OPSET_VERSION)  # written atomically
+        except torch.onnx.OnnxExporterError as exc:
+            if required:
+                raise
+            with atomic_write(refused, "w", encoding="utf-8") as f:
+                f.write(f"{type(exc).__name__}: {exc}\n")
+            return None
     return load_onnx(target, n_threads=n_threads)

@@ -113,7 +113,7 @@ def save_model(estimator, path, *, format="safe", compress=3):
     return Path(path)
 
 
-def load_model(path, *, trusted=False, runtime="torch", cache_dir=None):
+def load_model(path, *, trusted=False, runtime="auto", cache_dir=None):
     """Load an estimator saved with :func:`save_model`.
 
     A file in the safe format (told apart by its content, whatever its name)
@@ -132,11 +132,16 @@ def load_model(path, *, trusted=False, runtime="torch", cache_dir=None):
         Allow unpickling a pickle or joblib file. Only for files from a
         source you trust; save the model again with :func:`save_model` to
         get a safe file.
-    runtime : {"torch", "onnx"}, default="torch"
+    runtime : {"auto", "torch", "onnx"}, default="auto"
         ``"onnx"`` returns the model exported to ONNX (:func:`skcovid.export`)
         and run by ONNX Runtime (:func:`skcovid.load_onnx`): exported on the
         first call, into a cache keyed by the file's content, and read from
-        there after. Its probabilities equal PyTorch's within 1e-4.
+        there after. Its probabilities equal PyTorch's within 1e-4, several
+        times faster on a CPU (docs/benchmarks.md). ``"auto"`` does the same
+        wherever ONNX Runtime can run the model, and returns the PyTorch
+        estimator otherwise (an ensemble of fold models, a network the
+        exporter refuses). ``"torch"`` returns the estimator itself, which
+        can also be refitted, pruned and explained (Grad-CAM).
     cache_dir : str, path-like or None, default=None
         Where ``runtime="onnx"`` caches its exports: by default
         ``$SKCOVID_CACHE``, else ``~/.cache/skcovid``.
@@ -144,9 +149,10 @@ def load_model(path, *, trusted=False, runtime="torch", cache_dir=None):
     Returns
     -------
     estimator : estimator or OnnxClassifier
-        The estimator, ready to predict (on the CPU when it was trained on a
-        GPU that this machine does not have); an
-        :class:`~skcovid.OnnxClassifier` with ``runtime="onnx"``.
+        An :class:`~skcovid.OnnxClassifier` from ``runtime="onnx"`` and,
+        where ONNX Runtime can run the model, ``"auto"``; else the
+        estimator, ready to predict (on the CPU when it was trained on a GPU
+        that this machine does not have).
 
     Raises
     ------
@@ -163,10 +169,24 @@ def load_model(path, *, trusted=False, runtime="torch", cache_dir=None):
         raise IsADirectoryError(f"Expected a model file, got the directory {path}.")
     if not path.exists():
         raise FileNotFoundError(f"Model file not found: {path}.")
-    if runtime == "onnx":
-        return cached_onnx(path, lambda: load_model(path, trusted=trusted), cache_dir=cache_dir)
-    if runtime != "torch":
-        raise ValueError(f"runtime must be 'torch' or 'onnx'; got {runtime!r}.")
+    if runtime not in ("auto", "torch", "onnx"):
+        raise ValueError(f"runtime must be 'auto', 'torch' or 'onnx'; got {runtime!r}.")
+    if runtime == "torch":
+        return _load_estimator(path, trusted)
+    if not trusted and modelfile.read_header(path.read_bytes()) is None:
+        return _load_estimator(path, trusted)  # refused (or not a model) before any cache is read
+    loaded = []
+
+    def load():
+        loaded.append(_load_estimator(path, trusted))
+        return loaded[0]
+
+    model = cached_onnx(path, load, cache_dir=cache_dir, required=runtime == "onnx")
+    return model if model is not None else (loaded[0] if loaded else load())
+
+
+def _load_estimator(path, trusted):
+    """The estimator saved at ``path``, from the safe format or, when ``trusted``, a pickle."""
     data = path.read_bytes()
     header = modelfile.read_header(data)
     if header is not None:
