@@ -25,10 +25,10 @@ import tempfile
 import time
 
 import numpy as np
-from _slices import machine, real_slices
+from _slices import classifier, machine, real_slices
 from sklearn.model_selection import StratifiedKFold
 
-from skcovid import PrunedCNNClassifier, TransferCNNClassifier
+from skcovid import PrunedCNNClassifier
 from skcovid.pruning import MagnitudePruner, StructuredPruner
 from skcovid.report import evaluate
 
@@ -58,13 +58,13 @@ def main():
         for fold, (train, test) in enumerate(cv.split(X, y), 1):
             models = {}
             start = time.perf_counter()
-            models["frozen"] = TransferCNNClassifier(
+            models["frozen"] = classifier(
                 freeze="backbone", image_size=args.frozen_size, max_epochs=args.frozen_epochs,
                 lr=1e-3, early_stopping=5, validation_fraction=0.1, random_state=0, memory=cache,
             ).fit(X[train], y[train])
             seconds["frozen"] += time.perf_counter() - start
             start = time.perf_counter()
-            base = TransferCNNClassifier(
+            base = classifier(
                 freeze="none", image_size=args.size, augment="flip", lr=1e-3, lr_schedule="cosine",
                 max_epochs=args.epochs, early_stopping=None, validation_fraction=None, random_state=0,
             ).fit(X[train], y[train])

@@ -40,11 +40,11 @@ import time
 
 import numpy as np
 import torch
-from _slices import machine, real_slices
+from _slices import classifier, machine, real_slices
 from sklearn.metrics import accuracy_score, roc_auc_score
 from sklearn.model_selection import train_test_split
 
-from skcovid import PrunedCNNClassifier, TransferCNNClassifier, export, load_model, load_onnx, save_model
+from skcovid import PrunedCNNClassifier, export, load_model, load_onnx, save_model
 from skcovid._core.estimator import fitted_network
 from skcovid._deploy.export import deployable_net
 from skcovid.pruning import StructuredPruner, count_flops
@@ -89,7 +89,7 @@ def fitted_models(name, args, X_train, y_train):
         lambda suffix: None)
     if args.cache:
         os.makedirs(args.cache, exist_ok=True)
-    dense = _cached(cache("dense"), lambda: TransferCNNClassifier(
+    dense = _cached(cache("dense"), lambda: classifier(
         backbone=name, freeze="none", image_size=args.image_size, batch_size=32, augment=None,
         validation_fraction=None, early_stopping=None, random_state=0, **RECIPES[name],
     ).fit(X_train, y_train))

@@ -31,12 +31,11 @@ import tempfile
 import time
 
 import numpy as np
-from _slices import machine, real_slices
+from _slices import classifier, machine, real_slices
 from sklearn.ensemble import VotingClassifier
 from sklearn.frozen import FrozenEstimator
 from sklearn.model_selection import StratifiedGroupKFold
 
-from skcovid import TransferCNNClassifier
 from skcovid.metrics import bootstrap_calibration, bootstrap_scores
 from skcovid.model_selection import BlockedStratifiedKFold
 
@@ -66,7 +65,7 @@ def main():
     rows, start = {"refit": [], "ensemble": []}, time.perf_counter()
     with tempfile.TemporaryDirectory() as cache:
         def model():
-            return TransferCNNClassifier(
+            return classifier(
                 backbone="efficientnet_lite0", weights="DEFAULT", freeze="backbone", image_size=args.size,
                 max_epochs=args.epochs, batch_size=32, early_stopping=None, validation_fraction=0.2,
                 calibration="temperature", memory=cache, random_state=0)

@@ -16,14 +16,12 @@ import tempfile
 import time
 
 import numpy as np
-from _slices import machine, real_slices
+from _slices import classifier, machine, real_slices
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
-
-from skcovid import TransferCNNClassifier
 
 
 def search(X, y, args, memory):
-    clf = TransferCNNClassifier(freeze="backbone", image_size=args.image_size,
+    clf = classifier(freeze="backbone", image_size=args.image_size,
                                 max_epochs=args.epochs, batch_size=32, early_stopping=None,
                                 validation_fraction=None, random_state=0, memory=memory)
     grid = {"lr": [1e-3, 3e-3, 1e-2], "hidden_units": [(), (64,)]}

@@ -53,11 +53,11 @@ import tempfile
 import time
 
 import numpy as np
-from _slices import machine, real_slices
+from _slices import classifier, machine, real_slices
 from sklearn.base import clone
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
-from skcovid import TransferCNNClassifier, recipe
+from skcovid import recipe
 from skcovid._decision.decide import scale
 from skcovid._decision.fit import fit_temperature, out_of_fold_proba, raw_proba
 from skcovid.metrics import bootstrap_calibration, bootstrap_scores
@@ -70,10 +70,10 @@ def _model(name, args, cache):
     common = dict(backbone="efficientnet_lite0", weights="DEFAULT", image_size=args.size, batch_size=32,
                   early_stopping=None, validation_fraction=0.2, calibration="temperature", random_state=0)
     if name == "frozen":
-        return TransferCNNClassifier(freeze="backbone", max_epochs=args.frozen_epochs, memory=cache, **common)
+        return classifier(freeze="backbone", max_epochs=args.frozen_epochs, memory=cache, **common)
     if name == "recipe":
         return recipe("finetune", max_epochs=args.epochs, head_epochs=args.head_epochs, **common)
-    return TransferCNNClassifier(freeze="none", augment="ct", lr=3e-4, max_epochs=args.epochs, **common)
+    return classifier(freeze="none", augment="ct", lr=3e-4, max_epochs=args.epochs, **common)
 
 
 def _some_blocks(blocks, y, n_blocks):

@@ -23,10 +23,9 @@ from _slices import machine
 _CHILD = """
 import json, resource, sys, time
 sys.path.insert(0, {here!r})
-from _slices import real_slices
-from skcovid import TransferCNNClassifier
+from _slices import classifier, real_slices
 X, y = real_slices({n}, drop_duplicates=False)
-clf = TransferCNNClassifier(freeze={freeze!r}, image_size={size}, max_epochs=1, batch_size=32,
+clf = classifier(freeze={freeze!r}, image_size={size}, max_epochs=1, batch_size=32,
                             early_stopping=None, validation_fraction=None, random_state=0)
 start = time.perf_counter()
 clf.fit(X, y)

@@ -20,8 +20,8 @@ import statistics
 import time
 
 import torch
+from _slices import classifier
 
-from skcovid import TransferCNNClassifier
 from skcovid.pruning import (
     MagnitudePruner,
     StructuredPruner,
@@ -69,7 +69,7 @@ def main():
           "| ms/image b1 | ms/image b16 | speed-up b1 | speed-up b16 |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for name, weights in MODELS.items():
-        clf = TransferCNNClassifier(backbone=name, weights=weights, freeze="none", image_size=size)
+        clf = classifier(backbone=name, weights=weights, freeze="none", image_size=size)
         dense = clf._build_module(n_classes=2).eval()
         flops0, params0 = count_flops(dense, shape), count_params(dense)
         size0 = serialized_size(dense, sparse=False)

@@ -31,10 +31,10 @@ import time
 
 import numpy as np
 import torch
-from _slices import machine, real_slices
+from _slices import classifier, machine, real_slices
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
-from skcovid import PrunedCNNClassifier, TransferCNNClassifier
+from skcovid import PrunedCNNClassifier
 from skcovid.metrics import diagnostic_scores
 from skcovid.pruning import MagnitudePruner, StructuredPruner
 
@@ -80,7 +80,7 @@ def main():
     for k in args.folds:
         train, test = folds[k]
         start = time.perf_counter()
-        base = TransferCNNClassifier(
+        base = classifier(
             backbone="efficientnet_lite0", weights="DEFAULT", freeze="none", image_size=args.image_size,
             augment="flip", optimizer="adam", lr=1e-3, lr_schedule="cosine", batch_size=16,
             max_epochs=args.epochs, early_stopping=None, validation_fraction=None, random_state=0,

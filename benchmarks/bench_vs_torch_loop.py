@@ -18,11 +18,9 @@ import time
 
 import numpy as np
 import torch
-from _slices import machine, real_slices
+from _slices import classifier, machine, real_slices
 from PIL import Image
 from torchvision.transforms import v2
-
-from skcovid import TransferCNNClassifier
 
 
 class _Slices(torch.utils.data.Dataset):
@@ -59,7 +57,7 @@ def hand_written(module, X_train, y_train, X_test, args):
 
 
 def with_skcovid(module, X_train, y_train, X_test, args):
-    clf = TransferCNNClassifier(
+    clf = classifier(
         backbone="efficientnet_lite0", freeze="none", image_size=args.image_size, dropout=0.2,
         lr=1e-3, batch_size=args.batch_size, max_epochs=args.epochs, early_stopping=None,
         validation_fraction=None, random_state=0)
@@ -83,7 +81,7 @@ def main():
     # The network skcovid builds (pretrained EfficientNet-Lite0, pooling, linear head); seeded,
     # or the head's initial weights, and the loop's accuracy, change from run to run.
     torch.manual_seed(0)
-    module = TransferCNNClassifier(freeze="none", image_size=args.image_size,
+    module = classifier(freeze="none", image_size=args.image_size,
                                    dropout=0.2)._build_module(2)
     print(machine())
     print(f"{n_train} training and {len(X_test)} test slices, {args.image_size} px, "
