@@ -157,6 +157,20 @@ def test_crop_body_keeps_a_slice_without_a_body_whole():
     assert crop_image(nearly, "body", hu=False).shape == (40, 40)
 
 
+def test_the_crops_fast_opening_and_hole_area_equal_scipys():
+    from scipy import ndimage
+
+    from skcovid._imaging.crop import hole_area, square_opening
+
+    rng = np.random.RandomState(0)
+    for _ in range(200):
+        mask = rng.rand(*rng.randint(3, 40, 2)) < rng.rand()
+        radius = rng.randint(1, 4)
+        expected = ndimage.binary_opening(mask, structure=np.ones((2 * radius + 1,) * 2, dtype=bool))
+        np.testing.assert_array_equal(square_opening(mask, radius), expected)
+        assert hole_area(mask) == ndimage.binary_fill_holes(mask).sum() - mask.sum()
+
+
 def test_crop_is_a_parameter_that_reads_fit_and_predict_images(tmp_path):
     for k in range(4):
         for label, value in (("COVID", 0.9), ("non-COVID", 0.3)):
