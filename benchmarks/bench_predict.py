@@ -1,8 +1,10 @@
 """Where the time of a prediction goes: each stage alone, and end to end, for DICOM series and PNG slices.
 
-The model (``skcovid.recipe("finetune")``, the default until 2026-12-02: EfficientNet-Lite0 with its
-ImageNet weights, 224 px, flip test-time augmentation), fitted for one epoch on
-a few slices (its weights do not change the timings), predicts
+The model (``--recipe``: by default the default recipe, ``TransferCNNClassifier()``:
+EfficientNet-Lite2 with its ImageNet weights, 260 px, the body crop and flip
+test-time augmentation; ``finetune`` is EfficientNet-Lite0 at 224 px, flip test-time
+augmentation), fitted for one epoch on a few slices (its weights do not change
+the timings), predicts
 
 - the real DICOM series of ``--dicom-dir`` (the COVID-CT-MD sample: 6 patients,
   60 JPEG-Lossless slices of 512 x 512), and
@@ -15,12 +17,13 @@ the model's ``batch_size``), then ``predict_proba`` end to end (PyTorch with
 decoding one slice after the other, as skcovid 0.1 did; PyTorch and ONNX
 Runtime, the latter as ``load_model(..., runtime="onnx")`` gives it, with 1
 and 2 decoding threads) and the ``skcovid predict`` command (its default
-decoding threads). Rates are slices per second, best of ``--passes``;
+decoding threads) with each ``--runtime``: ``auto`` (the default), ``torch`` and
+``onnx``. Rates are slices per second, best of ``--passes``;
 the limit is the slowest stage of the pipeline, each stage at its own rate.
 
 Usage::
 
-    python benchmarks/bench_predict.py [--dicom-dir ../shared/data/covid-ct-md-sample]
+    python benchmarks/bench_predict.py [--recipe frozen-lite2] [--dicom-dir ../shared/data/covid-ct-md-sample]
         [--png-dir ../shared/data/sarscov2-ctscan] [--n-png 200] [--passes 3]
 """
 
@@ -39,10 +42,12 @@ from _slices import machine, real_slices
 from torchvision.transforms import v2
 
 import skcovid._engine.inference as inference
-from skcovid import export, load_model, load_onnx, recipe, save_model
+from skcovid import RECIPES, export, load_model, load_onnx, recipe, save_model
 from skcovid._cli.main import main as skcovid_command
 from skcovid._core.parallel import decode_threads, ordered_map
 from skcovid._engine.data import ImageDataset
+from skcovid._estimators.recipes import DEFAULT_RECIPE
+from skcovid._imaging.crop import crop_image
 from skcovid._imaging.medical import read_hu
 from skcovid._imaging.raster import read_gray
 from skcovid._imaging.window import apply_window
@@ -107,14 +112,15 @@ def stages(name, files, reader, model, onnx_model, passes):
             ("decode, 2 threads (ordered, bounded)",
              best_rate(lambda: list(ordered_map(reader, files, n_threads=2)), n, passes))]
     raw = [reader(f) for f in files]
-    window = model.window if name == "dicom" else None
+    window, hu = (model.window if name == "dicom" else None), name == "dicom"
 
     def preprocess():
         for image in raw:
-            x = torch.from_numpy(np.ascontiguousarray(apply_window(image, window, hu=name == "dicom")))
+            cropped = crop_image(image, model.crop, hu=hu)
+            x = torch.from_numpy(np.ascontiguousarray(apply_window(cropped, window, hu=hu)))
             v2.functional.resize(x, [size, size], antialias=True)
 
-    rows.append(("window and resize", best_rate(preprocess, n, passes)))
+    rows.append((f"{'crop, ' if model.crop else ''}window and resize", best_rate(preprocess, n, passes)))
     module = model.net_.module_
     x = torch.rand(batch, 1, size, size)
     for label, network in (("network, PyTorch, no TTA", module), ("network, PyTorch, flip TTA",
@@ -127,7 +133,7 @@ def stages(name, files, reader, model, onnx_model, passes):
     session, input_name = onnx_model.session, onnx_model.session.get_inputs()[0].name
     side = np.asarray(raw[0]).shape[-1]
     pixels = np.random.RandomState(0).rand(batch, 1, side, side).astype(np.float32)
-    rows.append((f"network, ONNX Runtime, flip TTA ({side} px in, resized inside)",
+    rows.append((f"network, ONNX Runtime, {model.tta or 'no'} TTA ({side} px in, resized inside)",
                  best_rate(lambda: [session.run(None, {input_name: pixels}) for _ in range(0, n, batch)], n, passes)))
     with serial_decoding():
         rows.append(("predict_proba, PyTorch, decoding one by one (0.1)",
@@ -156,10 +162,11 @@ def main():
     parser.add_argument("--png-dir", default=None)
     parser.add_argument("--n-png", type=int, default=200)
     parser.add_argument("--passes", type=int, default=3)
+    parser.add_argument("--recipe", choices=sorted(RECIPES), default=DEFAULT_RECIPE)
     args = parser.parse_args()
     X, y, groups = load_dicom_folder(args.dicom_dir)
     png, png_y = real_slices(args.n_png, data_dir=args.png_dir)
-    model = recipe("finetune", max_epochs=1, head_epochs=0, calibration=None, validation_fraction=None,
+    model = recipe(args.recipe, max_epochs=1, head_epochs=0, calibration=None, validation_fraction=None,
                    early_stopping=None, random_state=0).fit(png[:32], png_y[:32])
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["SKCOVID_CACHE"] = os.path.join(tmp, "cache")
@@ -172,8 +179,8 @@ def main():
         for i, path in enumerate(png):
             os.symlink(path, png_folder / f"{i:04d}{Path(path).suffix}")
         print(f"machine: {machine()}; decoding threads of the inference path: {decode_threads()}")
-        print(f"model: recipe('finetune'), {model.backbone}, {model.image_size} px, tta={model.tta}, "
-              f"batch_size {model.batch_size}; ONNX vs PyTorch: max |difference| {diff:.2e}")
+        print(f"model: recipe({args.recipe!r}), {model.backbone}, {model.image_size} px, crop={model.crop}, "
+              f"tta={model.tta}, batch_size {model.batch_size}; ONNX vs PyTorch: max |difference| {diff:.2e}")
         for syntax, (label, plugins) in decoders(X).items():
             print(f"DICOM {label} ({syntax}): pydicom's decoders, in the order it tries them: {plugins}")
         for name, files, reader, folder in (
@@ -181,7 +188,7 @@ def main():
             rows = stages(name, files, reader, model, onnx_model, args.passes)
             rows += [(f"skcovid predict --runtime {runtime}",
                       command_rate(model_file, folder, len(files), runtime, args.passes))
-                     for runtime in ("torch", "onnx")]
+                     for runtime in ("auto", "torch", "onnx")]
             decode = rows[1][1]
             print(f"\n{name}: {len(files)} slices" + (f" of {len(np.unique(groups))} patients" if name == "dicom"
                                                       else ""))
