@@ -1,6 +1,7 @@
 """Files and JSON: atomic writes of every output file, and numpy values made JSON-able."""
 
 import contextlib
+import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -68,3 +69,24 @@ def atomic_write(path, mode="wb", **open_kwargs):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def file_sha256(path, prefix=b""):
+    """The SHA-256 of ``prefix`` followed by a file's bytes, read in chunks of 1 MiB (never whole in memory).
+
+    Parameters
+    ----------
+    path : str or path-like
+    prefix : bytes, default=b""
+        Hashed first (what else the digest must depend on).
+
+    Returns
+    -------
+    digest : hashlib._Hash
+        Updated with the file; ``.hexdigest()`` gives the text.
+    """
+    digest = hashlib.sha256(prefix)
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest

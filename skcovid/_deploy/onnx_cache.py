@@ -1,6 +1,5 @@
 """A saved model run by ONNX Runtime: exported once, into a cache keyed by the model file's content."""
 
-import hashlib
 import importlib.util
 import os
 from pathlib import Path
@@ -8,7 +7,7 @@ from pathlib import Path
 import torch
 
 from skcovid._core.estimator import fitted_network
-from skcovid._core.files import atomic_write
+from skcovid._core.files import atomic_write, file_sha256
 from skcovid._deploy.export import export
 from skcovid._deploy.onnx_runtime import load_onnx
 from skcovid._version import __version__
@@ -34,16 +33,14 @@ def cache_home(cache_dir=None):
     return Path(cache_dir)
 
 
-def export_key(data):
-    """The cache key of a model file's bytes: its SHA-256, with skcovid's version and the opset."""
-    digest = hashlib.sha256(data)
-    digest.update(f"skcovid {__version__} opset {OPSET_VERSION}".encode())
-    return digest.hexdigest()[:32]
+def export_key(path):
+    """The cache key of a model file: the SHA-256 of skcovid's version, the opset and the file's bytes."""
+    return file_sha256(path, f"skcovid {__version__} opset {OPSET_VERSION}\0".encode()).hexdigest()[:32]
 
 
 def cache_path(path, cache_dir=None):
     """Where the ONNX export of the model file at ``path`` is (or would be) cached."""
-    return cache_home(cache_dir) / "onnx" / f"{export_key(Path(path).read_bytes())}.onnx"
+    return cache_home(cache_dir) / "onnx" / f"{export_key(path)}.onnx"
 
 
 def _can_run(estimator):

@@ -6,6 +6,7 @@ from collections import OrderedDict
 import numpy as np
 import torch
 
+from skcovid._core.files import file_sha256
 from skcovid._engine.data import PathImages, inference_loader
 from skcovid._engine.fingerprint import fingerprint
 from skcovid._engine.net import autocast
@@ -50,11 +51,7 @@ def _image_digest(images, index):
     if isinstance(images, PathImages):
         path, slice_index = source_file(images.paths[index])
         # A NIfTI volume's slices share one file: the slice index is part of the content.
-        digest = hashlib.sha256(b"" if slice_index is None else f"#{slice_index}".encode())
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                digest.update(chunk)
-        return digest.hexdigest()
+        return file_sha256(path, b"" if slice_index is None else f"#{slice_index}".encode()).hexdigest()
     array = np.ascontiguousarray(images[index])
     digest = hashlib.sha256(f"{array.shape}{array.dtype}".encode())
     digest.update(array.tobytes())

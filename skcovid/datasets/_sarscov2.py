@@ -1,6 +1,5 @@
 """The SARS-CoV-2 CT-scan dataset (Soares et al., 2020), from a local copy."""
 
-import hashlib
 import os
 from collections import defaultdict
 from pathlib import Path
@@ -8,6 +7,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.utils import Bunch
 
+from skcovid._core.files import file_sha256
 from skcovid.datasets._base import get_data_home
 from skcovid.datasets._folder import load_image_folder
 
@@ -34,7 +34,7 @@ def _candidates(data_home):
 def _duplicates(paths):
     by_hash = defaultdict(list)
     for path in paths:
-        by_hash[hashlib.sha256(Path(path).read_bytes()).hexdigest()].append(path)
+        by_hash[file_sha256(path).hexdigest()].append(path)
     return [group for group in by_hash.values() if len(group) > 1]
 
 
