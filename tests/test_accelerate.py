@@ -14,6 +14,9 @@ from skcovid import TransferCNNClassifier, load_model, save_model
 
 from conftest import FAST, ConvOutputDtypes, free_port, make_images
 
+# Among the slowest tests: `pytest -m "not slow"` leaves them out of the quick development loop.
+pytestmark = pytest.mark.slow
+
 accelerate = pytest.importorskip("accelerate")
 
 

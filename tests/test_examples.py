@@ -15,6 +15,9 @@ import pytest
 
 from conftest import free_port
 
+# Among the slowest tests: `pytest -m "not slow"` leaves them out of the quick development loop.
+pytestmark = pytest.mark.slow
+
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 #: Six patients' DICOM slices (COVID-CT-MD), the patients dicom_patients.py diagnoses by default.
 COVID_CT_MD = Path(os.environ.get("SKCOVID_COVID_CT_MD_DIR",

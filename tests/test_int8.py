@@ -10,6 +10,9 @@ from skcovid._cli.main import main
 
 from conftest import FAST
 
+# Among the slowest tests: `pytest -m "not slow"` leaves them out of the quick development loop.
+pytestmark = pytest.mark.slow
+
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")

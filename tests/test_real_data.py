@@ -12,6 +12,9 @@ from skcovid.pruning import MagnitudePruner, StructuredPruner
 
 from conftest import FAST, REAL_DATA
 
+# Among the slowest tests: `pytest -m "not slow"` leaves them out of the quick development loop.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def real_split(request):

@@ -20,6 +20,9 @@ from skcovid._engine.data import DecodedCache, ImageDataset, PathImages  # priva
 
 from conftest import FAST, ConvOutputDtypes
 
+# Among the slowest tests: `pytest -m "not slow"` leaves them out of the quick development loop.
+pytestmark = pytest.mark.slow
+
 #: A frozen pretrained backbone and a head with every source of randomness:
 #: dropout, a validation split, shuffling, a cyclic schedule, early stopping.
 HEAD = {**FAST, "backbone": "efficientnet_lite0", "weights": "DEFAULT", "freeze": "backbone",
