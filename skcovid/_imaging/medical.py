@@ -117,10 +117,11 @@ def read_hu(item):
     """Read one CT slice in Hounsfield units, in display orientation.
 
     DICOM: ``stored * RescaleSlope + RescaleIntercept`` (defaults 1 and 0) of
-    the values pydicom decodes (signed or unsigned); MONOCHROME1 is inverted
-    first, ``(lowest + highest possible stored value) - stored``, i.e.
-    ``2**BitsStored - 1 - stored`` unsigned and ``-1 - stored`` signed, so that
-    higher is denser. NIfTI: the slice as nibabel scales it (``scl_slope``).
+    the values pydicom decodes (signed or unsigned), MONOCHROME1 and
+    MONOCHROME2 alike: the rescale gives HU from the stored values whatever
+    the Photometric Interpretation, which only says how a viewer displays them
+    (MONOCHROME1: the lowest value white). NIfTI: the slice as nibabel scales
+    it (``scl_slope``).
 
     Parameters
     ----------
