@@ -31,6 +31,7 @@ loads the tensors. Nothing in a file is unpickled, imported or called.
 """
 
 import json
+import os
 
 import numpy as np
 import safetensors
@@ -108,6 +109,25 @@ def read_header(data):
     except (ValueError, RecursionError):
         return None
     return header if isinstance(header, dict) else None
+
+
+def read_file_header(path):
+    """:func:`read_header` of the file at ``path``, reading its first 8 bytes and the header they declare only.
+
+    Parameters
+    ----------
+    path : str or path-like
+
+    Returns
+    -------
+    header : dict or None
+    """
+    with open(path, "rb") as f:
+        start = f.read(8)
+        length = int.from_bytes(start, "little") if len(start) == 8 else 0
+        if not 2 <= length <= min(os.fstat(f.fileno()).st_size - 8, _MAX_HEADER):
+            return None
+        return read_header(start + f.read(length))
 
 
 # --------------------------------------------------------------- ensembles

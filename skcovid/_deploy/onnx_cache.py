@@ -73,29 +73,30 @@ def cached_onnx(path, load, *, cache_dir=None, n_threads=None, required=True):
     n_threads : int or None, default=None
         ONNX Runtime's intra-op threads (:func:`skcovid.load_onnx`).
     required : bool, default=True
-        False returns None for a model ONNX Runtime cannot run (not
-        installed, an ensemble, a network the exporter refuses), and
-        remembers a refused export in the cache so that it is not tried
-        again; True lets the error through.
+        False returns the estimator ``load`` gives for a model ONNX Runtime
+        cannot run (not installed, an ensemble, a network the exporter
+        refuses), and remembers a refused export in the cache so that it is
+        not tried again; True lets the error through.
 
     Returns
     -------
-    model : OnnxClassifier or None
+    model : OnnxClassifier, or the estimator where ONNX Runtime cannot run it and not ``required``
     """
     target = cache_path(path, cache_dir)
+    if target.is_file():
+        return load_onnx(target, n_threads=n_threads)
     refused = target.with_suffix(".refused")
-    if not target.is_file():
-        if not required and refused.is_file():
-            return None
-        estimator = load()
-        if not required and not _can_run(estimator):
-            return None
-        try:
-            export(estimator, target, format="onnx", opset_version=OPSET_VERSION)  # written atomically
-        except torch.onnx.OnnxExporterError as exc:
-            if required:
-                raise
-            with atomic_write(refused, "w", encoding="utf-8") as f:
-                f.write(f"{type(exc).__name__}: {exc}\n")
-            return None
+    if not required and refused.is_file():
+        return load()
+    estimator = load()
+    if not required and not _can_run(estimator):
+        return estimator
+    try:
+        export(estimator, target, format="onnx", opset_version=OPSET_VERSION)  # written atomically
+    except torch.onnx.OnnxExporterError as exc:
+        if required:
+            raise
+        with atomic_write(refused, "w", encoding="utf-8") as f:
+            f.write(f"{type(exc).__name__}: {exc}\n")
+        return estimator
     return load_onnx(target, n_threads=n_threads)

@@ -129,8 +129,7 @@ class OnnxClassifier:
         self.crop = metadata.get("crop")
         self.temperature_ = float(metadata.get("temperature") or 1.0)
         # Files exported before "temperature_fitted" had a temperature fitted where it is not 1.
-        fitted = metadata.get("temperature_fitted", self.temperature_ != 1.0)
-        self.temperature_fitted_ = fitted is True or fitted is np.True_
+        self.temperature_fitted_ = metadata.get("temperature_fitted", self.temperature_ != 1.0) is True
         self.threshold_ = metadata.get("threshold")
         self.pos_label_ = metadata.get("pos_label")
         aggregation = metadata.get("patient_aggregation", {})

@@ -171,18 +171,11 @@ def load_model(path, *, trusted=False, runtime="auto", cache_dir=None):
         raise FileNotFoundError(f"Model file not found: {path}.")
     if runtime not in ("auto", "torch", "onnx"):
         raise ValueError(f"runtime must be 'auto', 'torch' or 'onnx'; got {runtime!r}.")
-    if runtime == "torch":
+    if runtime == "torch" or (not trusted and modelfile.read_file_header(path) is None):
+        # An untrusted file not in the safe format is refused (or not a model) before any cache is read.
         return _load_estimator(path, trusted)
-    if not trusted and modelfile.read_header(path.read_bytes()) is None:
-        return _load_estimator(path, trusted)  # refused (or not a model) before any cache is read
-    loaded = []
-
-    def load():
-        loaded.append(_load_estimator(path, trusted))
-        return loaded[0]
-
-    model = cached_onnx(path, load, cache_dir=cache_dir, required=runtime == "onnx")
-    return model if model is not None else (loaded[0] if loaded else load())
+    return cached_onnx(path, lambda: _load_estimator(path, trusted), cache_dir=cache_dir,
+                       required=runtime == "onnx")
 
 
 def _load_estimator(path, trusted):

@@ -48,7 +48,7 @@ FLAT_RANGE = 1e-3
 
 def _otsu(image):
     """Otsu's threshold of an image's grey intensities (a 256-bin histogram); None for a flat image."""
-    image = np.asarray(image, dtype=np.float64)
+    image = np.asarray(image)
     if image.size == 0 or not image.max() - image.min() >= FLAT_RANGE:
         return None
     counts, edges = np.histogram(image, bins=256)
