@@ -33,6 +33,7 @@ from skcovid._evaluation.metrics import (
     bootstrap_scores,
     diagnostic_scores,
     make_scoring,
+    scores_by_group,
     sensitivity_score,
     specificity_score,
 )
@@ -50,6 +51,7 @@ __all__ = [
     "make_scoring",
     "one_vs_rest",
     "resolve_pos_label",
+    "scores_by_group",
     "sensitivity_at_specificity",
     "sensitivity_score",
     "specificity_at_sensitivity",

@@ -18,28 +18,43 @@ from skcovid._imaging.medical import (
     patient_key,
 )
 from skcovid._imaging.raster import IMAGE_EXTENSIONS
-from skcovid.datasets import load_dicom_folder, load_image_folder
+from skcovid.datasets import load_class_folder, load_sources
 
 
 def load_folder(path, skip_unreadable=False):
-    """Slices, labels, patients and whether the layout names the patients.
-
-    A folder holding DICOM or NIfTI files is read with ``load_dicom_folder``
-    (patients known); raster images with ``load_image_folder``, patients known
-    where images sit in ``class/patient/`` folders.
-    """
-    _, others = list_image_files(path) if Path(path).is_dir() else ([], [])
-    if any(is_medical(str(f)) for f in others):
-        X, y, groups = load_dicom_folder(path)
-        return X, y, groups, True
+    """Slices, labels, patients and whether the layout names them (:func:`~skcovid.datasets.load_class_folder`)."""
     try:
-        X, y, groups = load_image_folder(path, on_error="skip" if skip_unreadable else "raise",
-                                         return_groups=True)
+        return load_class_folder(path, on_error="skip" if skip_unreadable else "raise")
     except UnreadableImagesError as exc:
-        shown = "\n  ".join(exc.files[:20])
-        raise CommandError(f"{len(exc.files)} files under {path} are not usable images "
-                           f"(--skip-unreadable leaves them out):\n  {shown}") from exc
-    return X, y, groups, bool(np.any(groups != X))
+        raise _unreadable(exc, path) from exc
+
+
+def _unreadable(exc, where):
+    shown = "\n  ".join(exc.files[:20])
+    return CommandError(f"{len(exc.files)} files under {where} are not usable images "
+                        f"(--skip-unreadable leaves them out):\n  {shown}")
+
+
+def load_folders(paths, skip_unreadable=False):
+    """:func:`load_folder` for one folder; several folders read as sources (:func:`~skcovid.datasets.load_sources`).
+
+    Returns
+    -------
+    X, y, groups : ndarray
+        ``groups``: the patients, ``"<source>/<patient>"`` with several sources.
+    has_patients : bool
+    sources : ndarray or None
+        The source of each slice; None for one folder.
+    """
+    if len(paths) == 1:
+        return (*load_folder(paths[0], skip_unreadable), None)
+    try:
+        X, y, sources, patients = load_sources(paths, on_error="skip" if skip_unreadable else "raise")
+    except UnreadableImagesError as exc:
+        raise _unreadable(exc, ", ".join(map(str, paths))) from exc
+    except ValueError as exc:
+        raise CommandError(str(exc)) from exc
+    return X, y, patients, bool(np.any(patients != X)), sources
 
 
 def patients_of(args, groups, has_patients, where):
@@ -123,7 +138,7 @@ def expand_images(inputs):
     return np.asarray(files, dtype=object), np.asarray(patients, dtype=object), medical
 
 
-def split_units(args, X, y, groups):
+def split_units(args, X, y, groups, sources=None):
     """What ``train`` keeps on one side of its splits: patients, blocks of slices, or nothing.
 
     Returns
@@ -132,14 +147,23 @@ def split_units(args, X, y, groups):
         The patients (``groups``); with ``--split blocked`` and no patients,
         the blocks of ``--block-size`` consecutive slices per class of
         :class:`skcovid.model_selection.BlockedStratifiedKFold` (proxy
-        patients, in the files' natural order); else None (slices).
+        patients, in the files' natural order; within each of ``sources``
+        when given); else None (slices).
     name : str
         ``"patient"``, ``"block"`` or ``"slice"``.
     """
     if groups is not None:
         return groups, "patient"
     if args.split == "blocked":
-        return BlockedStratifiedKFold(block_size=args.block_size).blocks(X, y), "block"
+        if sources is None:
+            return BlockedStratifiedKFold(block_size=args.block_size).blocks(X, y), "block"
+        # Blocks within each source: a block never spans two sources.
+        units = np.empty(len(X), dtype=object)
+        for source in np.unique(sources):
+            where = np.flatnonzero(sources == source)
+            blocks = BlockedStratifiedKFold(block_size=args.block_size).blocks(X[where], y[where])
+            units[where] = [f"{source}/{block}" for block in blocks]
+        return units, "block"
     return None, "slice"
 
 

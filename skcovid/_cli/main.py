@@ -42,6 +42,11 @@ def positive_int(text):
     return value
 
 
+def folds(text):
+    """``--cv``: a number of folds, or ``sources`` (leave one source out)."""
+    return text if text == "sources" else positive_int(text)
+
+
 def add_runtime(sub):
     """``--runtime``, for the commands that only predict with a saved model."""
     sub.add_argument("--runtime", choices=("auto", "torch", "onnx"), default="auto",
@@ -106,12 +111,16 @@ def build_parser(only=None):
                   "--target-sensitivity) fitted on the folds' out-of-fold probabilities. The model "
                   "is saved atomically in skcovid's safe format "
                   "(safetensors tensors and JSON; loading it runs no code from the file).")
-    sub.add_argument("data_dir", metavar="DATA_DIR")
+    sub.add_argument("data_dirs", nargs="+", metavar="DATA_DIR",
+                     help="a class folder; several are several sources (hospitals, public sets) trained on "
+                          "together, with the same class sub-folders: the splits keep each source's patients "
+                          "(or blocks) on one side, and the metrics are also given per source")
     sub.add_argument("--out", required=True, metavar="MODEL",
                      help="where to save the fitted model, in skcovid's safe format (any name; "
                           "model.skcovid by convention)")
-    sub.add_argument("--cv", type=positive_int, default=None, metavar="K",
-                     help="K-fold stratified cross-validation instead of a held-out split")
+    sub.add_argument("--cv", type=folds, default=None, metavar="K",
+                     help="K-fold stratified cross-validation instead of a held-out split; 'sources': leave "
+                          "each DATA_DIR out in turn, scored by a model trained on the others")
     sub.add_argument("--ensemble", action="store_true",
                      help="with --cv K: save the K fold models, whose probabilities the saved model averages "
                           "(scikit-learn's VotingClassifier, soft voting), instead of one model refitted on all "

@@ -248,3 +248,37 @@ def bootstrap_scores(y_true, proba, classes, *, pos_label=None, n_bootstraps=100
 #: Default scorers (see :func:`make_scoring`).
 SCORING = make_scoring()
 
+
+
+def scores_by_group(y_true, proba, classes, groups, *, pos_label=None, threshold=None):
+    """The metrics of :data:`METRICS` within each group (a source, a hospital) of a labelled set.
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n_samples,)
+    proba : array-like of shape (n_samples, n_classes)
+    classes : array-like of shape (n_classes,)
+    groups : array-like of shape (n_samples,)
+    pos_label : label or None, default=None
+        The positive (COVID) class; ``None`` finds it among ``classes``.
+    threshold : float or None, default=None
+        Predict the positive class where its probability is at least this
+        (the model's decision threshold); ``None`` takes the most probable class.
+
+    Returns
+    -------
+    scores : dict
+        ``{group: {metric: value, ..., "n": slices}}`` in sorted group order;
+        ROC-AUC, sensitivity and specificity are NaN in a group that lacks a class.
+    """
+    y_true, proba, groups = np.asarray(y_true, dtype=object), np.asarray(proba), np.asarray(groups, dtype=object)
+    classes = np.asarray(classes, dtype=object)
+    pos_label = resolve_pos_label(classes, classes, pos_label)
+    scores = {}
+    for group in sorted(set(groups.tolist()), key=str):
+        where = groups == group
+        _, is_pos, pred_pos, score = binary_predictions(y_true[where], proba[where], classes, pos_label,
+                                                        threshold)
+        values = {name: float(value) for name, value in binary_scores(is_pos, pred_pos, score).items()}
+        scores[group] = {**values, "n": int(where.sum())}
+    return scores

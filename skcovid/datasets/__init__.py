@@ -6,6 +6,8 @@ from skcovid.datasets._dicom import load_dicom_folder
 from skcovid.datasets._folder import load_image_folder
 from skcovid.datasets._sample import load_sample_ct
 from skcovid.datasets._sarscov2 import fetch_sarscov2_ct
+from skcovid.datasets._sources import load_class_folder, load_sources
 
 __all__ = ["fetch_covid_ct", "fetch_sarscov2_ct", "get_data_home", "load_covid_ct", "load_dicom_folder",
-           "load_image_folder", "load_sample_ct"]
+           "load_class_folder",
+           "load_image_folder", "load_sample_ct", "load_sources"]
