@@ -191,7 +191,7 @@ def test_crop_is_a_parameter_that_reads_fit_and_predict_images(tmp_path):
     assert onnx_model.crop == "body"
     np.testing.assert_allclose(onnx_model.predict_proba(X), proba, atol=1e-4)
     with pytest.raises(ValueError, match="crop"):
-        TransferCNNClassifier(crop="lungs").fit(X, y)
+        TransferCNNClassifier(crop="liver").fit(X, y)
 
 
 def _covid_ct_copy(root, lists):

@@ -113,6 +113,7 @@ MODEL_OPTIONS = (
     _Option("image_size", "--image-size", int, "model", "PX"),
     _Option("window", "--window", _window, "model", "LEVEL,WIDTH"),
     _Option("crop", "--crop", _value(str, none=None), "model"),
+    _Option("intensity", "--intensity", _value(str, none=None), "model"),
     _Option("max_epochs", "--epochs", int, "training"),
     _Option("lr", "--lr", float, "training"),
     _Option("batch_size", "--batch-size", int, "training"),

@@ -107,6 +107,7 @@ def _metadata(classifier, image_size, fmt):
         "image_size": image_size,
         "window": list(window) if isinstance(window, (tuple, list)) else window,
         "crop": classifier.crop,
+        "intensity": classifier.intensity,
         "input_units": _input_units(window),
         "input": f"float32 tensor (N, 1, H, W): {read}; any H, W (resized inside)",
         "output": "float32 tensor (N, n_classes): class probabilities, columns in 'classes' order",
@@ -241,7 +242,7 @@ def export(estimator, path, *, format=None, quantize=None, calibration=None, val
     if quantize is not None:
         units = _input_units(classifier.window)
         inputs = list(itertools.islice(model_inputs(calibration, classifier.window, units,
-                                                    classifier.crop), MAX_CALIBRATION))
+                                                    classifier.crop, classifier.intensity), MAX_CALIBRATION))
         if not inputs:
             raise ValueError("calibration holds no images.")
         int8 = {"calibration": inputs, "equalize": equalize,
@@ -286,7 +287,7 @@ def _validation(validation, classifier, units):
         X_val, y_val = validation
     except (TypeError, ValueError):
         raise ValueError("validation must be a pair (X_val, y_val) of labelled slices.") from None
-    images = list(model_inputs(X_val, classifier.window, units, classifier.crop))
+    images = list(model_inputs(X_val, classifier.window, units, classifier.crop, classifier.intensity))
     labels = np.asarray(y_val, dtype=object)
     if labels.ndim != 1 or len(labels) != len(images):
         raise ValueError(f"validation holds {len(images)} images but {labels.size} labels.")

@@ -14,6 +14,7 @@ from skcovid._core.parallel import ordered_map
 from skcovid._decision.decide import AGGREGATIONS, check_finite_proba, decide
 from skcovid._deploy.limits import check_classes, check_decision, check_image_size
 from skcovid._imaging.crop import CROPS, crop_image
+from skcovid._imaging.intensity import INTENSITIES, harmonise
 from skcovid._imaging.medical import read_hu
 from skcovid._imaging.raster import array_to_gray, as_paths
 from skcovid._imaging.window import check_hu_source, is_window, read_windowed
@@ -27,7 +28,7 @@ def _as_window(window):
     return tuple(window) if isinstance(window, list) else window
 
 
-def model_input(item, window, input_units, crop=None):
+def model_input(item, window, input_units, crop=None, intensity=None):
     """One slice as an exported network takes it: ``(H, W)`` float32.
 
     Parameters
@@ -40,40 +41,44 @@ def model_input(item, window, input_units, crop=None):
         What the exported network takes: grey intensities in ``[0, 1]`` (a
         classifier without a window: HU slices go through the lung window, as
         skcovid reads them) or Hounsfield units (windowed inside the network).
-    crop : {"body"} or None, default=None
+    crop : {"body", "lungs"} or None, default=None
         The classifier's ``crop``, applied here, before the network
         (:func:`skcovid._imaging.crop.crop_image`).
+    intensity : {"auto"} or None, default=None
+        The classifier's ``intensity``, applied here to raster slices
+        (:func:`skcovid._imaging.intensity.harmonise`).
 
     Returns
     -------
     image : ndarray of shape (H, W), dtype float32
     """
     if input_units == "gray":
-        return read_windowed(item, None, crop)[0]
+        return read_windowed(item, None, crop, intensity)[0]
     check_hu_source(item, window)  # a raster file's grey levels are not HU
     return crop_image(read_hu(item), crop, hu=True)
 
 
-def model_inputs(X, window, input_units, crop=None):
+def model_inputs(X, window, input_units, crop=None, intensity=None):
     """Each image of ``X`` as :func:`model_input` gives it, one at a time.
 
     Paths are read with skcovid's readers (a few ahead, in threads:
     :func:`skcovid._core.parallel.ordered_map`); arrays, ``(n, H, W)`` or a list of
     ``(H, W)``, are taken in the network's input units (grey intensities:
     ``uint8`` and ``uint16`` scaled to ``[0, 1]`` as :func:`skcovid.datasets`
-    reads arrays; HU: as given), each cut down as ``crop`` says.
+    reads arrays; HU: as given), each harmonised (grey intensities) and cut
+    down as ``intensity`` and ``crop`` say.
     """
     paths = as_paths(X)
     if paths is not None:
         # Decoded a few files ahead in threads, in order, while the network runs.
-        yield from ordered_map(lambda path: model_input(path, window, input_units, crop), paths)
+        yield from ordered_map(lambda path: model_input(path, window, input_units, crop, intensity), paths)
         return
     for image in X:
         image = np.asarray(image)
         if image.ndim != 2:
             raise ValueError(f"Expected images of shape (H, W); got one of shape {image.shape}.")
         if input_units == "gray":
-            yield crop_image(array_to_gray(image[None])[0], crop, hu=False)
+            yield crop_image(harmonise(array_to_gray(image[None])[0], intensity), crop, hu=False)
         else:
             yield crop_image(image.astype(np.float32), crop, hu=True)
 
@@ -101,8 +106,10 @@ class OnnxClassifier:
         The network's input size (slices are resized inside the network).
     window : str, tuple or None
         The classifier's ``window``.
-    crop : {"body"} or None
+    crop : {"body", "lungs"} or None
         The classifier's ``crop`` (applied before the network, by this runtime).
+    intensity : {"auto"} or None
+        The classifier's ``intensity`` (applied to raster slices before the network, by this runtime).
     input_units : {"gray", "HU"}
         What arrays given to :meth:`predict_proba` must hold.
     temperature_ : float
@@ -127,6 +134,7 @@ class OnnxClassifier:
         self.window = _as_window(metadata["window"])
         self.input_units = metadata["input_units"]
         self.crop = metadata.get("crop")
+        self.intensity = metadata.get("intensity")
         self.temperature_ = float(metadata.get("temperature") or 1.0)
         # Files exported before "temperature_fitted" had a temperature fitted where it is not 1.
         self.temperature_fitted_ = metadata.get("temperature_fitted", self.temperature_ != 1.0) is True
@@ -166,7 +174,7 @@ class OnnxClassifier:
                 out.append(self.session.run(None, {self._input_name: stacked})[0])
                 batch.clear()
 
-        for image in model_inputs(X, self.window, self.input_units, self.crop):
+        for image in model_inputs(X, self.window, self.input_units, self.crop, self.intensity):
             if batch and (image.shape != batch[0].shape or len(batch) == batch_size):
                 run()
             batch.append(image)
@@ -268,6 +276,8 @@ def _checked_metadata(text, session, path):
                              "takes 'HU', one without takes 'gray'")
         if metadata.get("crop") not in (None, *CROPS):
             raise ValueError(f"crop is {metadata['crop']!r}: not one of {[None, *CROPS]}")
+        if metadata.get("intensity") not in (None, *INTENSITIES):
+            raise ValueError(f"intensity is {metadata['intensity']!r}: not one of {[None, *INTENSITIES]}")
         check_decision(metadata["classes"], temperature=metadata.get("temperature"),
                        threshold=metadata.get("threshold"), pos_label=metadata.get("pos_label"), where="")
         aggregation = metadata.get("patient_aggregation", {})

@@ -9,6 +9,7 @@ from sklearn.utils.validation import check_array, validate_data
 from torchvision.transforms import v2
 
 from skcovid._imaging.crop import crop_image
+from skcovid._imaging.intensity import harmonise
 from skcovid._imaging.raster import array_to_gray, as_paths
 from skcovid._imaging.window import apply_window, read_windowed
 
@@ -18,41 +19,54 @@ class PathImages:
 
     Items are raster files, DICOM files or NIfTI slices; an item gives its
     ``(C, H, W)`` intensities under ``window`` (:func:`skcovid._imaging.window.read_windowed`).
+    ``missed`` collects the items whose crop did not find what it looks for
+    (read in this process); subsets share it.
     """
 
-    def __init__(self, paths, window=None, crop=None):
+    def __init__(self, paths, window=None, crop=None, intensity=None, missed=None):
         self.paths = paths
         self.window = window
         self.crop = crop
+        self.intensity = intensity
+        self.missed = set() if missed is None else missed
 
     def __len__(self):
         return len(self.paths)
 
     def subset(self, indices):
         """The images at ``indices``, in that order."""
-        return PathImages([self.paths[i] for i in indices], self.window, self.crop)
+        return PathImages([self.paths[i] for i in indices], self.window, self.crop, self.intensity, self.missed)
 
     def __getitem__(self, index):
-        return read_windowed(self.paths[index], self.window, self.crop)
+        path = self.paths[index]
+        return read_windowed(path, self.window, self.crop, self.intensity, missed=lambda: self.missed.add(path))
 
 
 class ArrayImages:
-    """Images already in memory, as an ``(n, H, W)`` float32 array of grey intensities."""
+    """Images already in memory, as an ``(n, H, W)`` float32 array of grey intensities.
 
-    def __init__(self, images, window=None, crop=None):
+    ``missed`` collects the indices of the images whose crop did not find
+    what it looks for.
+    """
+
+    def __init__(self, images, window=None, crop=None, intensity=None):
         self.images = images
         self.window = window
         self.crop = crop
+        self.intensity = intensity
+        self.missed = set()
 
     def __len__(self):
         return len(self.images)
 
     def subset(self, indices):
         """The images at ``indices``, in that order."""
-        return ArrayImages(self.images[np.asarray(indices, dtype=int)], self.window, self.crop)
+        return ArrayImages(self.images[np.asarray(indices, dtype=int)], self.window, self.crop, self.intensity)
 
     def __getitem__(self, index):
-        return apply_window(crop_image(self.images[index], self.crop, hu=False), self.window, hu=False)
+        image = crop_image(harmonise(self.images[index], self.intensity), self.crop, hu=False,
+                           missed=lambda: self.missed.add(int(index)))
+        return apply_window(image, self.window, hu=False)
 
 
 def _tabular_to_images(X):
@@ -70,7 +84,7 @@ def _forget_features(estimator):
             delattr(estimator, attr)
 
 
-def check_images(estimator, X, *, reset, window=None, crop=None):
+def check_images(estimator, X, *, reset, window=None, crop=None, intensity=None):
     """Validate ``X`` and return its images.
 
     Parameters
@@ -85,8 +99,10 @@ def check_images(estimator, X, *, reset, window=None, crop=None):
         True in ``fit``.
     window : {"lung", "mediastinal", "multi"}, (level, width) or None, default=None
         How the images' intensities are read (:mod:`skcovid._imaging.window`).
-    crop : {"body"} or None, default=None
+    crop : {"body", "lungs"} or None, default=None
         How each image is cut down before resizing (:mod:`skcovid._imaging.crop`).
+    intensity : {"auto"} or None, default=None
+        How raster images' grey levels are harmonised (:mod:`skcovid._imaging.intensity`).
 
     Returns
     -------
@@ -98,7 +114,7 @@ def check_images(estimator, X, *, reset, window=None, crop=None):
     if paths is not None:
         if reset:
             _forget_features(estimator)
-        return PathImages(paths, window, crop)
+        return PathImages(paths, window, crop, intensity)
     ndim = getattr(X, "ndim", None)
     if ndim is None and not sp.issparse(X):
         ndim = np.ndim(np.asarray(X, dtype=object)) if hasattr(X, "__len__") else 0
@@ -108,9 +124,9 @@ def check_images(estimator, X, *, reset, window=None, crop=None):
             raise ValueError(f"Images must be at least 1x1 pixel; got shape {array.shape}.")
         if reset:
             _forget_features(estimator)
-        return ArrayImages(array_to_gray(array), window, crop)
+        return ArrayImages(array_to_gray(array), window, crop, intensity)
     array = validate_data(estimator, X, reset=reset, dtype="numeric")
-    return ArrayImages(array_to_gray(_tabular_to_images(array)), window, crop)
+    return ArrayImages(array_to_gray(_tabular_to_images(array)), window, crop, intensity)
 
 
 def make_augmentation(augment):

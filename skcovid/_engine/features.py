@@ -59,7 +59,7 @@ def _image_digest(images, index):
 
 
 #: The parameters of a TransferCNNClassifier that the backbone's features depend on.
-FEATURE_PARAMS = ("backbone", "weights", "image_size", "window", "crop", "pooling", "precision")
+FEATURE_PARAMS = ("backbone", "weights", "image_size", "window", "crop", "intensity", "pooling", "precision")
 
 
 def feature_key(params):

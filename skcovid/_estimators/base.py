@@ -38,18 +38,18 @@ class BaseCNNClassifier(ClassifierMixin, BaseEstimator):
         # A file saved before a parameter existed loads with the parameter's default.
         super().__setstate__(upgraded_state(type(self), state))
 
-    def _check_data(self, X, y, *, window=None, crop=None, groups=None):
+    def _check_data(self, X, y, *, window=None, crop=None, intensity=None, groups=None):
         """Validate ``X``, ``y`` and ``groups``; set ``classes_``.
 
         Returns
         -------
         images : PathImages or ArrayImages
-            Read under ``window``, cut down as ``crop`` says.
+            Read under ``window``, harmonised as ``intensity`` says, cut down as ``crop`` says.
         y : ndarray of shape (n_samples,)
         y_encoded : ndarray of int of shape (n_samples,)
         groups : ndarray of shape (n_samples,), dtype object, or None
         """
-        images = check_images(self, X, reset=True, window=window, crop=crop)
+        images = check_images(self, X, reset=True, window=window, crop=crop, intensity=intensity)
         if y is None:
             raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None.")
         y = column_or_1d(y, warn=True)
@@ -69,7 +69,8 @@ class BaseCNNClassifier(ClassifierMixin, BaseEstimator):
     def _images(self, X):
         check_is_fitted(self)
         owner = owner_of(self)
-        return check_images(self, X, reset=False, window=owner.window, crop=owner.crop)
+        return check_images(self, X, reset=False, window=owner.window, crop=owner.crop,
+                            intensity=owner.intensity)
 
     def predict_proba(self, X):
         """Class probabilities.

@@ -10,13 +10,15 @@ from skcovid._core.checks import is_count
 from skcovid._core.compat import HasMethods, Interval, Satisfies, StrOptions, fit_context
 from skcovid._decision.decide import AGGREGATIONS
 from skcovid._decision.fit import needs_validation, validation_check
-from skcovid._engine.accelerated import check_accelerator, is_accelerator
+from skcovid._engine.accelerated import is_accelerator
 from skcovid._engine.fit import fit_network
 from skcovid._engine.net import LR_SCHEDULES, OPTIMIZERS, PRECISIONS, is_device
 from skcovid._engine.settings import TrainingSettings
 from skcovid._engine.validation import resolve_validation
 from skcovid._estimators.base import BaseCNNClassifier
+from skcovid._estimators.joint_checks import check_joint_params
 from skcovid._imaging.crop import CROPS
+from skcovid._imaging.intensity import INTENSITIES
 from skcovid._imaging.window import is_window
 from skcovid._nets.backbones import BACKBONES, is_backbone_name
 from skcovid._nets.build import build_transfer_net
@@ -92,14 +94,21 @@ class TransferCNNClassifier(BaseCNNClassifier):
         (PNG, JPEG, ...), windowed when they were exported, as their grey
         intensities. Raster images carry no HU: a model with a window refuses
         them, in ``fit`` and in prediction, naming the file.
-    crop : {"body"} or None, default="body"
-        ``"body"`` cuts each slice down to the patient's body before it is
-        resized: the largest bright region (Otsu's threshold on grey
-        intensities, -500 HU on DICOM and NIfTI slices, an opening that cuts
-        off thin frames, captions and arrows, the lungs filled in), and its
-        bounding box with a 2% margin. Slices taken from figures lose their
-        margins and labels; CT series, the air and the table. A slice whose
-        largest region is under 5% of it is kept whole.
+    crop : {"body", "lungs"} or None, default="body"
+        ``"body"`` cuts each slice down to the patient's body before resizing:
+        the bounding box (2% margin) of the largest bright region (Otsu's
+        threshold, -500 HU on DICOM and NIfTI; an opening cuts off frames,
+        captions and arrows), so figures lose their margins and labels and
+        CT series the air and table; under 5% of the slice, it is kept whole.
+        ``"lungs"`` keeps the box (6% margin) of the lung fields, the dark
+        regions (1% of the slice or more) other than the air around the body,
+        and the body's box where there are none (``crop_missed_`` counts them).
+    intensity : {"auto"} or None, default=None
+        ``"auto"`` maps a raster slice's (PNG, JPEG) grey levels, exported in
+        any window, back to the lung window: the median greys of its lung
+        fields and of the body around them become those tissues' median HU
+        (-860 and -10). Slices without lungs or their contrast stay as they
+        are; DICOM and NIfTI keep their HU path. ``None``: grey levels as read.
     augment : {None, "flip", "ct"}, default=None
         Training-time augmentation: ``"flip"`` is random horizontal flips;
         ``"ct"`` is rotation, shear, zoom, horizontal and vertical flips,
@@ -253,6 +262,9 @@ class TransferCNNClassifier(BaseCNNClassifier):
     validation_indices_ : ndarray of int
         The samples of ``X`` held out for validation (empty without), which a
         ``PrunedCNNClassifier`` keeps out of its pruning and fine-tuning.
+    crop_missed_ : int
+        Training slices where ``crop`` found no lungs (or body), among those
+        read in this process (all of them with ``num_workers=0``).
     precomputed_features_ : bool
         Whether the head was trained on precomputed backbone features (see
         ``precompute_features``); with ``memory``, predictions of the fitted
@@ -285,7 +297,7 @@ class TransferCNNClassifier(BaseCNNClassifier):
     """
 
     #: What models saved before these parameters existed were trained with (a file loads with it).
-    _params_before_added = {"crop": None}
+    _params_before_added = {"crop": None, "intensity": None}
 
     def __init__(
         self,
@@ -300,6 +312,7 @@ class TransferCNNClassifier(BaseCNNClassifier):
         image_size=260,
         window=None,
         crop="body",
+        intensity=None,
         augment=None,
         optimizer="adam",
         lr=1e-3,
@@ -340,6 +353,7 @@ class TransferCNNClassifier(BaseCNNClassifier):
         self.image_size = image_size
         self.window = window
         self.crop = crop
+        self.intensity = intensity
         self.augment = augment
         self.optimizer = optimizer
         self.lr = lr
@@ -385,6 +399,7 @@ class TransferCNNClassifier(BaseCNNClassifier):
         "window": [Satisfies(is_window, "'lung', 'mediastinal', 'multi', (level, width) with width > 0, "
                                         "or None")],
         "crop": [StrOptions(set(CROPS)), None],
+        "intensity": [StrOptions(set(INTENSITIES)), None],
         "augment": [StrOptions({"flip", "ct"}), None],
         "optimizer": [StrOptions(set(OPTIMIZERS)),
                       Satisfies(lambda v: issubclass(v, torch.optim.Optimizer),
@@ -423,24 +438,8 @@ class TransferCNNClassifier(BaseCNNClassifier):
             raise ValueError(
                 "precompute_features=True needs freeze='backbone' and augment=None (the backbone's "
                 f"output must not change during training); got freeze={self.freeze!r}, "
-                f"augment={self.augment!r}."
-            )
-        if self.validation_fraction is None and self.early_stopping not in ("auto", None):
-            raise ValueError(
-                f"early_stopping={self.early_stopping} monitors the validation loss and needs "
-                "validation_fraction; set validation_fraction (e.g. 0.1 or 'auto') or "
-                "early_stopping=None."
-            )
-        if self.head_epochs and self.freeze == "backbone":
-            raise ValueError(
-                f"head_epochs={self.head_epochs} trains the head alone before the backbone joins in, "
-                "but freeze='backbone' never lets it: set freeze='none' (or a number of stages), or "
-                "head_epochs=0."
-            )
-        if self.warm_start and self.checkpoint_dir is None:
-            raise ValueError("warm_start=True resumes from a checkpoint and needs checkpoint_dir.")
-        if self.accelerator is not None:
-            check_accelerator(self)
+                f"augment={self.augment!r}.")
+        check_joint_params(self)
 
     def _features_are_fixed(self):
         return self.freeze == "backbone" and self.augment is None
@@ -474,7 +473,7 @@ class TransferCNNClassifier(BaseCNNClassifier):
         """
         self._check_params()
         images, y, y_encoded, groups = self._check_data(X, y, window=self.window, crop=self.crop,
-                                                               groups=groups)
+                                                        intensity=self.intensity, groups=groups)
         validation_fraction, early_stopping = resolve_validation(
             self.validation_fraction, self.early_stopping, y, groups=groups, verbose=self.verbose,
             needed=needs_validation(self))
@@ -488,6 +487,7 @@ class TransferCNNClassifier(BaseCNNClassifier):
         self.history_ = fitted.history
         self.precomputed_features_ = precompute
         self.validation_indices_ = np.setdiff1d(np.arange(len(y_encoded)), fitted.train_indices)
+        self.crop_missed_ = len(images.missed)
         self._fit_decision(self, images, y_encoded, self.validation_indices_)
         return self
 

@@ -192,7 +192,7 @@ class PrunedCNNClassifier(BaseCNNClassifier):
         check_images(self, X, reset=True)
         estimator = self._fitted_estimator(X, y, groups)
         images, y, y_encoded, groups = self._check_data(X, y, window=estimator.window, crop=estimator.crop,
-                                                           groups=groups)
+                                                        intensity=estimator.intensity, groups=groups)
         if not np.array_equal(estimator.classes_, self.classes_):
             raise ValueError(
                 f"The prefit estimator was fitted on classes {estimator.classes_.tolist()}, "

@@ -46,7 +46,8 @@ def _layer(net, layer, estimator):
 def _batches(estimator, X, batch_size):
     classifier, net, image_size = fitted_network(estimator)
     device = next(net.parameters()).device
-    images = check_images(classifier, X, reset=False, window=classifier.window, crop=classifier.crop)
+    images = check_images(classifier, X, reset=False, window=classifier.window, crop=classifier.crop,
+                          intensity=classifier.intensity)
     for x, _ in inference_loader(images, image_size, batch_size):
         yield x.to(device)
 
@@ -193,7 +194,8 @@ def overlay(image, heatmap, *, alpha=0.45, cmap="jet"):
 def _input_images(estimator, X):
     """The preprocessed (resized, [0, 1]) grayscale slices the network sees."""
     classifier, _, image_size = fitted_network(estimator)
-    images = check_images(classifier, X, reset=False, window=classifier.window, crop=classifier.crop)
+    images = check_images(classifier, X, reset=False, window=classifier.window, crop=classifier.crop,
+                          intensity=classifier.intensity)
     dataset = ImageDataset(images, None, image_size)
     return np.stack([dataset[i][0][0].numpy() for i in range(len(dataset))])
 

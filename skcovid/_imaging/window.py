@@ -13,6 +13,7 @@ import os
 import numpy as np
 
 from skcovid._imaging.crop import crop_image
+from skcovid._imaging.intensity import harmonise
 from skcovid._imaging.medical import is_medical, read_hu
 from skcovid._imaging.raster import read_gray
 
@@ -86,7 +87,7 @@ def apply_window(image, window, *, hu):
                      for low, high in window_bounds(window)])
 
 
-def read_windowed(item, window, crop=None):
+def read_windowed(item, window, crop=None, intensity=None, missed=None):
     """One image file's ``(C, H, W)`` intensities under ``window``: how skcovid reads every item.
 
     Parameters
@@ -95,8 +96,13 @@ def read_windowed(item, window, crop=None):
         A raster image, a DICOM file or a NIfTI slice (``"vol.nii.gz#k"``):
         HU for the medical ones, grey intensities for the others.
     window : {"lung", "mediastinal", "multi"}, (level, width) or None
-    crop : {"body"} or None, default=None
-        Cut the slice down to the body first (:func:`skcovid._imaging.crop.crop_image`).
+    crop : {"body", "lungs"} or None, default=None
+        Cut the slice down first (:func:`skcovid._imaging.crop.crop_image`).
+    intensity : {"auto"} or None, default=None
+        Harmonise a raster slice's grey levels first (:func:`skcovid._imaging.intensity.harmonise`);
+        HU slices keep their exact path.
+    missed : callable or None, default=None
+        Called where the crop did not find what it looks for.
 
     Returns
     -------
@@ -104,8 +110,8 @@ def read_windowed(item, window, crop=None):
     """
     check_hu_source(item, window)
     hu = is_medical(item)
-    image = read_hu(item) if hu else read_gray(item)
-    return apply_window(crop_image(image, crop, hu=hu), window, hu=hu)
+    image = read_hu(item) if hu else harmonise(read_gray(item), intensity)
+    return apply_window(crop_image(image, crop, hu=hu, missed=missed), window, hu=hu)
 
 
 def check_hu_source(item, window):
