@@ -204,3 +204,21 @@ def test_crop_lungs_finds_the_lungs_on_real_slices_of_two_sources():
         areas = [((r.stop - r.start) * (c.stop - c.start), (br.stop - br.start) * (bc.stop - bc.start))
                  for (r, c, _), (br, bc, _) in zip(boxes, body)]
         assert np.mean([lung < whole for lung, whole in areas]) > 0.5
+
+
+def test_ct_robust_augmentation_varies_the_display_and_keeps_the_range():
+    import torch
+
+    from skcovid._engine.data import make_augmentation
+
+    transform = make_augmentation("ct-robust")
+    x = torch.from_numpy((display(phantom_hu(64), *LUNG_WINDOW) / 255.0).astype(np.float32))[None]
+    torch.manual_seed(0)
+    views = torch.stack([transform(x) for _ in range(8)])
+    assert views.shape == (8, 1, 64, 64) and views.dtype == torch.float32
+    assert 0 <= views.min() and views.max() <= 1
+    assert views.mean(dim=(1, 2, 3)).std() > 0.01  # not one look
+    clf = TransferCNNClassifier(**{**FAST, "max_epochs": 1, "augment": "ct-robust"})
+    X = np.stack([display(phantom_hu(32, covid=k % 2 == 0), *LUNG_WINDOW) for k in range(8)])
+    clf.fit(X, ["COVID", "non-COVID"] * 4)
+    assert clf.predict_proba(X).shape == (8, 2)

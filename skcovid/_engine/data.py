@@ -134,7 +134,7 @@ def make_augmentation(augment):
 
     Parameters
     ----------
-    augment : {None, "flip", "ct"}
+    augment : {None, "flip", "ct", "ct-robust"}
 
     Returns
     -------
@@ -144,6 +144,16 @@ def make_augmentation(augment):
         return None
     if augment == "flip":
         return v2.RandomHorizontalFlip()
+    if augment == "ct-robust":
+        # The geometry of "ct", and the ways other hospitals export the same slice.
+        return v2.Compose([
+            v2.RandomAffine(degrees=10, scale=(0.9, 1.1)),
+            v2.RandomHorizontalFlip(),
+            v2.RandomApply([RandomDisplay()], p=0.8),
+            v2.RandomApply([v2.GaussianBlur(5, sigma=(0.1, 1.5))], p=0.3),
+            v2.RandomApply([v2.GaussianNoise(sigma=0.02)], p=0.3),
+            v2.RandomApply([JpegRoundTrip((30, 95))], p=0.3),
+        ])
     # "ct": the augmentations of the CT literature.
     return v2.Compose([
         v2.RandomAffine(degrees=10, shear=5, scale=(0.9, 1.1)),
@@ -152,6 +162,30 @@ def make_augmentation(augment):
         v2.ColorJitter(brightness=0.1, contrast=0.1),
         v2.RandomEqualize(p=0.2),
     ])
+
+
+class RandomDisplay:
+    """A random display mapping of ``[0, 1]`` intensities: a window narrower or wider than the slice's, and a gamma.
+
+    The window's ends move by up to 0.15 inwards or 0.1 outwards, and the gamma is drawn log-uniformly in
+    ``[0.6, 1.6]``, so that a network trained on one hospital's exports sees the windows and gammas of others.
+    """
+
+    def __call__(self, x):
+        low = torch.empty(()).uniform_(-0.1, 0.15)
+        high = torch.empty(()).uniform_(0.85, 1.1)
+        gamma = torch.empty(()).uniform_(np.log(0.6), np.log(1.6)).exp()
+        return ((x - low) / (high - low)).clamp(0, 1) ** gamma
+
+
+class JpegRoundTrip:
+    """JPEG compression at a random quality (torchvision's ``v2.JPEG``) of a ``[0, 1]`` float image."""
+
+    def __init__(self, quality):
+        self.jpeg = v2.JPEG(quality)
+
+    def __call__(self, x):
+        return self.jpeg((x * 255).round().to(torch.uint8)).float() / 255
 
 
 class DecodedCache:

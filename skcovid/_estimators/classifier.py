@@ -109,10 +109,12 @@ class TransferCNNClassifier(BaseCNNClassifier):
         fields and of the body around them become those tissues' median HU
         (-860 and -10). Slices without lungs or their contrast stay as they
         are; DICOM and NIfTI keep their HU path. ``None``: grey levels as read.
-    augment : {None, "flip", "ct"}, default=None
+    augment : {None, "flip", "ct", "ct-robust"}, default=None
         Training-time augmentation: ``"flip"`` is random horizontal flips;
         ``"ct"`` is rotation, shear, zoom, horizontal and vertical flips,
-        brightness, contrast and equalisation (torchvision.transforms.v2).
+        brightness, contrast and equalisation (torchvision.transforms.v2);
+        ``"ct-robust"`` is rotation, zoom and flips with the exports of other
+        hospitals: a random window and gamma, blur, noise, JPEG quality.
     optimizer : {"adam", "adamax", "adamw", "sgd"} or type, default="adam"
         A name (``"sgd"`` uses momentum 0.9) or a ``torch.optim.Optimizer``
         subclass.
@@ -141,12 +143,11 @@ class TransferCNNClassifier(BaseCNNClassifier):
         Fraction of the training data held out, stratified, to monitor
         validation loss and accuracy. ``None`` trains on all of it.
         ``"auto"`` holds out 0.1 when that split is large enough to trust
-        (100 samples and 30 a class, so from about 1000 samples), or when a
-        setting that needs one is asked for (an int ``early_stopping``,
+        (100 samples and 30 a class: about 1000 samples), or when a setting
+        that needs one is asked for (an int ``early_stopping``,
         ``calibration="temperature"``, ``target_sensitivity``) and every class
-        can give it 5 samples; otherwise it trains on all the data, saying so
-        at ``verbose >= 1``: a split of a few dozen images would only take
-        them from training to choose an epoch and a temperature by chance.
+        can give it 5 samples; otherwise it trains on all the data (said at
+        ``verbose >= 1``).
     class_weight : None, "balanced" or dict, default=None
         Weights of the classes in the cross-entropy loss.
     device : str, default="auto"
@@ -400,7 +401,7 @@ class TransferCNNClassifier(BaseCNNClassifier):
                                         "or None")],
         "crop": [StrOptions(set(CROPS)), None],
         "intensity": [StrOptions(set(INTENSITIES)), None],
-        "augment": [StrOptions({"flip", "ct"}), None],
+        "augment": [StrOptions({"flip", "ct", "ct-robust"}), None],
         "optimizer": [StrOptions(set(OPTIMIZERS)),
                       Satisfies(lambda v: issubclass(v, torch.optim.Optimizer),
                                 "a torch.optim.Optimizer subclass")],
