@@ -132,111 +132,149 @@ def fit_network(build_module, images, y, y_encoded, classes, settings, *, groups
     if split is not None:
         train_idx, valid_idx = split
     seed = int(rng.randint(np.iinfo(np.int32).max))
-    accelerator = settings.accelerator
     device = _device(settings)
-    cuda = device.startswith("cuda")
-    # Head-only epochs come before the max_epochs of the network that trains.
-    max_epochs, batch_size = settings.head_epochs + settings.max_epochs, settings.batch_size
-
-    criterion_kwargs = {}
-    if settings.class_weight is not None:
-        weights = compute_class_weight(settings.class_weight, classes=classes, y=y[train_idx])
-        criterion_kwargs["criterion__weight"] = torch.as_tensor(weights, dtype=torch.float32)
-    if settings.label_smoothing:
-        criterion_kwargs["criterion__label_smoothing"] = float(settings.label_smoothing)
-    optimizer, optimizer_kwargs = resolve_optimizer(settings.optimizer)
-    resume, checkpoint_key = None, None
-    if settings.checkpoint_dir is not None:
-        params = settings.checkpoint_params()
-        patients = [] if groups is None else [np.asarray(groups).astype(str).tolist()]
-        checkpoint_key = fingerprint(params, np.asarray(y).tolist(), len(y), precompute, *patients)
-        resume = (load_checkpoint(settings.checkpoint_dir, checkpoint_key) if settings.warm_start
-                  else None)
-    loader_kwargs = {"pin_memory": cuda}
-    if settings.num_workers:
-        # Not persistent: a new iterator per epoch draws from the torch RNG
-        # as without workers, so num_workers does not change the model.
-        loader_kwargs["num_workers"] = settings.num_workers
-
-    cuda_devices = [torch.cuda.current_device()] if cuda else []
+    checkpoint_key, resume = _checkpoint(settings, y, groups, precompute)
+    loader_kwargs = _loader_kwargs(settings, device)
+    net_kwargs = _net_kwargs(settings, classes, y[train_idx], device)
+    cuda_devices = [torch.cuda.current_device()] if device.startswith("cuda") else []
     with torch.random.fork_rng(devices=cuda_devices):
         torch.manual_seed(seed)
         module = build_module().to(device)
-        if cuda:
+        if device.startswith("cuda"):
             module = module.to(memory_format=torch.channels_last)
-        if precompute:
-            features = _features(module, images, settings, device)
-            train_set = Dataset(features[train_idx], y_encoded[train_idx])
-            valid_set = (None if valid_idx is None
-                         else Dataset(features[valid_idx], y_encoded[valid_idx]))
-        else:
-            budget = settings.image_cache_mb * 2**20
-            cache = DecodedCache(budget) if budget else None
-            train_set = ImageDataset(images, y_encoded, settings.image_size,
-                                     make_augmentation(settings.augment), train_idx, cache=cache)
-            valid_set = (None if valid_idx is None else
-                         ImageDataset(images, y_encoded, settings.image_size, None, valid_idx,
-                                      cache=cache))
+        train_set, valid_set = _datasets(module, images, y_encoded, train_idx, valid_idx, settings, device,
+                                         precompute)
         if training_loss is not None:
             train_set = training_loss.inputs(train_set)
         param_groups, peak_lr = ([], settings.lr) if precompute else _stage_learning_rates(
             module, settings.lr, settings.layer_decay)
-        callbacks = training_callbacks(
-            lr=peak_lr, lr_schedule=settings.lr_schedule, max_epochs=max_epochs,
-            batches_per_epoch=batches_per_epoch(len(train_idx), batch_size),
-            early_stopping=settings.early_stopping, has_validation=valid_idx is not None,
-            verbose=settings.verbose, head_epochs=settings.head_epochs,
-        )
-        callbacks += copy.deepcopy(list(settings.callbacks or []))
-        callbacks += list(extra_callbacks)
-        if checkpoint_key is not None:
-            callbacks.append(("checkpoint", Checkpointer(settings.checkpoint_dir, checkpoint_key, resume)))
-        net_kwargs = dict(
-            criterion=torch.nn.CrossEntropyLoss,
-            optimizer=optimizer,
-            lr=settings.lr,
-            batch_size=batch_size,
-            max_epochs=max_epochs,
-            iterator_train__shuffle=True,
-            classes=np.arange(len(classes)),
-            device=device,
-            precision=settings.precision,
-            channels_last=cuda,
-            verbose=settings.verbose,
-            **{f"optimizer__{k}": v for k, v in optimizer_kwargs.items()},
-            **criterion_kwargs,
-        )
         if param_groups:
             net_kwargs["optimizer__param_groups"] = param_groups
-        # The head trains on features in memory: no loader workers for it.
-        train_loader_kwargs = {} if precompute else loader_kwargs
-        train_kwargs = dict(
-            net_kwargs, callbacks=callbacks, training_loss=training_loss,
-            module=module.head if precompute else module,
-            train_split=None if valid_set is None else predefined_split(valid_set),
-            **{f"iterator_{kind}__{k}": v for kind in ("train", "valid")
-               for k, v in train_loader_kwargs.items()},
+        callbacks = _callbacks(settings, peak_lr, len(train_idx), valid_set is not None, extra_callbacks,
+                               checkpoint_key, resume)
+        net = _trained_net(settings, net_kwargs, callbacks, module, train_set, valid_set, precompute,
+                           {} if precompute else loader_kwargs, training_loss, resume)
+    net = _finished_net(net, module, settings, net_kwargs, loader_kwargs, precompute)
+    recalibrate_batchnorm(net.module_, images, train_idx, settings, device)
+    # A fitted network is in eval mode: inference then never changes its training flag, which threads
+    # predicting with one model at once would otherwise flip under each other.
+    net.module_.eval()
+    return FittedNetwork(net, history_records(net.history), train_idx)
+
+
+def _checkpoint(settings, y, groups, precompute):
+    """The key of this fit's checkpoints and the checkpoint to resume from (None, None without ``checkpoint_dir``)."""
+    if settings.checkpoint_dir is None:
+        return None, None
+    patients = [] if groups is None else [np.asarray(groups).astype(str).tolist()]
+    key = fingerprint(settings.checkpoint_params(), np.asarray(y).tolist(), len(y), precompute, *patients)
+    return key, load_checkpoint(settings.checkpoint_dir, key) if settings.warm_start else None
+
+
+def _loader_kwargs(settings, device):
+    """DataLoader options of the image loaders: pinned memory on CUDA, worker processes if asked."""
+    loader_kwargs = {"pin_memory": device.startswith("cuda")}
+    if settings.num_workers:
+        # Not persistent: a new iterator per epoch draws from the torch RNG
+        # as without workers, so num_workers does not change the model.
+        loader_kwargs["num_workers"] = settings.num_workers
+    return loader_kwargs
+
+
+def _net_kwargs(settings, classes, y_train, device):
+    """The skorch net's arguments that training and prediction share: loss, optimizer, sizes, device."""
+    optimizer, optimizer_kwargs = resolve_optimizer(settings.optimizer)
+    criterion_kwargs = {}
+    if settings.class_weight is not None:
+        weights = compute_class_weight(settings.class_weight, classes=classes, y=y_train)
+        criterion_kwargs["criterion__weight"] = torch.as_tensor(weights, dtype=torch.float32)
+    if settings.label_smoothing:
+        criterion_kwargs["criterion__label_smoothing"] = float(settings.label_smoothing)
+    return dict(
+        criterion=torch.nn.CrossEntropyLoss,
+        optimizer=optimizer,
+        lr=settings.lr,
+        batch_size=settings.batch_size,
+        # Head-only epochs come before the max_epochs of the network that trains.
+        max_epochs=settings.head_epochs + settings.max_epochs,
+        iterator_train__shuffle=True,
+        classes=np.arange(len(classes)),
+        device=device,
+        precision=settings.precision,
+        channels_last=device.startswith("cuda"),
+        verbose=settings.verbose,
+        **{f"optimizer__{k}": v for k, v in optimizer_kwargs.items()},
+        **criterion_kwargs,
+    )
+
+
+def _datasets(module, images, y_encoded, train_idx, valid_idx, settings, device, precompute):
+    """The training and validation sets (None without one): precomputed features, or images to decode."""
+    if precompute:
+        features = _features(module, images, settings, device)
+        return (Dataset(features[train_idx], y_encoded[train_idx]),
+                None if valid_idx is None else Dataset(features[valid_idx], y_encoded[valid_idx]))
+    budget = settings.image_cache_mb * 2**20
+    cache = DecodedCache(budget) if budget else None
+    train_set = ImageDataset(images, y_encoded, settings.image_size, make_augmentation(settings.augment),
+                             train_idx, cache=cache)
+    valid_set = (None if valid_idx is None else
+                 ImageDataset(images, y_encoded, settings.image_size, None, valid_idx, cache=cache))
+    return train_set, valid_set
+
+
+def _callbacks(settings, peak_lr, n_train, has_validation, extra_callbacks, checkpoint_key, resume):
+    """The training's callbacks: schedule, early stopping, the user's, a checkpointer."""
+    callbacks = training_callbacks(
+        lr=peak_lr, lr_schedule=settings.lr_schedule, max_epochs=settings.head_epochs + settings.max_epochs,
+        batches_per_epoch=batches_per_epoch(n_train, settings.batch_size),
+        early_stopping=settings.early_stopping, has_validation=has_validation,
+        verbose=settings.verbose, head_epochs=settings.head_epochs,
+    )
+    callbacks += copy.deepcopy(list(settings.callbacks or []))
+    callbacks += list(extra_callbacks)
+    if checkpoint_key is not None:
+        callbacks.append(("checkpoint", Checkpointer(settings.checkpoint_dir, checkpoint_key, resume)))
+    return callbacks
+
+
+def _trained_net(settings, net_kwargs, callbacks, module, train_set, valid_set, precompute, loader_kwargs,
+                 training_loss, resume):
+    """The skorch net, trained (or resumed from ``resume``) on ``train_set``: the head alone with ``precompute``."""
+    accelerator = settings.accelerator
+    train_kwargs = dict(
+        net_kwargs, callbacks=callbacks, training_loss=training_loss,
+        module=module.head if precompute else module,
+        train_split=None if valid_set is None else predefined_split(valid_set),
+        # The head trains on features in memory: no loader workers for it (``loader_kwargs`` is empty).
+        **{f"iterator_{kind}__{k}": v for kind in ("train", "valid") for k, v in loader_kwargs.items()},
+    )
+    if accelerator is None:
+        net = SkorchNet(**train_kwargs)
+    else:  # the accelerator places the network and the batches
+        net = AcceleratedNet(
+            **{**train_kwargs, "device": None}, accelerator=accelerator,
+            # Unwrapped below, after early stopping has put back the best
+            # weights, which it saved from the wrapped module.
+            unwrap_after_train=False,
+            # skorch prints to any sink but print whatever the verbosity
+            callbacks__print_log__sink=accelerator.print if settings.verbose else silent,
         )
-        if accelerator is None:
-            net = SkorchNet(**train_kwargs)
-        else:  # the accelerator places the network and the batches
-            net = AcceleratedNet(
-                **{**train_kwargs, "device": None}, accelerator=accelerator,
-                # Unwrapped below, after early stopping has put back the best
-                # weights, which it saved from the wrapped module.
-                unwrap_after_train=False,
-                # skorch prints to any sink but print whatever the verbosity
-                callbacks__print_log__sink=accelerator.print if settings.verbose else silent,
-            )
-        if resume is None:
-            net.fit(train_set, y=None)
-        else:
-            net.initialize()
-            restore(net, resume)  # weights, optimizer, history and the RNG where it stopped
-            remaining = 0 if resume["finished"] else max_epochs - len(net.history)
-            if remaining > 0:
-                net.partial_fit(train_set, y=None, epochs=remaining)
-        net.training_loss = None  # it may hold what only training needs, such as a teacher network
+    if resume is None:
+        net.fit(train_set, y=None)
+    else:
+        net.initialize()
+        restore(net, resume)  # weights, optimizer, history and the RNG where it stopped
+        remaining = 0 if resume["finished"] else net_kwargs["max_epochs"] - len(net.history)
+        if remaining > 0:
+            net.partial_fit(train_set, y=None, epochs=remaining)
+    net.training_loss = None  # it may hold what only training needs, such as a teacher network
+    return net
+
+
+def _finished_net(net, module, settings, net_kwargs, loader_kwargs, precompute):
+    """The net that predicts: the whole network, unwrapped from an accelerator, decoding in workers if asked."""
+    accelerator = settings.accelerator
     if accelerator is not None:
         # Unwrapping also takes mixed precision's forward wrappers off the module.
         trained = accelerator.unwrap_model(net.module_, keep_fp32_wrapper=False)
@@ -247,16 +285,11 @@ def fit_network(build_module, images, y, y_encoded, classes, settings, *, groups
         if not precompute:
             module = trained
     if precompute or accelerator is not None:
-        # The net that predicts holds the whole network and decodes in
-        # workers if asked; with precomputed features, it finds them in memory.
+        # With precomputed features, the net finds them in memory.
         predict_kwargs = {f"iterator_valid__{k}": v for k, v in loader_kwargs.items()}
         net = rebuilt_net(net, module, **net_kwargs, **predict_kwargs,
                           feature_cache=feature_cache(settings) if precompute else None)
-    recalibrate_batchnorm(net.module_, images, train_idx, settings, device)
-    # A fitted network is in eval mode: inference then never changes its training flag, which threads
-    # predicting with one model at once would otherwise flip under each other.
-    net.module_.eval()
-    return FittedNetwork(net, history_records(net.history), train_idx)
+    return net
 
 
 def _stage_learning_rates(module, lr, layer_decay):
