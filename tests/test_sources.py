@@ -154,8 +154,11 @@ def test_train_on_several_sources_reports_each_and_leaves_each_out(tmp_path, cap
         assert name in text
     assert out.is_file()
     # Held out: each source's patients stay on one side, and the held-out metrics come per source too.
-    assert main(["train", *paths, "--out", out, "--test-size", "0.34", *FAST_ARGS]) == 0
-    assert "held-out metrics by source:" in capsys.readouterr().out
+    assert main(["train", *paths, "--out", out, "--test-size", "0.34", *FAST_ARGS, "--crop", "lungs",
+                 "--intensity", "auto"]) == 0
+    text = capsys.readouterr().out
+    assert "held-out metrics by source:" in text
+    assert "lungs not found in 0 training slices" in text
     # One folder cannot be left out against the others.
     assert main(["train", paths[0], "--out", out, "--cv", "sources", *FAST_ARGS]) == 1
     assert "two DATA_DIR folders or more" in capsys.readouterr().err
