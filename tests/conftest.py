@@ -35,7 +35,8 @@ REAL_DATA = Path(
 #: augmentation and temperature, which tests of those options ask for.
 FAST = dict(
     backbone="simple_cnn", weights=None, freeze="none", image_size=16, lr=1e-2, batch_size=16,
-    max_epochs=8, validation_fraction=None, early_stopping=None, crop=None, tta=None, calibration=None,
+    max_epochs=8, validation_fraction=None, early_stopping=None, crop=None, intensity=None, tta=None,
+    calibration=None,
     random_state=0,
 )
 

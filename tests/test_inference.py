@@ -121,13 +121,13 @@ def test_onnx_runtime_is_exported_once_into_a_cache_keyed_by_the_file(image_fold
 
 
 def test_the_default_recipe_loads_into_onnx_runtime_by_default_and_predicts_as_pytorch(tmp_path):
-    """runtime="auto": the default recipe's model (Lite2, body crop, flip TTA) runs in ONNX Runtime, within 1e-4."""
+    """runtime="auto": the default recipe's model (Lite2, lung crop, harmonised greys, flip TTA) runs in ONNX Runtime."""
     from skcovid import OnnxClassifier
     from skcovid.datasets import load_sample_ct
 
     X, y = load_sample_ct()
     clf = TransferCNNClassifier(image_size=64, max_epochs=2, random_state=0).fit(X[::5], y[::5])
-    assert (clf.backbone, clf.crop, clf.tta) == ("efficientnet_lite2", "body", "flip")
+    assert (clf.backbone, clf.crop, clf.intensity, clf.tta) == ("efficientnet_lite2", "lungs", "auto", "flip")
     model = load_model(save_model(clf, tmp_path / "default.skcovid"), cache_dir=tmp_path / "cache")
     assert isinstance(model, OnnxClassifier)
     np.testing.assert_allclose(model.predict_proba(X[1::10]), clf.predict_proba(X[1::10]), rtol=0, atol=1e-4)

@@ -147,7 +147,8 @@ def test_recipe_is_plain_parameters():
     assert recipe().get_params() == TransferCNNClassifier().get_params()
     assert recipe("frozen-lite2").get_params() == TransferCNNClassifier().get_params()
     assert {k: v for k, v in recipe("frozen").get_params().items() if k in RECIPES["frozen"]} == {
-        "backbone": "efficientnet_lite0", "image_size": 224, "crop": None, "tta": None, "calibration": None}
+        "backbone": "efficientnet_lite0", "image_size": 224, "crop": None, "intensity": None, "tta": None,
+        "calibration": None}
     with pytest.raises(ValueError, match="recipe 'fast' is not one of"):
         recipe("fast")
 

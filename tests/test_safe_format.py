@@ -323,7 +323,7 @@ def test_the_command_line_saves_the_safe_format(image_folder, tmp_path, capsys):
     assert _document(out)["estimator"]["class"] == "PrunedCNNClassifier"
     # The default recipe's settings travel in the file.
     inner = load_model(out, runtime="torch").estimator_
-    assert (inner.crop, inner.tta, inner.calibration) == ("body", "flip", None)
+    assert (inner.crop, inner.intensity, inner.tta, inner.calibration) == ("lungs", "auto", "flip", None)
     assert main(["predict", str(out), image_folder[0][0], "-q"]) == 0
     assert image_folder[0][0] in capsys.readouterr().out
 

@@ -93,12 +93,12 @@ def _parts(estimator, n_fit, held_out=None):
     line = f"parts: training {n_fit - n_validation}, validation {n_validation}"
     if held_out is not None:
         line += f", held out {held_out} (the report)"
-    if getattr(owner, "crop", None) == "lungs":
-        line += f"; lungs not found in {getattr(owner, 'crop_missed_', 0)} training slices (cut to the body)"
     if getattr(owner, "calibration", None) is not None:
         temperature = temperature_of(estimator)
         line += ("; temperature: none fitted (no validation split large enough to trust)" if temperature is None
                  else f"; temperature: {temperature:.4f}")
+    if getattr(owner, "crop", None) == "lungs":
+        line += f"; lungs not found in {getattr(owner, 'crop_missed_', 0)} training slices (cut to the body)"
     return line
 
 

@@ -94,7 +94,7 @@ class TransferCNNClassifier(BaseCNNClassifier):
         (PNG, JPEG, ...), windowed when they were exported, as their grey
         intensities. Raster images carry no HU: a model with a window refuses
         them, in ``fit`` and in prediction, naming the file.
-    crop : {"body", "lungs"} or None, default="body"
+    crop : {"body", "lungs"} or None, default="lungs"
         ``"body"`` cuts each slice down to the patient's body before resizing:
         the bounding box (2% margin) of the largest bright region (Otsu's
         threshold, -500 HU on DICOM and NIfTI; an opening cuts off frames,
@@ -103,7 +103,7 @@ class TransferCNNClassifier(BaseCNNClassifier):
         ``"lungs"`` keeps the box (6% margin) of the lung fields, the dark
         regions (1% of the slice or more) other than the air around the body,
         and the body's box where there are none (``crop_missed_`` counts them).
-    intensity : {"auto"} or None, default=None
+    intensity : {"auto"} or None, default="auto"
         ``"auto"`` maps a raster slice's (PNG, JPEG) grey levels, exported in
         any window, back to the lung window: the median greys of its lung
         fields and of the body around them become those tissues' median HU
@@ -312,8 +312,8 @@ class TransferCNNClassifier(BaseCNNClassifier):
         dropout=0.2,
         image_size=260,
         window=None,
-        crop="body",
-        intensity=None,
+        crop="lungs",
+        intensity="auto",
         augment=None,
         optimizer="adam",
         lr=1e-3,

@@ -17,6 +17,7 @@ RECIPES = MappingProxyType({
         "backbone": "efficientnet_lite0",
         "image_size": 224,
         "crop": None,
+        "intensity": None,
         "freeze": "none",
         "head_epochs": 2,
         "layer_decay": 0.8,
@@ -31,6 +32,7 @@ RECIPES = MappingProxyType({
         "backbone": "efficientnet_lite0",
         "image_size": 224,
         "crop": None,
+        "intensity": None,
         "tta": None,
         "calibration": None,
     }),
@@ -48,12 +50,16 @@ def recipe(name=DEFAULT_RECIPE, **params):
     ``skcovid train``'s: the ImageNet
     EfficientNet-Lite2 at its native 260 px, frozen, with a linear head
     trained on its features (computed once per fit); every slice cut down to
-    the body first (``crop="body"``), predictions averaged over each slice
-    and its mirror image (``tta="flip"``), and a temperature where the
-    validation split is large enough to trust (``calibration="auto"``). It
-    was chosen as the candidate whose worst ROC-AUC over three kinds of new
-    data (COVID-CT's patients, blocked SARS-CoV-2 slices, another hospital's
-    DICOM patients) was best, and it trains 550 slices in minutes on a CPU.
+    its lung fields first (``crop="lungs"``), raster slices' grey levels
+    mapped back to the lung window (``intensity="auto"``), predictions
+    averaged over each slice and its mirror image (``tta="flip"``), and a
+    temperature where the validation split is large enough to trust
+    (``calibration="auto"``). Its whole-slice settings were chosen as the
+    candidate whose worst ROC-AUC over three kinds of new data was best; the
+    lung crop and harmonisation raised the worst source left out of training
+    (of SARS-CoV-2, COVID-CT and COVID-CT-MD) from 0.51 to 0.56 without a
+    significant loss within COVID-CT (docs/benchmarks.md, "Several
+    sources"). It trains 550 slices in minutes on a CPU.
 
     ``"finetune"`` is fastai's ``fine_tune`` on an ImageNet
     EfficientNet-Lite0. The new head trains alone for 2 epochs, then the
