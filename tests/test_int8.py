@@ -113,10 +113,36 @@ def test_tolerance_returns_the_most_sensitive_nodes_to_float(fitted, images, bou
             assert floats, node.name
 
 
+def test_without_labels_the_search_holds_the_float_models_labels_on_the_calibration_slices(fitted, images,
+                                                                                         boundary, tmp_path):
+    """The call users make, export(quantize="int8", calibration=X): no labels, and the search stops at the tolerance.
+
+    The calibration slices include the boundary blends, whose decisions quantisation flips: with every node in
+    INT8 some labels differ from float32's, and the default tolerance (99% of the same labels) returns nodes to
+    float32 until they do not.
+    """
+    from skcovid._deploy.int8 import AGREEMENT_TOLERANCE
+
+    X, _ = images
+    calibration = np.concatenate([boundary[0], X[:8] / 255]).astype(np.float32)
+    path = export(fitted, tmp_path / "m.onnx", quantize="int8", calibration=calibration)
+    record = _quantization(path)
+    agreement = record["agreement"]
+    assert record["validation"] is None and record["tolerance"] == AGREEMENT_TOLERANCE
+    assert agreement["n_images"] == len(calibration) and agreement["float32"]["label_agreement"] == 1.0
+    assert agreement["all_int8"]["label_agreement"] < 1 - AGREEMENT_TOLERANCE, "nothing for the search to do"
+    assert agreement["quantized"]["label_agreement"] >= 1 - AGREEMENT_TOLERANCE
+    assert agreement["quantized"]["mean_abs_diff"] <= AGREEMENT_TOLERANCE
+    assert record["excluded_nodes"] and agreement["n_models_measured"] > 1
+    same = load_onnx(path).predict(calibration) == fitted.predict(calibration)
+    assert same.mean() >= 1 - AGREEMENT_TOLERANCE
+    # A loose tolerance keeps every node in INT8 at the first try.
+    loose = _quantization(export(fitted, tmp_path / "l.onnx", quantize="int8", calibration=calibration, tolerance=1))
+    assert loose["float_nodes"] == [] and loose["agreement"]["n_models_measured"] == 1
+
+
 def test_int8_argument_errors(fitted, images, boundary, tmp_path):
     X, y = images
-    with pytest.raises(ValueError, match="tolerance= needs validation"):
-        export(fitted, tmp_path / "m.onnx", quantize="int8", calibration=X, tolerance=0.01)
     with pytest.raises(ValueError, match="validation= applies to quantize='int8' only"):
         export(fitted, tmp_path / "m.onnx", validation=(X, y))
     with pytest.raises(ValueError, match="equalize= applies to quantize='int8' only"):
@@ -237,7 +263,6 @@ def test_export_command_float_formats(model_file, tmp_path, capsys):
 @pytest.mark.parametrize("argv, message", [
     (["--tolerance", "0.01"], "--tolerance applies to --int8 only"),
     (["--int8"], "--int8 needs --calibration DIR"),
-    (["--int8", "--calibration", "CAL", "--tolerance", "0.01"], "--tolerance needs --validation DIR"),
     (["--equalize"], "--equalize applies to --int8 only"),
     (["--int8", "--calibration", "CAL", "--format", "torch.export"], "needs format='onnx'"),
 ])

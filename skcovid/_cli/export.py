@@ -36,9 +36,6 @@ def run(args):
     elif args.calibration is None:
         raise CommandError("--int8 needs --calibration DIR: a folder of training slices of each class "
                            "(one sub-folder per class), to measure the activations' ranges.")
-    if args.tolerance is not None and args.validation is None:
-        raise CommandError("--tolerance needs --validation DIR: labelled slices (one sub-folder per class), "
-                           "not the test slices, on which to measure what INT8 loses.")
     estimator = load_model_file(args.model, args, onnx=False)
     options = {}
     if args.int8:
@@ -74,5 +71,12 @@ def run(args):
               f"written model {_scores(figures['quantized'])}")
         if kept:
             print(f"  with every node in int8 it would score {_scores(figures['all_int8'])}")
+    agreement = record.get("agreement")
+    if agreement is not None:
+        print(f"agreement with float32 on {agreement['n_images']} calibration slices (no labels; tolerance "
+              f"{record['tolerance']:g}): {agreement['quantized']['label_agreement']:.1%} same labels, mean "
+              f"|p - p float32| {agreement['quantized']['mean_abs_diff']:.4f}"
+              + (f" (every node in int8: {agreement['all_int8']['label_agreement']:.1%}, "
+                 f"{agreement['all_int8']['mean_abs_diff']:.4f})" if kept else ""))
     print(f"wrote {path} ({size / 1e6:.2f} MB; the float32 ONNX file is {float_size / 1e6:.2f} MB: "
           f"{size / float_size:.0%} of it)")

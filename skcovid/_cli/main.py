@@ -235,8 +235,10 @@ def _add_export(commands, whole):
                      help="with --int8: labelled slices (one sub-folder per class) the model was not trained "
                           "on, not the test slices, on which both models are scored")
     sub.add_argument("--tolerance", type=float, default=None, metavar="T",
-                     help="with --validation: the accuracy and ROC-AUC the INT8 model may lose (e.g. 0.005); "
-                          "default: every node in INT8")
+                     help="with --validation: the accuracy and ROC-AUC the INT8 model may lose (e.g. 0.005; "
+                          "default: every node in INT8); without: the share of its decisions on the calibration "
+                          "slices that may differ from the float32 model's, and their mean probability change "
+                          "(default: 0.01, no labels needed)")
     sub.add_argument("--equalize", action="store_true",
                      help="with --int8: cross-layer equalisation of the convolutions joined by a ReLU, "
                           "before quantising")

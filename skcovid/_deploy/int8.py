@@ -14,6 +14,11 @@ from skcovid._deploy.equalize import equalize_graph
 
 #: At most this many calibration slices measure each node's sensitivity (every tensor of the network is kept).
 SENSITIVITY_IMAGES = 32
+#: Without labelled slices, at most this many calibration slices compare the quantised model with the float one.
+AGREEMENT_IMAGES = 128
+#: Without labelled slices and a tolerance: the share of decisions INT8 may change, and the mean change of the
+#: probabilities it may add (at least 99% of the float model's labels).
+AGREEMENT_TOLERANCE = 0.01
 METHOD = ("ONNX Runtime static, QDQ, per-channel int8 weights (reduce_range), uint8 activations, "
           "min-max calibration")
 
@@ -32,16 +37,21 @@ class _Reader:
         return iter(lambda: self.get_next(), None)
 
 
+def _probabilities(path, images):
+    """The ONNX file's class probabilities on ``images`` (model input units), one slice per run."""
+    import onnxruntime  # heavy: loaded by INT8 exports only
+
+    session = onnxruntime.InferenceSession(os.fspath(path), providers=["CPUExecutionProvider"])
+    return np.concatenate([session.run(None, {"image": image[None, None]})[0] for image in images])
+
+
 def scores(path, images, y, classes, threshold=None, pos_label=None):
     """Accuracy and ROC-AUC of the ONNX file ``path`` on ``images`` (model input units) and labels ``y``.
 
     Predictions are the classifier's decision (:func:`skcovid._decision.decide.decide`);
     the ROC-AUC is one-vs-rest for more than two classes.
     """
-    import onnxruntime  # heavy: loaded by INT8 exports only
-
-    session = onnxruntime.InferenceSession(os.fspath(path), providers=["CPUExecutionProvider"])
-    proba = np.concatenate([session.run(None, {"image": image[None, None]})[0] for image in images])
+    proba = _probabilities(path, images)
     classes = np.asarray(classes, dtype=object)
     labels = np.asarray(y, dtype=object)
     predicted = decide(proba, classes, threshold, pos_label)
@@ -50,6 +60,53 @@ def scores(path, images, y, classes, threshold=None, pos_label=None):
     else:
         auc = roc_auc_score(labels, proba, labels=list(classes), multi_class="ovr")
     return {"accuracy": float(np.mean(predicted == labels)), "roc_auc": float(auc)}
+
+
+class LabelledCriterion:
+    """What a quantised model loses on labelled slices: the largest drop of accuracy and ROC-AUC."""
+
+    key = "validation"
+
+    def __init__(self, validation, decision, prepared):
+        self.images, self.y = validation
+        self.decision = decision
+        self.reference = self.measure(prepared)
+
+    def measure(self, path):
+        return scores(path, self.images, self.y, self.decision["classes"], self.decision["threshold"],
+                      self.decision["pos_label"])
+
+    def loss(self, figures):
+        return max(self.reference[key] - figures[key] for key in self.reference)
+
+
+class AgreementCriterion:
+    """What a quantised model loses without labels: its disagreement with the float model on unlabelled slices.
+
+    The larger of the share of slices whose decision changes and of the
+    mean absolute change of the class probabilities.
+    """
+
+    key = "agreement"
+
+    def __init__(self, images, decision, prepared):
+        self.images = images
+        self.decision = decision
+        self.float_proba = _probabilities(prepared, images)
+        self.float_labels = self._labels(self.float_proba)
+        self.reference = {"label_agreement": 1.0, "mean_abs_diff": 0.0}
+
+    def _labels(self, proba):
+        return decide(proba, np.asarray(self.decision["classes"], dtype=object), self.decision["threshold"],
+                      self.decision["pos_label"])
+
+    def measure(self, path):
+        proba = _probabilities(path, self.images)
+        return {"label_agreement": float(np.mean(self._labels(proba) == self.float_labels)),
+                "mean_abs_diff": float(np.mean(np.abs(proba - self.float_proba)))}
+
+    def loss(self, figures):
+        return max(1.0 - figures["label_agreement"], figures["mean_abs_diff"])
 
 
 def _quantize_static(prepared, out, calibration, exclude):
@@ -161,10 +218,15 @@ def quantize(raw, folder, calibration, *, validation=None, tolerance=None, equal
     calibration : list of ndarray of shape (H, W)
         Slices in the model's input units.
     validation : (list of ndarray, array-like) or None
-        Slices and their labels, scored with both models.
+        Slices and their labels, scored with both models. Without them, the
+        quantised model is measured against the float one on (up to
+        :data:`AGREEMENT_IMAGES` of) the calibration slices, no labels needed.
     tolerance : float or None
-        The accuracy and ROC-AUC the quantised model may lose against the
-        float one on ``validation``; None quantises every node.
+        With ``validation``: the accuracy and ROC-AUC the quantised model
+        may lose against the float one; None quantises every node. Without:
+        the share of decisions it may change and the mean probability change
+        it may add (:class:`AgreementCriterion`); None is
+        :data:`AGREEMENT_TOLERANCE`.
     equalize : bool
         Cross-layer equalisation of the float graph before quantisation.
     decision : dict
@@ -189,50 +251,60 @@ def quantize(raw, folder, calibration, *, validation=None, tolerance=None, equal
     fixed = _fixed_float(model.graph)
     full = _quantize_static(source, os.path.join(folder, "int8.onnx"), calibration, fixed)
     candidates = _quantized_nodes(full, model.graph, fixed)
+    if validation is None:
+        criterion = AgreementCriterion(calibration[:AGREEMENT_IMAGES], decision, prepared)
+        tolerance = AGREEMENT_TOLERANCE if tolerance is None else tolerance
+    else:
+        criterion = LabelledCriterion(validation, decision, prepared)
     info = {"dtype": "int8", "method": METHOD, "n_calibration_images": len(calibration),
             "equalization": bool(equalize), "n_equalized_pairs": n_pairs, "tolerance": tolerance,
-            "n_quantizable_nodes": len(candidates), "excluded_nodes": [], "float_nodes": [], "validation": None}
-    if validation is None:
-        return full, info
-    images, y = validation
-
-    def measure(path):
-        return scores(path, images, y, decision["classes"], decision["threshold"], decision["pos_label"])
-
-    reference = measure(prepared)
-    measured = {0: (full, measure(full))}
-    ranked = []
-
-    def held(k):
-        if k not in measured:
-            if k >= len(ranked):
-                measured[k] = (prepared, reference)  # every node float: the float model itself
-            else:
-                path = _quantize_static(source, os.path.join(folder, f"int8-{k}.onnx"), calibration,
-                                        fixed + ranked[:k])
-                measured[k] = (path, measure(path))
-        lost = max(reference[key] - measured[k][1][key] for key in reference)
-        return lost <= tolerance + 1e-9
-
-    k = 0
-    if tolerance is not None and not held(0):
-        sensitivity = sensitivities(source, full, model.graph, calibration, candidates, folder)
-        ranked[:] = sorted(candidates, key=lambda name: -sensitivity[name])  # stable: graph order on ties
-        # The fewest most sensitive nodes to return to float: doubling, then bisection
-        # (which takes the loss to shrink as nodes return to float).
-        bad, k = 0, 1
-        while not held(k):
-            bad, k = k, min(2 * k, len(ranked))
-        while k - bad > 1:
-            middle = (bad + k) // 2
-            bad, k = (bad, middle) if held(middle) else (middle, k)
-    path, chosen = measured[k]
+            "n_quantizable_nodes": len(candidates), "excluded_nodes": [], "float_nodes": [], "validation": None,
+            "agreement": None}
+    search = _Search(source, prepared, full, calibration, fixed, criterion, tolerance, folder)
+    k, ranked = search.run(lambda: sensitivities(source, full, model.graph, calibration, candidates, folder),
+                           candidates)
+    path, chosen = search.measured[k]
     # What stayed float, read from the file: a node between float nodes may lose its QDQ too.
     quantized = set() if path == prepared else set(_quantized_nodes(path, model.graph, fixed))
     info.update(excluded_nodes=ranked[:k], float_nodes=[name for name in (ranked or candidates)
-                                                        if name not in quantized], validation={
-        "n_images": len(images), "float32": reference, "quantized": chosen, "all_int8": measured[0][1],
-        "n_models_measured": len(measured)})
+                                                        if name not in quantized])
+    info[criterion.key] = {"n_images": len(criterion.images), "float32": criterion.reference, "quantized": chosen,
+                           "all_int8": search.measured[0][1], "n_models_measured": len(search.measured)}
     if not quantized:
         info["dtype"] = "float32"  # no model with a quantised node kept the tolerance
     return path, info
+
+
+class _Search:
+    """The fewest most sensitive nodes to return to float32 so that the quantised model holds ``tolerance``."""
+
+    def __init__(self, source, prepared, full, calibration, fixed, criterion, tolerance, folder):
+        self.source, self.prepared, self.calibration, self.fixed = source, prepared, calibration, fixed
+        self.criterion, self.tolerance, self.folder = criterion, tolerance, folder
+        self.measured = {0: (full, criterion.measure(full))}
+        self.ranked = []
+
+    def held(self, k):
+        if k not in self.measured:
+            if k >= len(self.ranked):
+                self.measured[k] = (self.prepared, self.criterion.reference)  # every node float: the float model
+            else:
+                path = _quantize_static(self.source, os.path.join(self.folder, f"int8-{k}.onnx"), self.calibration,
+                                        self.fixed + self.ranked[:k])
+                self.measured[k] = (path, self.criterion.measure(path))
+        return self.criterion.loss(self.measured[k][1]) <= self.tolerance + 1e-9
+
+    def run(self, sensitivity_of, candidates):
+        """The number of ranked nodes returned to float32 (0: every node int8), and the ranking."""
+        if self.tolerance is None or self.held(0):
+            return 0, self.ranked
+        sensitivity = sensitivity_of()
+        self.ranked[:] = sorted(candidates, key=lambda name: -sensitivity[name])  # stable: graph order on ties
+        # Doubling, then bisection (which takes the loss to shrink as nodes return to float).
+        bad, k = 0, 1
+        while not self.held(k):
+            bad, k = k, min(2 * k, len(self.ranked))
+        while k - bad > 1:
+            middle = (bad + k) // 2
+            bad, k = (bad, middle) if self.held(middle) else (middle, k)
+        return k, self.ranked
