@@ -121,7 +121,7 @@ def test_onnx_runtime_is_exported_once_into_a_cache_keyed_by_the_file(image_fold
 
 
 def test_the_default_recipe_loads_into_onnx_runtime_by_default_and_predicts_as_pytorch(tmp_path):
-    """runtime="auto": the default recipe's model (Lite2, lung crop, harmonised greys, flip TTA) runs in ONNX Runtime."""
+    """runtime="auto": the default recipe's model (Lite2, lung crop, harmonised greys, flip TTA) runs in ONNX."""
     from skcovid import OnnxClassifier
     from skcovid.datasets import load_sample_ct
 
