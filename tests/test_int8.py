@@ -252,6 +252,29 @@ def test_export_command_int8_with_tolerance(model_file, image_folder, images, tm
     assert f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB; the float32 ONNX file is" in printed
 
 
+def test_export_command_on_a_pruned_model_without_labels(images, tmp_path, capsys):
+    """The point-of-care path: a pruned model, INT8 from training slices alone; size, latency and agreement printed."""
+    from skcovid import PrunedCNNClassifier, save_model
+    from skcovid.pruning import StructuredPruner
+
+    X, y = images
+    pruned = PrunedCNNClassifier(TransferCNNClassifier(**{**FAST, "image_size": 20, "max_epochs": 2}),
+                                 StructuredPruner(ratio=0.5), finetune_epochs=1).fit(X, y)
+    model_file = save_model(pruned, tmp_path / "pruned.skcovid")
+    calibration = _class_folder(tmp_path / "calibration", X / 255, y)
+    out = tmp_path / "pruned-int8.onnx"
+    assert main(["export", model_file, out, "--int8", "--calibration", calibration, "-q"]) == 0
+    printed = capsys.readouterr().out
+    record = _quantization(out)
+    agreement = record["agreement"]["quantized"]
+    assert agreement["label_agreement"] >= 0.99 and agreement["mean_abs_diff"] <= 0.01
+    assert f"agreement with float32 on {len(X)} calibration slices (no labels; tolerance 0.01): " in printed
+    assert "batch 1, median of 10 slices read from files:" in printed and "ms against" in printed
+    assert f"same labels as float32 on {len(X)} calibration slices: 100.0%" in printed
+    same = np.mean(load_onnx(out).predict(X) == pruned.predict(X))
+    assert same >= 0.99
+
+
 def test_export_command_float_formats(model_file, tmp_path, capsys):
     assert main(["export", model_file, tmp_path / "m.pt2", "-q"]) == 0
     assert main(["export", model_file, tmp_path / "m.bin", "--format", "onnx", "-q"]) == 0
