@@ -173,8 +173,11 @@ def test_held_out_split_keeps_each_sources_patients_on_one_side(tmp_path):
     X, y, groups, has_patients, sources = load_folders([str(p) for p in paths])
     args = Namespace(test_size=0.34, random_state=0, split="blocked", block_size=3)
     units, unit = split_units(args, X, y, groups, sources)
-    train, test, _ = held_out_split(args, y, units, unit)
+    train, test, _ = held_out_split(args, y, units, unit, sources)
     assert not set(units[train]) & set(units[test])
+    # Every source, and each of its classes, on both sides.
+    for part in (train, test):
+        assert {(s, label) for s, label in zip(sources[part], y[part])} == set(zip(sources, y))
     # Same-named patient folders of two hospitals are two patients.
     assert "hospital_a/C0" in set(units) and "hospital_b/C0" in set(units)
     # Blocks of the loose slices never span two sources.

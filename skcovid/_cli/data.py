@@ -167,11 +167,13 @@ def split_units(args, X, y, groups, sources=None):
     return None, "slice"
 
 
-def held_out_split(args, y, groups, unit="patient"):
-    """Training and held-out indices: stratified, and by ``groups`` (patients or blocks) when given."""
+def held_out_split(args, y, groups, unit="patient", sources=None):
+    """Training and held-out indices: stratified (by class and source), and by ``groups`` (patients or blocks)."""
     indices = np.arange(len(y))
+    # Each source keeps its share of each class on both sides.
+    strata = y if sources is None else np.array([f"{s}|{label}" for s, label in zip(sources, y)], dtype=object)
     if groups is None:
-        train, test = train_test_split(indices, test_size=args.test_size, stratify=y,
+        train, test = train_test_split(indices, test_size=args.test_size, stratify=strata,
                                        random_state=args.random_state)
         return train, test, (f"training on {len(train)}, holding out {len(test)} "
                              f"(stratified by slice, seed {args.random_state}; consecutive slices of a "
@@ -183,7 +185,7 @@ def held_out_split(args, y, groups, unit="patient"):
                            "slice, which flatters the scores).")
     n_splits = max(2, min(round(1 / args.test_size), fewest))
     splitter = StratifiedGroupKFold(n_splits, shuffle=True, random_state=args.random_state)
-    train, test = next(splitter.split(indices, y, groups))
+    train, test = next(splitter.split(indices, strata, groups))
     what = ("patients" if unit == "patient"
             else f"blocks of {args.block_size} consecutive slices per class")
     return train, test, (

@@ -190,7 +190,7 @@ def _fit_held_out(args, estimator, X, y, train, fit_groups):
 
 def _hold_out(args, estimator, X, y, groups, units, unit, sources):
     """Without ``--cv``: fit on a split, score and report the held-out part; returns the fitted model."""
-    train, test, said = held_out_split(args, y, units, unit)
+    train, test, said = held_out_split(args, y, units, unit, sources)
     log(args, said)
     unpruned = _fit_held_out(args, estimator, X, y, train, None if units is None else units[train])
     print(_parts(estimator, len(train), held_out=len(test)))
