@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 from _slices import machine, real_slices
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 
 from skcovid import TransferCNNClassifier, load_model, save_model
 from skcovid.datasets import load_covid_ct, load_dicom_folder
@@ -103,14 +103,17 @@ def tasks(args, sources):
            np.asarray(X_val, dtype=object), binary(y_val))
 
 
+def metrics_of(y, proba, classes):
+    """Slice ROC-AUC, and accuracy and F1 (COVID positive) at P(COVID) >= 0.5."""
+    p_covid = proba[:, list(classes).index("COVID")]
+    pred = np.where(p_covid >= 0.5, "COVID", "non-COVID")
+    return {"roc_auc": roc_auc_score(y == "COVID", p_covid), "accuracy": float(accuracy_score(y, pred)),
+            "f1": float(f1_score(y, pred, pos_label="COVID", zero_division=0))}
+
+
 def score(model, X, y):
-    column = list(model.classes_).index("COVID")
     proba = model.predict_proba(X)
-    pred = np.where(proba[:, column] >= 0.5, "COVID", "non-COVID")
-    tp = np.sum((pred == "COVID") & (y == "COVID"))
-    f1 = 2 * tp / max(1, np.sum(pred == "COVID") + np.sum(y == "COVID"))
-    return proba, {"roc_auc": roc_auc_score(y == "COVID", proba[:, column]),
-                   "accuracy": float(np.mean(pred == y)), "f1": float(f1)}
+    return proba, metrics_of(y, proba, model.classes_)
 
 
 def main():
@@ -183,9 +186,8 @@ def blocked_within_sars(args, sources):
             y_all = np.concatenate(truths)
             proba = np.concatenate(probas)
             pooled[name] = proba
-            column = list(model.classes_).index("COVID")
-            accuracy = np.mean(np.where(proba[:, column] >= 0.5, "COVID", "non-COVID") == y_all)
-            cell = f"{roc_auc_score(y_all == 'COVID', proba[:, column]):.3f} / {accuracy:.3f}"
+            metrics = metrics_of(y_all, proba, model.classes_)
+            cell = f"{metrics['roc_auc']:.3f} / {metrics['accuracy']:.3f}"
             if name != args.candidates[0]:
                 c = compare(y_all, proba, pooled[args.candidates[0]], classes=model.classes_, pos_label="COVID",
                             n_bootstraps=0)
